@@ -1,0 +1,102 @@
+"""Paths that may be local or URIs (``s3://``, ``file://``), resolved to pyarrow filesystems.
+
+Credentials come from the standard AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``,
+...) through pyarrow's S3 filesystem; they are never logged or written anywhere by raypz.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+import pyarrow.fs as pafs
+
+
+def resolve(path: str) -> tuple[pafs.FileSystem, str]:
+    """Return ``(filesystem, path_inside_it)`` for a local path or a URI.
+
+    ``s3://bucket/key`` uses pyarrow's S3 filesystem configured from the environment; an
+    ``AWS_ENDPOINT_URL`` (e.g. a loopback S3 server) is honoured. Local paths are made absolute.
+    """
+    if "://" not in path:
+        return pafs.LocalFileSystem(), os.path.abspath(path)
+    if path.startswith("s3://"):
+        return _s3_filesystem(), path[len("s3://") :].rstrip("/")
+    fs, inner = pafs.FileSystem.from_uri(path)
+    return fs, inner
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+    kwargs: dict = {}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs = {"endpoint_override": host or scheme, "scheme": scheme if host else "https"}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts with '/', keeping a URI scheme intact (``s3://b/k`` + ``x`` -> ``s3://b/k/x``)."""
+    if "://" in base:
+        scheme, _, rest = base.partition("://")
+        return f"{scheme}://{posixpath.join(rest, *parts)}"
+    return os.path.join(base, *parts)
+
+
+def makedirs(path: str) -> None:
+    """Create a directory (and parents) on whichever filesystem ``path`` lives."""
+    fs, inner = resolve(path)
+    fs.create_dir(inner, recursive=True)
+
+
+def list_parquet_files(path: str) -> list[str]:
+    """Sorted paths (inside the filesystem of ``path``) of the ``.parquet`` files under ``path``.
+
+    ``path`` may be one file or a directory searched recursively; hidden and ``_``-prefixed
+    files (``_metadata``, ``_SUCCESS``, staging files) are skipped.
+    """
+    fs, inner = resolve(path)
+    info = fs.get_file_info(inner)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if info.type == pafs.FileType.File:
+        return [inner]
+    selector = pafs.FileSelector(inner, recursive=True)
+    files = [
+        f.path
+        for f in fs.get_file_info(selector)
+        if f.type == pafs.FileType.File
+        and f.path.endswith(".parquet")
+        and not any(part.startswith((".", "_")) for part in f.path[len(inner) :].split("/") if part)
+    ]
+    return sorted(files)
+
+
+def read_bytes(path: str) -> bytes:
+    """The whole content of one (small) file, local or URI."""
+    fs, inner = resolve(path)
+    with fs.open_input_stream(inner) as f:
+        return f.read()
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write a small file so that readers never see it half-written.
+
+    Local files are written to a temporary name and renamed; object stores make a single PUT
+    visible atomically already.
+    """
+    fs, inner = resolve(path)
+    parent = posixpath.dirname(inner)
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{inner}.tmp-{os.getpid()}"
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        os.replace(tmp, inner)
+    else:
+        with fs.open_output_stream(inner) as f:
+            f.write(data)
