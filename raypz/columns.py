@@ -51,7 +51,8 @@ class ColumnTemplate:
     def __post_init__(self) -> None:
         for name in ("flux", "flux_err", "epoch_flux", "epoch_flux_err"):
             if "{band}" not in getattr(self, name):
-                raise ValueError(f"ColumnTemplate.{name} must contain '{{band}}', got {getattr(self, name)!r}")
+                value = getattr(self, name)
+                raise ValueError(f"ColumnTemplate.{name} must contain '{{band}}', got {value!r}")
 
     def flux_columns(self, bands: tuple[str, ...] = BANDS) -> list[str]:
         """Flux column names, one per band, in band order."""

@@ -1,0 +1,26 @@
+"""Photo-z networks, their PDF heads, model artifacts and ensemble prediction."""
+
+from raypz.models.artifact import (
+    ArtifactError,
+    ModelArtifact,
+    load_artifact,
+    member_file,
+    save_artifact,
+)
+from raypz.models.catalog_net import CatalogNet, CatalogNetConfig
+from raypz.models.ensemble import EnsemblePredictor, pick_device
+from raypz.models.heads import BinnedHead, MDNHead
+
+__all__ = [
+    "ArtifactError",
+    "BinnedHead",
+    "CatalogNet",
+    "CatalogNetConfig",
+    "EnsemblePredictor",
+    "MDNHead",
+    "ModelArtifact",
+    "load_artifact",
+    "member_file",
+    "pick_device",
+    "save_artifact",
+]

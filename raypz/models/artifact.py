@@ -1,0 +1,162 @@
+"""Model artifacts (DESIGN 3.2): a directory with ``model.json`` and ``member-NN.safetensors``.
+
+``model.json`` holds everything needed to predict anywhere: the kind and architecture config,
+bands and the fitted feature transform, the z grid, the training-data fingerprint and config,
+validation metrics, the raypz version, and the SHA-256 of every member file. Loading checks
+those hashes and never unpickles (safetensors holds plain tensors only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import raypz
+from raypz import io
+from raypz.features import FeatureTransform
+from raypz.models.catalog_net import CatalogNet, CatalogNetConfig
+from raypz.pdf import ZGrid
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+
+
+class ArtifactError(ValueError):
+    """An artifact is incomplete, altered or of an unknown format."""
+
+
+def member_file(index: int) -> str:
+    """File name of ensemble member ``index``."""
+    return f"member-{index:02d}.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """A loaded, verified model artifact.
+
+    Attributes:
+        path: where it was loaded from.
+        meta: the parsed model.json.
+        transform: the fitted flux -> feature transform.
+        grid: the z grid of the PDFs.
+        net_config: the network architecture.
+        states: one state dict (name -> tensor) per ensemble member.
+    """
+
+    path: str
+    meta: dict
+    transform: FeatureTransform
+    grid: ZGrid
+    net_config: CatalogNetConfig
+    states: tuple[dict[str, torch.Tensor], ...]
+
+    @property
+    def model_hash(self) -> str:
+        """SHA-256 over model.json's member hashes and transform: identifies the weights."""
+        return self.meta["model_hash"]
+
+    @property
+    def model_id(self) -> str:
+        """Human-readable id: the artifact's name plus a short hash."""
+        return self.meta["model_id"]
+
+    def build_members(self, device: torch.device | str = "cpu") -> list[CatalogNet]:
+        """The ensemble members as networks in eval mode on ``device``."""
+        z = torch.tensor(self.grid.values, dtype=torch.float32)
+        nets = []
+        for state in self.states:
+            net = CatalogNet(self.transform.n_features, z, self.net_config)
+            net.load_state_dict(state)
+            nets.append(net.to(device).eval())
+        return nets
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_artifact(
+    path: str,
+    *,
+    name: str,
+    transform: FeatureTransform,
+    grid: ZGrid,
+    net_config: CatalogNetConfig,
+    states: list[dict[str, torch.Tensor]],
+    members: list[dict],
+    training: dict,
+    metrics: dict,
+) -> str:
+    """Write an artifact directory (local or URI) and return its model hash.
+
+    Args:
+        path: target directory.
+        name: short model name, used in the model id.
+        transform: fitted feature transform.
+        grid: z grid of the PDFs.
+        net_config: architecture of every member.
+        states: member state dicts (tensors are copied to CPU).
+        members: per-member facts (seed, fold, best validation loss, epochs...).
+        training: training config and data fingerprint (no credentials).
+        metrics: validation metrics of the ensemble.
+    """
+    io.makedirs(path)
+    entries = []
+    for i, (state, info) in enumerate(zip(states, members, strict=True)):
+        blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()})
+        io.write_bytes_atomic(io.join(path, member_file(i)), blob)
+        entries.append({**info, "file": member_file(i), "sha256": _sha256(blob)})
+    model_hash = _sha256(
+        json.dumps([e["sha256"] for e in entries] + [transform.to_dict()], sort_keys=True).encode()
+    )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": "catalog",
+        "model_id": f"{name}-{model_hash[:12]}",
+        "model_hash": model_hash,
+        "raypz_version": raypz.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": {"name": "CatalogNet", "config": net_config.to_dict()},
+        "bands": list(transform.bands),
+        "features": transform.to_dict(),
+        "z_grid": grid.to_dict(),
+        "members": entries,
+        "training": training,
+        "metrics": metrics,
+    }
+    io.write_bytes_atomic(io.join(path, MODEL_JSON), json.dumps(meta, indent=2).encode())
+    return model_hash
+
+
+def load_artifact(path: str) -> ModelArtifact:
+    """Load and verify an artifact; raises :class:`ArtifactError` naming the file at fault."""
+    try:
+        meta = json.loads(io.read_bytes(io.join(path, MODEL_JSON)))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{io.join(path, MODEL_JSON)}: missing; not a raypz artifact") from exc
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unknown artifact format {meta.get('format_version')!r}")
+    states = []
+    for entry in meta["members"]:
+        where = io.join(path, entry["file"])
+        try:
+            blob = io.read_bytes(where)
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"{where}: member file missing") from exc
+        if _sha256(blob) != entry["sha256"]:
+            raise ArtifactError(f"{where}: SHA-256 differs from model.json (altered or corrupt)")
+        states.append(load_safetensors(blob))
+    return ModelArtifact(
+        path=path,
+        meta=meta,
+        transform=FeatureTransform.from_dict(meta["features"]),
+        grid=ZGrid.from_dict(meta["z_grid"]),
+        net_config=CatalogNetConfig.from_dict(meta["architecture"]["config"]),
+        states=tuple(states),
+    )

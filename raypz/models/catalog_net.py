@@ -1,0 +1,118 @@
+"""The catalog network (Deepz recipe): MLP + denoising autoencoder + PDF head.
+
+    x (B, D) --noise--> encoder --> latent (B, L) --> decoder --> x_hat (B, D)   [DAE branch]
+    [x, latent] (B, D + L) --> (Linear, BatchNorm, ReLU, Dropout) x n --> head --> PDF
+
+The autoencoder learns a denoised summary of the photometry; its latent code joins the inputs
+of the MLP. The loss is the head's loss plus ``dae_weight`` x the reconstruction error.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from raypz.models.heads import BinnedHead, MDNHead
+
+
+@dataclass(frozen=True)
+class CatalogNetConfig:
+    """Architecture of :class:`CatalogNet`.
+
+    Attributes:
+        hidden: widths of the MLP blocks.
+        dropout: dropout probability in each MLP block.
+        latent_dim: width of the autoencoder's latent code.
+        dae_hidden: width of the autoencoder's hidden layers.
+        dae_noise: std of the Gaussian noise added to the (normalised) inputs of the encoder.
+        dae_weight: weight of the reconstruction loss.
+        head: "mdn" (Gaussian mixture) or "binned" (softmax over the z grid).
+        n_components: Gaussians in the MDN head.
+        label_sigma: soft-label width (units of 1+z) for the binned head.
+    """
+
+    hidden: tuple[int, ...] = (256, 256, 256)
+    dropout: float = 0.05
+    latent_dim: int = 8
+    dae_hidden: int = 64
+    dae_noise: float = 0.1
+    dae_weight: float = 0.1
+    head: str = "mdn"
+    n_components: int = 5
+    label_sigma: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.head not in ("mdn", "binned"):
+            raise ValueError(f"CatalogNetConfig.head must be 'mdn' or 'binned', got {self.head!r}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"CatalogNetConfig.hidden needs positive widths, got {self.hidden}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"CatalogNetConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form for model.json."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CatalogNetConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "hidden": tuple(d["hidden"])})
+
+
+def _block(n_in: int, n_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ReLU(), nn.Dropout(dropout)
+    )
+
+
+class CatalogNet(nn.Module):
+    """MLP + DAE photo-z network on catalog features.
+
+    Args:
+        n_features: input width D (from the feature transform).
+        z_grid: the artifact's z grid (G,), needed by the binned head and for PDFs.
+        config: the architecture.
+    """
+
+    def __init__(self, n_features: int, z_grid: torch.Tensor, config: CatalogNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, lat = n_features, config.latent_dim
+        self.encoder = nn.Sequential(
+            nn.Linear(d, config.dae_hidden), nn.ReLU(), nn.Linear(config.dae_hidden, lat)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(lat, config.dae_hidden), nn.ReLU(), nn.Linear(config.dae_hidden, d)
+        )
+        widths = (d + lat, *config.hidden)
+        self.mlp = nn.Sequential(
+            *[_block(a, b, config.dropout) for a, b in itertools.pairwise(widths)]
+        )
+        if config.head == "mdn":
+            self.head: MDNHead | BinnedHead = MDNHead(config.hidden[-1], config.n_components)
+        else:
+            self.head = BinnedHead(config.hidden[-1], z_grid, config.label_sigma)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, D) -> (head output, reconstruction (B, D)); noise only in training mode."""
+        noisy = x + self.config.dae_noise * torch.randn_like(x) if self.training else x
+        latent = self.encoder(noisy)  # (B, L)
+        recon = self.decoder(latent)  # (B, D)
+        h = self.mlp(torch.cat([x, latent], dim=1))  # (B, hidden[-1])
+        return self.head(h), recon
+
+    def loss(
+        self, outputs: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-row loss (B,): head loss + dae_weight x mean squared reconstruction error."""
+        head_out, recon = outputs
+        recon_err = ((recon.float() - x) ** 2).mean(dim=1)
+        return self.head.loss(head_out, z) + self.config.dae_weight * recon_err
+
+    def pdf(self, x: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
+        """Normalised PDFs (B, G) on ``z_grid``; call in eval mode."""
+        head_out, _ = self(x)
+        return self.head.pdf(head_out, z_grid)

@@ -1,0 +1,105 @@
+"""PDF heads: map a hidden vector to a redshift PDF on the common grid.
+
+- :class:`MDNHead`: a mixture of K Gaussians in z (Deepz); trained by negative log-likelihood.
+- :class:`BinnedHead`: a softmax over the grid points (Pasquet et al. 2019); trained by
+  cross-entropy against a soft label (a Gaussian of width ``label_sigma (1 + z)`` on the grid).
+
+Both expose ``loss(out, z) -> (B,)`` and ``pdf(out, z_grid) -> (B, G)`` normalised on the grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _trapezoid_normalize(p: torch.Tensor, dz: float) -> torch.Tensor:
+    """Rows of p (B, G) scaled to unit trapezoid integral."""
+    mass = (p.sum(dim=1) - 0.5 * (p[:, 0] + p[:, -1])) * dz
+    return p / mass.clamp_min(1e-30)[:, None]
+
+
+class MDNHead(nn.Module):
+    """K-component Gaussian mixture over redshift.
+
+    Args:
+        in_dim: width of the hidden vector.
+        n_components: number of Gaussians K.
+        z_init: (z_min, z_max) range over which the initial component means are spread.
+        sigma_min: smallest allowed component width (redshift units).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_components: int = 5,
+        z_init: tuple[float, float] = (0.1, 2.5),
+        sigma_min: float = 0.003,
+    ) -> None:
+        super().__init__()
+        self.n_components = n_components
+        self.sigma_min = sigma_min
+        self.proj = nn.Linear(in_dim, 3 * n_components)
+        with torch.no_grad():  # spread the initial means so components start distinct
+            self.proj.bias[n_components : 2 * n_components] = torch.linspace(*z_init, n_components)
+            self.proj.bias[2 * n_components :] = math.log(0.2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) -> (B, 3, K): log-weights, means, widths."""
+        logits, mu, raw_sigma = self.proj(h).float().chunk(3, dim=1)  # each (B, K)
+        log_w = torch.log_softmax(logits, dim=1)
+        sigma = self.sigma_min + nn.functional.softplus(raw_sigma)
+        return torch.stack([log_w, mu, sigma], dim=1)
+
+    def loss(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the true redshifts z (B,) under the mixture, (B,)."""
+        log_w, mu, sigma = out.unbind(dim=1)
+        log_norm = -0.5 * ((z[:, None] - mu) / sigma) ** 2 - torch.log(sigma) - _LOG_SQRT_2PI
+        return -torch.logsumexp(log_w + log_norm, dim=1)
+
+    def pdf(self, out: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
+        """Mixture density on the grid (G,), renormalised to the grid's range, (B, G)."""
+        log_w, mu, sigma = out.unbind(dim=1)  # each (B, K)
+        zz = z_grid[None, :, None]  # (1, G, 1)
+        dens = torch.exp(-0.5 * ((zz - mu[:, None]) / sigma[:, None]) ** 2) / sigma[:, None]
+        p = (dens * log_w.exp()[:, None]).sum(dim=2)  # (B, G)
+        return _trapezoid_normalize(p, float(z_grid[1] - z_grid[0]))
+
+
+class BinnedHead(nn.Module):
+    """Softmax over the G grid points, trained on Gaussian soft labels.
+
+    Args:
+        in_dim: width of the hidden vector.
+        z_grid: the grid points (G,), redshift.
+        label_sigma: soft-label width in units of (1 + z); 0 gives one-hot labels.
+    """
+
+    def __init__(self, in_dim: int, z_grid: torch.Tensor, label_sigma: float = 0.01) -> None:
+        super().__init__()
+        self.register_buffer("z_grid", z_grid.float(), persistent=False)
+        self.label_sigma = label_sigma
+        self.proj = nn.Linear(in_dim, z_grid.numel())
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) -> (B, G) log-probabilities of the grid bins."""
+        return torch.log_softmax(self.proj(h).float(), dim=1)
+
+    def soft_labels(self, z: torch.Tensor) -> torch.Tensor:
+        """Target distributions (B, G): a Gaussian of width label_sigma (1+z) at each z."""
+        dz = float(self.z_grid[1] - self.z_grid[0])
+        width = (self.label_sigma * (1 + z)).clamp_min(dz / 2)[:, None]
+        w = torch.exp(-0.5 * ((self.z_grid[None, :] - z[:, None]) / width) ** 2)
+        return w / w.sum(dim=1, keepdim=True)
+
+    def loss(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy between the soft labels and the predicted bins, (B,)."""
+        return -(self.soft_labels(z) * out).sum(dim=1)
+
+    def pdf(self, out: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
+        """Bin probabilities as a density on the grid, (B, G)."""
+        return _trapezoid_normalize(out.exp(), float(z_grid[1] - z_grid[0]))
