@@ -3,7 +3,8 @@
 A predictions table has ``objectId``, the summary columns of :func:`raypz.pdf.summarize`,
 ``flags`` (int32, :mod:`raypz.flags`) and ``pdf`` (one float32 list per row, the PDF on the grid
 stored in the schema metadata under ``raypz.z_grid``). The PDF catalog written by inference is a
-predictions table too, partitioned in HATS layout, so :func:`read_predictions` reads both.
+predictions table too, partitioned in HATS layout, with the PDFs in the compact form of
+:mod:`raypz.compact` (``pdf`` bytes + ``pdf_start``); :func:`read_predictions` reads both.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raypz import io
+from raypz import compact, io
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, summarize
 
 Z_GRID_KEY = b"raypz.z_grid"
@@ -91,9 +92,18 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         raise ValueError(f"{files[0]}: schema metadata has no {Z_GRID_KEY.decode()!r} z grid")
     grid = ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
     pdf_col = table["pdf"].combine_chunks()
-    pdf = _decode_pdf_column(pdf_col, grid)
-    rest = table.drop_columns(["pdf"])
+    if pa.types.is_binary(pdf_col.type):
+        pdf = compact.decode(table["pdf_start"].to_numpy(), pdf_col, grid.n, grid.dz)
+        rest = table.drop_columns(["pdf", "pdf_start"])
+    else:
+        pdf = _decode_pdf_column(pdf_col, grid)
+        rest = table.drop_columns(["pdf"])
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest)
+
+
+def _pdf_start(file: str, fs) -> set[str]:
+    """{"pdf_start"} when the file stores compact PDFs (which need it to decode), else {}."""
+    return {"pdf_start"} & set(pq.read_schema(file, filesystem=fs).names)
 
 
 def _decode_pdf_column(column: pa.Array, grid: ZGrid) -> np.ndarray:

@@ -1,0 +1,157 @@
+"""Train a catalog photo-z ensemble (MLP + denoising autoencoder + MDN/binned head) on Ray Train.
+
+Examples:
+    python jobs/train_ensemble.py --train sim/deep_spec --output models/ens --members 5 --epochs 30
+    python jobs/train_ensemble.py --train specz/ --pretrain sim/deep --output models/ft --members 5
+    ray job submit --working-dir . -- python jobs/train_ensemble.py --train s3://b/specz ...
+
+Writes the model artifact (model.json + member-NN.safetensors) and, under
+MODEL_DIR/validation/, the validation (or out-of-fold with --kfold) predictions that
+jobs/evaluate.py reads. Rerunning the same command resumes unfinished members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from raypz.models import CatalogNetConfig
+from raypz.ray_runtime import init_ray
+from raypz.train import TrainConfig, train_ensemble
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; defaults come from TrainConfig and CatalogNetConfig."""
+    t, n = TrainConfig(), CatalogNetConfig()
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        help="labelled object table (Parquet file/dir/HATS, local or s3://)",
+    )
+    p.add_argument(
+        "--output", required=True, help="model artifact directory to write (local or s3://)"
+    )
+    p.add_argument(
+        "--pretrain", help="labelled simulated survey to pre-train on, then fine-tune on --train"
+    )
+    p.add_argument(
+        "--members", type=int, default=t.members, help="ensemble members (ignored with --kfold)"
+    )
+    p.add_argument(
+        "--kfold", type=int, default=t.kfold, help="K folds: member k predicts fold k (0: off)"
+    )
+    p.add_argument("--epochs", type=int, default=t.epochs, help="maximum epochs per member")
+    p.add_argument("--pretrain-epochs", type=int, help="epochs of pre-training (default: --epochs)")
+    p.add_argument(
+        "--patience", type=int, default=t.patience, help="early-stopping patience (epochs)"
+    )
+    p.add_argument("--batch-size", type=int, default=t.batch_size, help="rows per step per worker")
+    p.add_argument(
+        "--lr", type=float, default=t.lr, help="peak learning rate (AdamW, cosine decay)"
+    )
+    p.add_argument(
+        "--workers", type=int, default=t.workers, help="Ray Train workers per member (DDP if > 1)"
+    )
+    p.add_argument(
+        "--cpus-per-worker", type=float, help="CPUs per worker (default: chosen from the cluster)"
+    )
+    p.add_argument(
+        "--gpu",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="use GPUs (auto: if the cluster has any)",
+    )
+    p.add_argument(
+        "--max-concurrent-members",
+        type=int,
+        help="members trained at once (default: as resources allow)",
+    )
+    p.add_argument("--head", choices=["mdn", "binned"], default=n.head, help="PDF head")
+    p.add_argument(
+        "--components", type=int, default=n.n_components, help="Gaussians in the MDN head"
+    )
+    p.add_argument("--hidden", type=int, nargs="+", default=list(n.hidden), help="MLP widths")
+    p.add_argument(
+        "--flux-noise",
+        type=float,
+        default=t.flux_noise,
+        help="augmentation: max extra noise in catalog errors",
+    )
+    p.add_argument(
+        "--balanced", action="store_true", help="weight rows inversely to the (z, r mag) density"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=t.val_fraction,
+        help="validation share (objectId hash)",
+    )
+    p.add_argument("--seed", type=int, default=t.seed, help="base seed; member i uses seed + i")
+    p.add_argument(
+        "--storage-path", help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)"
+    )
+    p.add_argument("--name", default="catalog", help="model name used in the model id")
+    p.add_argument(
+        "--num-cpus", type=int, help="CPUs of an embedded local Ray (ignored on a cluster)"
+    )
+    return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the flags describe."""
+    return TrainConfig(
+        members=args.members,
+        kfold=args.kfold,
+        epochs=args.epochs,
+        pretrain_epochs=args.pretrain_epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        use_gpu={"auto": None, "yes": True, "no": False}[args.gpu],
+        max_concurrent_members=args.max_concurrent_members,
+        flux_noise=args.flux_noise,
+        balanced=args.balanced,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        net=CatalogNetConfig(
+            head=args.head, n_components=args.components, hidden=tuple(args.hidden)
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job; returns the process exit code."""
+    args = parse_args(argv)
+    config = config_from_args(args)
+    init_ray(num_cpus=args.num_cpus)
+    result = train_ensemble(
+        args.train,
+        args.output,
+        config,
+        pretrain=args.pretrain,
+        storage_path=args.storage_path,
+        name=args.name,
+    )
+    print(
+        json.dumps(
+            {
+                "artifact": result.artifact,
+                "model_hash": result.model_hash,
+                "validation_predictions": result.validation_predictions,
+                "seconds": round(result.seconds, 1),
+                "members": result.members,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Configuration of a catalog inference run (the CLI parses into it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """How to run inference over an object table.
+
+    Attributes:
+        batch_size: rows per predictor call (per actor); larger amortises Python overhead.
+        concurrency: predictor actors; None: one per GPU, else one per CPU of the cluster.
+        gpus_per_actor: GPUs per actor; None: 1 when the cluster has GPUs, else 0.
+        cpus_per_actor: CPUs per actor; None: 1 with GPUs, else what leaves 0.5 CPU of the
+            cluster for reading and writing (fractions avoid the starvation deadlock of
+            actors that take every CPU).
+        max_rows_per_partition: most rows in one HATS partition file (``hats_max_rows``).
+        histogram_order: HEALPix order of the first-pass histogram that partitions are
+            planned from (10: pixels of ~3.4 arcmin).
+        catalog_name: the catalog's name (``obs_collection``) in lsdb.
+        validate: "full" checks every file, column, type and unique objectId before work;
+            "schema" checks only names and types from the footers (cheap at 1e10 rows).
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        target_block_mb: Ray Data's target block size; small blocks keep the stream moving
+            and memory bounded.
+        keep_staging: keep the staging fragments after a successful run (debugging).
+    """
+
+    batch_size: int = 16384
+    concurrency: int | None = None
+    gpus_per_actor: float | None = None
+    cpus_per_actor: float | None = None
+    max_rows_per_partition: int = 1_000_000
+    histogram_order: int = 10
+    catalog_name: str = "raypz_photoz"
+    validate: str = "full"
+    device: str = "auto"
+    target_block_mb: int = 16
+    keep_staging: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"InferConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"InferConfig.concurrency must be >= 1, got {self.concurrency}")
+        if self.max_rows_per_partition < 1:
+            raise ValueError("InferConfig.max_rows_per_partition must be >= 1")
+        if self.validate not in ("full", "schema"):
+            raise ValueError(
+                f"InferConfig.validate must be 'full' or 'schema', got {self.validate!r}"
+            )
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, stored in the catalog's provenance metadata."""
+        return asdict(self)

@@ -1,0 +1,83 @@
+"""The science of inference as a plain callable: object-table batch -> PDF-catalog batch.
+
+No Ray here: ``CatalogPredictor(model)(table)`` runs in-process on one Parquet file (the debug
+path), and the Ray Data pipeline calls the same object inside its actors. Every input row
+yields one output row; rows without any usable band keep null PDFs and the NO_PDF flag.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from raypz import compact
+from raypz import flags as fl
+from raypz.models import EnsemblePredictor, ModelArtifact, load_artifact
+from raypz.pdf import SUMMARY_COLUMNS, summarize
+
+
+def output_schema(artifact: ModelArtifact) -> pa.Schema:
+    """Columns of a catalog batch, in order (the pipeline prepends ``_healpix_29``)."""
+    c = artifact.transform.columns
+    fields = [
+        pa.field(c.object_id, pa.int64()),
+        pa.field(c.ra, pa.float64()),
+        pa.field(c.dec, pa.float64()),
+        *[pa.field(name, pa.float32()) for name in SUMMARY_COLUMNS],
+        pa.field("flags", pa.int32()),
+        pa.field("pdf_start", pa.uint16()),
+        pa.field("pdf", pa.binary()),
+    ]
+    return pa.schema(fields)
+
+
+class CatalogPredictor:
+    """Loads an artifact once; maps object-table batches to catalog batches.
+
+    Args:
+        model: artifact directory (local or URI) or an already loaded artifact.
+        device: "auto" (CUDA when available), "cpu" or "cuda[:n]".
+    """
+
+    def __init__(self, model: str | ModelArtifact, device: str = "auto") -> None:
+        artifact = load_artifact(model) if isinstance(model, str) else model
+        self.artifact = artifact
+        self.ensemble = EnsemblePredictor(artifact, device)
+        self.schema = output_schema(artifact)
+        self.columns = artifact.transform.columns
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The input columns this model reads."""
+        c, bands = self.columns, self.artifact.transform.bands
+        return [c.object_id, c.ra, c.dec, *c.flux_columns(bands), *c.flux_err_columns(bands)]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Catalog rows (one per input row, same order) for a batch of the object table."""
+        x, flags = self.artifact.transform(batch)
+        ok = (flags & fl.NO_PDF) == 0
+        grid = self.artifact.grid
+        pdf = np.zeros((len(flags), grid.n), dtype=np.float32)
+        if ok.any():
+            pdf[ok], ens_flags = self.ensemble.predict(x[ok])
+            flags[ok] |= ens_flags
+        stats = summarize(pdf[ok], grid)
+        start, values = compact.encode(pdf)
+        cols: dict[str, pa.Array] = {
+            name: pa.array(_as_numpy(batch[name]), type=self.schema.field(name).type)
+            for name in (self.columns.object_id, self.columns.ra, self.columns.dec)
+        }
+        for name in SUMMARY_COLUMNS:
+            full = np.full(len(flags), np.nan, dtype=np.float32)
+            full[ok] = stats[name]
+            cols[name] = pa.array(full, mask=~ok)
+        cols["flags"] = pa.array(flags, pa.int32())
+        cols["pdf_start"] = pa.array(start, pa.uint16())
+        cols["pdf"] = values
+        return pa.Table.from_pydict(cols, schema=self.schema)
+
+
+def _as_numpy(values) -> np.ndarray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values.to_numpy(zero_copy_only=False)
+    return np.asarray(values)

@@ -1,0 +1,111 @@
+"""Configuration of ensemble training (one frozen dataclass; the CLI parses into it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from raypz.columns import DEFAULT_COLUMNS, ColumnTemplate
+from raypz.models.catalog_net import CatalogNetConfig
+from raypz.pdf import ZGrid
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a catalog photo-z ensemble.
+
+    Attributes:
+        members: ensemble size M; member i is seeded from ``seed + i``. In k-fold mode the
+            ensemble has ``kfold`` members and this is ignored.
+        kfold: K > 1 trains member k on every fold but k and predicts fold k, giving each
+            labelled object an out-of-fold PDF (Deepz); 0 uses one fixed validation split.
+        val_fraction: share of labelled rows held out for validation (by objectId hash).
+        epochs: maximum passes over the training rows.
+        patience: stop after this many epochs without a lower validation loss.
+        batch_size: rows per optimiser step per worker.
+        lr: peak AdamW learning rate (cosine decay over ``epochs``).
+        weight_decay: AdamW weight decay.
+        workers: Ray Train workers per member (DDP when > 1).
+        cpus_per_worker: CPUs reserved per worker; None picks 1 with GPUs, else what leaves
+            one CPU for Ray Data across the concurrently trained members.
+        use_gpu: None uses GPUs when the cluster has any.
+        max_concurrent_members: members trained at once; None fits as many as resources allow.
+        flux_noise: augmentation: extra Gaussian flux noise of up to this many catalog
+            errors per row (the error column is inflated to match).
+        coadd_fraction: with single-exposure columns, each row's coadd is rebuilt from a
+            random subset holding this (min, max) fraction of its epochs.
+        balanced: weight rows inversely to the density of (z, r mag) so rare regions count
+            (importance weights, equivalent in expectation to balanced resampling).
+        balance_max_weight: cap on those weights.
+        finetune_lr_factor: learning-rate factor for fine-tuning after pre-training.
+        pretrain_epochs: epochs of pre-training (None: ``epochs``).
+        fit_sample_rows: rows used to fit the feature normalisation.
+        seed: base random seed.
+        net: the network architecture.
+        grid: the z grid of the PDFs.
+        columns: column names of the input tables.
+    """
+
+    members: int = 5
+    kfold: int = 0
+    val_fraction: float = 0.15
+    epochs: int = 30
+    patience: int = 6
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    workers: int = 1
+    cpus_per_worker: float | None = None
+    use_gpu: bool | None = None
+    max_concurrent_members: int | None = None
+    flux_noise: float = 0.5
+    coadd_fraction: tuple[float, float] = (0.5, 1.0)
+    balanced: bool = False
+    balance_max_weight: float = 10.0
+    finetune_lr_factor: float = 0.3
+    pretrain_epochs: int | None = None
+    fit_sample_rows: int = 1_000_000
+    seed: int = 0
+    net: CatalogNetConfig = field(default_factory=CatalogNetConfig)
+    grid: ZGrid = field(default_factory=ZGrid)
+    columns: ColumnTemplate = DEFAULT_COLUMNS
+
+    def __post_init__(self) -> None:
+        checks = {
+            "members >= 1": self.members >= 1,
+            "kfold == 0 or kfold >= 2": self.kfold == 0 or self.kfold >= 2,
+            "0 < val_fraction < 1": 0 < self.val_fraction < 1,
+            "epochs >= 1": self.epochs >= 1,
+            "batch_size >= 2": self.batch_size >= 2,
+            "workers >= 1": self.workers >= 1,
+            "lr > 0": self.lr > 0,
+            "flux_noise >= 0": self.flux_noise >= 0,
+            "0 < coadd_fraction[0] <= coadd_fraction[1] <= 1": 0
+            < self.coadd_fraction[0]
+            <= self.coadd_fraction[1]
+            <= 1,
+        }
+        failed = [rule for rule, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError(f"TrainConfig: rule(s) broken: {', '.join(failed)}")
+
+    @property
+    def n_members(self) -> int:
+        """Ensemble size: ``kfold`` in k-fold mode, else ``members``."""
+        return self.kfold if self.kfold else self.members
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (stored in model.json; holds no credentials)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            **{
+                **d,
+                "coadd_fraction": tuple(d["coadd_fraction"]),
+                "net": CatalogNetConfig.from_dict(d["net"]),
+                "grid": ZGrid.from_dict(d["grid"]),
+                "columns": ColumnTemplate(**d["columns"]),
+            }
+        )

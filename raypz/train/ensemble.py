@@ -1,0 +1,275 @@
+"""Train a catalog photo-z ensemble with Ray Train and write its model artifact.
+
+Flow: validate the labelled table -> fit the feature transform (and balance weights) on the
+training rows -> optionally pre-train one network on a simulated survey -> train M members
+(each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the pre-trained
+weights when there are some), several at once when the cluster has room -> save the artifact
+-> predict the validation (or out-of-fold) rows and record their metrics in model.json.
+
+Ray Train runs are named after the data fingerprint and config, so rerunning the same command
+after an interruption resumes each member from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from raypz import io
+from raypz.features import FeatureTransform
+from raypz.models import EnsemblePredictor, load_artifact, save_artifact
+from raypz.predictions import predictions_table
+from raypz.ray_runtime import init_ray
+from raypz.schema import validate_dataset
+from raypz.train.augment import BalanceWeights, r_magnitude
+from raypz.train.config import TrainConfig
+from raypz.train.data import (
+    LabelledArrays,
+    has_epoch_columns,
+    member_datasets,
+    read_labelled,
+    train_mask,
+)
+from raypz.train.loop import load_best_state, numpy_state, train_loop_per_worker
+from raypz.train.splits import fold_of
+
+VALIDATION_DIR = "validation"
+"""Sub-directory of the artifact with validation / out-of-fold predictions (Parquet)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        artifact: the artifact directory.
+        model_hash: its hash.
+        members: per-member facts (seed, fold, epochs run, best validation loss, seconds).
+        validation_predictions: Parquet of the ensemble's validation / out-of-fold PDFs.
+        seconds: wall time of the whole run.
+    """
+
+    artifact: str
+    model_hash: str
+    members: list[dict]
+    validation_predictions: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Resources:
+    use_gpu: bool
+    cpus_per_worker: float
+    concurrent: int
+
+
+def _plan_resources(config: TrainConfig) -> _Resources:
+    """GPUs when present; otherwise fractional CPUs so Ray Data keeps a CPU for reading."""
+    cluster = ray.cluster_resources()
+    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
+    use_gpu = gpus > 0 if config.use_gpu is None else config.use_gpu
+    fit = max(1, int((gpus if use_gpu else cpus) // config.workers))
+    concurrent = min(config.max_concurrent_members or fit, config.n_members)
+    if config.cpus_per_worker is not None:
+        cpw = config.cpus_per_worker
+    elif use_gpu:
+        cpw = 1.0
+    else:
+        cpw = max(0.25, min(1.0, (cpus - 1.0) / (concurrent * config.workers)))
+    return _Resources(use_gpu, cpw, concurrent)
+
+
+def _fit(
+    run_name: str,
+    storage: str,
+    datasets: dict,
+    loop_config: dict,
+    config: TrainConfig,
+    res: _Resources,
+) -> tuple[dict, dict]:
+    fs, inner = io.resolve(storage)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=config.workers,
+            use_gpu=res.use_gpu,
+            resources_per_worker={
+                "CPU": res.cpus_per_worker,
+                **({"GPU": 1} if res.use_gpu else {}),
+            },
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=inner,
+            storage_filesystem=fs,
+            failure_config=ray.train.FailureConfig(max_failures=2),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    return load_best_state(result.checkpoint), dict(result.metrics or {})
+
+
+def _run_id(name: str, fingerprint: dict, config: TrainConfig, stage: str) -> str:
+    blob = json.dumps([fingerprint, config.to_dict(), stage], sort_keys=True).encode()
+    return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+def train_ensemble(
+    train: str,
+    output: str,
+    config: TrainConfig | None = None,
+    pretrain: str | None = None,
+    storage_path: str | None = None,
+    name: str = "catalog",
+) -> TrainResult:
+    """Train an ensemble on the labelled table ``train`` and write the artifact to ``output``.
+
+    Args:
+        train: labelled object table (Parquet file, directory or HATS; local or URI).
+        output: artifact directory to write.
+        config: training configuration (defaults: 5 members, MDN head).
+        pretrain: optional labelled simulated survey to pre-train on before fine-tuning.
+        storage_path: where Ray Train keeps checkpoints (default ``{output}/_checkpoints``).
+        name: model name used in the model id.
+    """
+    config = config or TrainConfig()
+    t0 = time.perf_counter()
+    init_ray()
+    storage = storage_path or io.join(output, "_checkpoints")
+    for path in [train] + ([pretrain] if pretrain else []):
+        print(validate_dataset(path, config.columns, require_labels=True).summary())
+    labelled = read_labelled(train, config)
+    fingerprint = labelled.fingerprint(train)
+    sim = read_labelled(pretrain, config) if pretrain else None
+
+    fit_rows = labelled.take(
+        train_mask(labelled.object_id, config, fold=None if not config.kfold else -1)
+    )
+    pool = fit_rows if sim is None else _concat(fit_rows, sim)
+    sample = np.random.default_rng(config.seed).permutation(len(pool.z))[: config.fit_sample_rows]
+    transform = FeatureTransform.fit(pool.flux[sample], pool.err[sample], columns=config.columns)
+    balance = (
+        BalanceWeights.fit(fit_rows.z, r_magnitude(fit_rows.flux[:, 2]), config.balance_max_weight)
+        if config.balanced
+        else None
+    )
+    res = _plan_resources(config)
+    base_loop = {"train": config.to_dict(), "features": transform.to_dict()}
+
+    init_state = None
+    if sim is not None:
+        pre_epochs = config.pretrain_epochs or config.epochs
+        t_pre = time.perf_counter()
+        init_state, _ = _fit(
+            _run_id(name, sim.fingerprint(pretrain), config, "pretrain"),
+            storage,
+            member_datasets(pretrain, config, None, None, has_epoch_columns(pretrain, config)),
+            {**base_loop, "seed": config.seed, "epochs": pre_epochs, "lr": config.lr},
+            config,
+            res,
+        )
+        print(f"pre-training on {pretrain}: {time.perf_counter() - t_pre:.1f} s")
+    lr = config.lr * (config.finetune_lr_factor if init_state is not None else 1.0)
+    with_epochs = has_epoch_columns(train, config)
+
+    def member(i: int) -> tuple[dict, dict]:
+        t_m = time.perf_counter()
+        fold = i if config.kfold else None
+        state, metrics = _fit(
+            _run_id(name, fingerprint, config, f"member{i:02d}"),
+            storage,
+            member_datasets(train, config, fold, balance, with_epochs),
+            {
+                **base_loop,
+                "seed": config.seed + i,
+                "epochs": config.epochs,
+                "lr": lr,
+                "init_state": numpy_state(init_state) if init_state is not None else None,
+            },
+            config,
+            res,
+        )
+        info = {
+            "seed": config.seed + i,
+            "fold": fold,
+            "epochs_run": int(metrics.get("epoch", -1)) + 1,
+            "best_val_loss": float(metrics.get("best_val_loss", np.nan)),
+            "seconds": round(time.perf_counter() - t_m, 1),
+        }
+        print(f"member {i}: {info}")
+        return state, info
+
+    with ThreadPoolExecutor(max_workers=res.concurrent) as executor:
+        trained = list(executor.map(member, range(config.n_members)))
+    states = [s for s, _ in trained]
+    members = [m for _, m in trained]
+    training = {
+        "config": config.to_dict(),
+        "data": fingerprint,
+        "pretrain": sim.fingerprint(pretrain) if sim is not None else None,
+        "resources": {
+            "use_gpu": res.use_gpu,
+            "cpus_per_worker": res.cpus_per_worker,
+            "concurrent_members": res.concurrent,
+        },
+    }
+    save_artifact(
+        output,
+        name=name,
+        transform=transform,
+        grid=config.grid,
+        net_config=config.net,
+        states=states,
+        members=members,
+        training=training,
+        metrics={},
+    )
+    val_path = _write_validation_predictions(output, labelled, config)
+    artifact = load_artifact(output)
+    return TrainResult(output, artifact.model_hash, members, val_path, time.perf_counter() - t0)
+
+
+def _concat(a: LabelledArrays, b: LabelledArrays) -> LabelledArrays:
+    return LabelledArrays(
+        np.concatenate([a.object_id, b.object_id]),
+        np.concatenate([a.flux, b.flux]),
+        np.concatenate([a.err, b.err]),
+        np.concatenate([a.z, b.z]),
+    )
+
+
+def _write_validation_predictions(
+    output: str, labelled: LabelledArrays, config: TrainConfig
+) -> str:
+    """Ensemble PDFs of the validation rows (k-fold: each member on its own fold)."""
+    predictor = EnsemblePredictor(load_artifact(output), device="auto")
+    x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
+    if config.kfold:
+        folds = fold_of(labelled.object_id, config.kfold)
+        pdf = np.zeros((len(folds), config.grid.n), dtype=np.float32)
+        for k in range(config.kfold):
+            pdf[folds == k] = predictor.predict_member(k, x[folds == k])
+        rows = np.ones(len(folds), dtype=bool)
+    else:
+        rows = ~train_mask(labelled.object_id, config, None)
+        pdf, extra_flags = predictor.predict(x[rows])
+        flags = flags.copy()
+        flags[rows] |= extra_flags
+    table = predictions_table(labelled.object_id[rows], pdf, config.grid, flags=flags[rows])
+    path = io.join(output, VALIDATION_DIR, "predictions.parquet")
+    io.makedirs(io.join(output, VALIDATION_DIR))
+    fs, inner = io.resolve(path)
+    pq.write_table(table, inner, filesystem=fs)
+    return path
