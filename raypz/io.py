@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import uuid
 
 import pyarrow.fs as pafs
 
@@ -35,7 +36,9 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         kwargs["region"] = region
-    return pafs.S3FileSystem(**kwargs)
+    # Delayed open: an object smaller than one upload part (10 MB) is sent as a single PUT,
+    # not as a multipart upload (fewer requests; moto 5.2.1 fails multipart completion).
+    return pafs.S3FileSystem(allow_delayed_open=True, **kwargs)
 
 
 def join(base: str, *parts: str) -> str:
@@ -56,7 +59,9 @@ def list_parquet_files(path: str) -> list[str]:
     """Sorted paths (inside the filesystem of ``path``) of the ``.parquet`` files under ``path``.
 
     ``path`` may be one file or a directory searched recursively; hidden and ``_``-prefixed
-    files (``_metadata``, ``_SUCCESS``, staging files) are skipped.
+    files (``_metadata``, ``_SUCCESS``, staging files) are skipped. In a HATS catalog (a
+    directory with ``properties`` or ``hats.properties``) only ``dataset/`` holds rows: the
+    root's ``data_thumbnail.parquet`` and ``per_partition_statistics.parquet`` are skipped.
     """
     fs, inner = resolve(path)
     info = fs.get_file_info(inner)
@@ -64,6 +69,9 @@ def list_parquet_files(path: str) -> list[str]:
         raise FileNotFoundError(f"{path}: no such file or directory")
     if info.type == pafs.FileType.File:
         return [inner]
+    markers = [posixpath.join(inner, name) for name in ("properties", "hats.properties")]
+    if any(m.type == pafs.FileType.File for m in fs.get_file_info(markers)):
+        inner = posixpath.join(inner, "dataset")
     selector = pafs.FileSelector(inner, recursive=True)
     files = [
         f.path
@@ -93,10 +101,15 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     if parent:
         fs.create_dir(parent, recursive=True)
     if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{inner}.tmp-{os.getpid()}"
-        with fs.open_output_stream(tmp) as f:
-            f.write(data)
-        os.replace(tmp, inner)
+        # Hidden name (dataset readers skip "." files), unique across processes and hosts.
+        tmp = posixpath.join(parent, f".{posixpath.basename(inner)}.tmp-{uuid.uuid4().hex}")
+        try:
+            with fs.open_output_stream(tmp) as f:
+                f.write(data)
+            os.replace(tmp, inner)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     else:
         with fs.open_output_stream(inner) as f:
             f.write(data)

@@ -86,12 +86,17 @@ def cdf_at(pdf: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
 
 
 def _interp_rows(values: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
-    """Row i of ``values`` (N, G) linearly interpolated at ``z[i]`` (clipped to the grid)."""
-    pos = np.clip((z - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
+    """Row i of ``values`` (N, G) linearly interpolated at ``z[i]`` (clipped to the grid).
+
+    A non-finite ``z[i]`` gives NaN (instead of an invalid integer cast and an IndexError).
+    """
+    finite = np.isfinite(z)
+    pos = np.clip((np.where(finite, z, grid.z_min) - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
     lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
     frac = pos - lo
     rows = np.arange(values.shape[0])
-    return (1 - frac) * values[rows, lo] + frac * values[rows, lo + 1]
+    out = (1 - frac) * values[rows, lo] + frac * values[rows, lo + 1]
+    return np.where(finite, out, np.nan)
 
 
 def quantiles(pdf: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray:

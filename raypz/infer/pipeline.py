@@ -191,7 +191,7 @@ def _resources(config: InferConfig) -> tuple[int, float, float, int]:
 
 
 def _validate(
-    input_path: str, files: list[str], fs, columns: list[str], config: InferConfig, artifact
+    input_path: str, files: list[str], fs, config: InferConfig, artifact
 ) -> None:
     if config.validate == "full":
         print(

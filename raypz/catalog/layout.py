@@ -1,0 +1,46 @@
+"""Where HATS files live under a catalog root (local path or URI).
+
+The layout, as the HATS standard and hats 0.11 read it::
+
+    root/properties                 (and hats.properties, the same content)
+    root/partition_info.csv         Norder,Npix per partition
+    root/skymap.fits                row counts per pixel (optional)
+    root/dataset/_common_metadata   the schema and Parquet key-value metadata
+    root/dataset/_metadata          the row-group footers of every partition file
+    root/dataset/Norder=K/Dir=D/Npix=N.parquet    with D = 10000 * (N // 10000)
+
+Staging fragments of a parallel write live outside ``dataset/`` (see :mod:`.write`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from raypz import io
+
+DATASET_DIR = "dataset"
+
+_PARTITION_RE = re.compile(r"Norder=(\d+)/Dir=(\d+)/Npix=(\d+)\.parquet$")
+
+
+def partition_directory(norder: int, npix: int) -> str:
+    """``Norder=K/Dir=D``, relative to the dataset directory; ``D = 10000 * (npix // 10000)``."""
+    return f"Norder={int(norder)}/Dir={10_000 * (int(npix) // 10_000)}"
+
+
+def partition_path(root: str, norder: int, npix: int) -> str:
+    """Path of the Parquet file of partition ``(norder, npix)`` under catalog ``root``."""
+    name = f"Npix={int(npix)}.parquet"
+    return io.join(root, DATASET_DIR, partition_directory(norder, npix), name)
+
+
+def parse_partition_path(path: str) -> tuple[int, int] | None:
+    """``(norder, npix)`` of a partition file path, or None for any other file.
+
+    A file whose ``Dir`` does not match its ``Npix`` is not a partition file.
+    """
+    match = _PARTITION_RE.search(path)
+    if match is None:
+        return None
+    norder, ndir, npix = (int(g) for g in match.groups())
+    return (norder, npix) if ndir == 10_000 * (npix // 10_000) else None

@@ -1,0 +1,142 @@
+"""Write partition files, and the staging fragments a parallel write builds them from.
+
+Every file is serialised in memory and then published whole (:func:`raypz.io.write_bytes_atomic`:
+a temporary name and a rename on local disk, one PUT on object stores), so a reader or a
+restarted job never finds half a file under a final name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from hats.io.file_io.file_io import get_parquet_write_table_kwargs
+
+from raypz import io
+from raypz.catalog._runs import run_starts
+from raypz.catalog.healpix import HEALPIX29_COLUMN, pixel_at_order
+from raypz.catalog.layout import partition_path
+
+
+def write_partition(
+    root: str,
+    norder: int,
+    npix: int,
+    table: pa.Table,
+    metadata: Mapping[str, str] | None = None,
+) -> str:
+    """Write the rows of one HATS partition to ``root/dataset/Norder=K/Dir=D/Npix=N.parquet``.
+
+    The file gets ``_healpix_29`` as its first column and its rows sorted by it (a stable
+    sort, so ties keep their order), hats' encodings and compression, and the schema metadata
+    of ``table`` updated with ``metadata`` (z grid, provenance, ...).
+
+    Args:
+        root: catalog root, a local path or a URI such as ``s3://bucket/photoz``.
+        norder: HEALPix order of the partition.
+        npix: nested pixel number of the partition at ``norder``.
+        table: the partition's rows, with a ``_healpix_29`` int64 column.
+        metadata: Parquet key-value metadata to add to the schema.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: if ``_healpix_29`` is missing or not int64, or a row lies outside pixel
+            ``(norder, npix)``.
+    """
+    if HEALPIX29_COLUMN not in table.column_names:
+        raise ValueError(f"table has no {HEALPIX29_COLUMN!r} column; add it with with_healpix29")
+    if table.schema.field(HEALPIX29_COLUMN).type != pa.int64():
+        raise ValueError(f"{HEALPIX29_COLUMN!r} must be int64 (hats reads it as such)")
+    index = table[HEALPIX29_COLUMN].to_numpy()
+    outside = pixel_at_order(index, norder) != npix
+    if outside.any():
+        raise ValueError(
+            f"{int(outside.sum())} of {table.num_rows} rows lie outside partition "
+            f"Norder={norder}, Npix={npix}"
+        )
+    names = [HEALPIX29_COLUMN] + [n for n in table.column_names if n != HEALPIX29_COLUMN]
+    table = _with_metadata(table.select(names), metadata)
+    table = table.take(pc.sort_indices(table, sort_keys=[(HEALPIX29_COLUMN, "ascending")]))
+    kwargs = get_parquet_write_table_kwargs(table.schema)
+    path = partition_path(root, norder, npix)
+    io.write_bytes_atomic(
+        path, _parquet_bytes(table, sorting_columns=[pq.SortingColumn(0)], **kwargs)
+    )
+    return path
+
+
+def fragment_directory(staging_root: str, norder: int, npix: int) -> str:
+    """Directory of the staging fragments of partition ``(norder, npix)``."""
+    return io.join(staging_root, f"Norder={int(norder)}", f"Npix={int(npix)}")
+
+
+def write_fragment(
+    staging_root: str, norder: int, npix: int, fragment_id: str, table: pa.Table
+) -> str:
+    """Stage the rows of one block that belong to partition ``(norder, npix)``.
+
+    Fragments are temporary: written fast (default Parquet settings), merged by
+    :func:`merge_partition`. Writing the same ``fragment_id`` again replaces the fragment.
+
+    Returns:
+        The path written.
+    """
+    if not fragment_id or "/" in fragment_id or fragment_id.startswith((".", "_")):
+        raise ValueError(f"fragment_id must be a plain file stem, got {fragment_id!r}")
+    path = io.join(fragment_directory(staging_root, norder, npix), f"{fragment_id}.parquet")
+    io.write_bytes_atomic(path, _parquet_bytes(table))
+    return path
+
+
+def merge_partition(
+    staging_root: str,
+    root: str,
+    norder: int,
+    npix: int,
+    metadata: Mapping[str, str] | None = None,
+    unique_column: str | None = None,
+) -> int:
+    """Merge the staged fragments of one partition into its partition file.
+
+    With ``unique_column`` (e.g. ``objectId``, unique by the input contract) rows are sorted
+    by ``(_healpix_29, unique_column)`` and repeated rows (same position and id) are written
+    once: a block retried after a killed worker may have staged its rows twice, under another
+    fragment id. Running the merge again rewrites the same file, so it is safe to retry.
+
+    Returns:
+        Rows written.
+
+    Raises:
+        FileNotFoundError: if no fragment was staged for the partition.
+    """
+    directory = fragment_directory(staging_root, norder, npix)
+    fs, _ = io.resolve(directory)
+    table = pa.concat_tables(
+        [pq.read_table(f, filesystem=fs) for f in io.list_parquet_files(directory)]
+    )
+    if unique_column is not None:
+        keys = [(HEALPIX29_COLUMN, "ascending"), (unique_column, "ascending")]
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
+        if table.num_rows:
+            first = run_starts(table[HEALPIX29_COLUMN].to_numpy(), table[unique_column].to_numpy())
+            table = table.take(pa.array(first))
+    write_partition(root, norder, npix, table, metadata)
+    return table.num_rows
+
+
+def _with_metadata(table: pa.Table, metadata: Mapping[str, str] | None) -> pa.Table:
+    if not metadata:
+        return table
+    merged = dict(table.schema.metadata or {})
+    merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+    return table.replace_schema_metadata(merged)
+
+
+def _parquet_bytes(table: pa.Table, **write_kwargs: object) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **write_kwargs)
+    return sink.getvalue().to_pybytes()

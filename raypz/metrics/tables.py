@@ -1,0 +1,75 @@
+"""Inputs of an evaluation: read the needed columns of a table, and join tables on objectId.
+
+Evaluation sets (spec-z samples, validation splits) fit in memory, so both are plain in-process
+operations. The join never drops rows silently: :class:`IdMatch` counts what did not match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raypz import io
+from raypz.schema import ContractError
+
+
+def read_table(path: str, columns: list[str]) -> pa.Table:
+    """The ``columns`` of every Parquet file under ``path`` (file, directory, HATS; local or URI).
+
+    Raises:
+        ContractError: no Parquet file under ``path``, or a file lacks one of ``columns``
+            (named with the file), checked on every footer before any rows are read.
+    """
+    files = io.list_parquet_files(path)
+    if not files:
+        raise ContractError(path, None, "no Parquet files found")
+    fs, _ = io.resolve(path)
+    for f in files:
+        names = pq.read_schema(f, filesystem=fs).names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise ContractError(f, missing[0], "missing (needed by the evaluation)")
+    tables = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
+    return pa.concat_tables(tables, promote_options="default")
+
+
+@dataclass(frozen=True)
+class IdMatch:
+    """Rows of two tables that share an objectId, and what did not match.
+
+    Attributes:
+        left_rows: (M,) row indices into the left table, in left-table order.
+        right_rows: (M,) row indices into the right table, paired with ``left_rows``.
+        n_left_only: distinct left ids absent from the right table.
+        n_right_only: distinct right ids absent from the left table.
+        n_left_duplicates: left rows repeating an earlier id (only the first one is matched).
+        n_right_duplicates: right rows repeating an earlier id (only the first one is matched).
+    """
+
+    left_rows: np.ndarray
+    right_rows: np.ndarray
+    n_left_only: int
+    n_right_only: int
+    n_left_duplicates: int
+    n_right_duplicates: int
+
+
+def match_ids(left: np.ndarray, right: np.ndarray) -> IdMatch:
+    """Pair rows of two id arrays (N,) and (K,) by equal id (sort-based, O((N + K) log(N + K)))."""
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    left_ids, left_first = np.unique(left, return_index=True)
+    right_ids, right_first = np.unique(right, return_index=True)
+    common, li, ri = np.intersect1d(left_ids, right_ids, assume_unique=True, return_indices=True)
+    left_rows, right_rows = left_first[li], right_first[ri]
+    order = np.argsort(left_rows)
+    return IdMatch(
+        left_rows=left_rows[order],
+        right_rows=right_rows[order],
+        n_left_only=int(left_ids.size - common.size),
+        n_right_only=int(right_ids.size - common.size),
+        n_left_duplicates=int(left.size - left_ids.size),
+        n_right_duplicates=int(right.size - right_ids.size),
+    )

@@ -1,0 +1,145 @@
+"""Schema rules of the contract: required columns and their types, read from a footer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import chain
+
+import pyarrow as pa
+
+from raypz import io
+from raypz.columns import BANDS, DEFAULT_COLUMNS, ColumnTemplate
+from raypz.schema.errors import ContractError
+from raypz.schema.files import open_parquet
+
+_RAY_TENSOR = "ray.data.arrow_tensor"
+"""Ray Data's tensor extension types are named ``ray.data.arrow_tensor[_v2]``."""
+
+
+def check_file_schema(
+    path: str,
+    schema: pa.Schema | None = None,
+    columns: ColumnTemplate = DEFAULT_COLUMNS,
+    bands: tuple[str, ...] = BANDS,
+    require_labels: bool = False,
+    require_cutouts: bool = False,
+) -> pa.Schema:
+    """Check one file's schema against the contract, reading at most its footer.
+
+    Cheap enough to run on every file an inference job opens.
+
+    Args:
+        path: the file; read when ``schema`` is None, otherwise only named in errors.
+        schema: the file's Arrow schema, if already known.
+        columns: the column names of the input.
+        bands: the bands that must be present.
+        require_labels: the redshift column is required (training).
+        require_cutouts: the cutout column, a (bands, H, W) float tensor, is required.
+
+    Returns:
+        The schema checked.
+
+    Raises:
+        ContractError: unreadable footer, missing column or wrong type.
+    """
+    if schema is None:
+        fs, inner = io.resolve(path)
+        with open_parquet(fs, inner) as parquet:
+            schema = parquet.schema_arrow
+    required = [columns.object_id, *value_columns(columns, bands, require_labels)]
+    required += [columns.cutout] if require_cutouts else []
+    missing = [name for name in required if name not in schema.names]
+    if missing:
+        also = f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""
+        rule = f"missing (required by the object-table contract){also}"
+        raise ContractError(path, missing[0], rule)
+
+    _require(path, schema, columns.object_id, pa.types.is_integer, "an integer type (int64)")
+    for name in value_columns(columns, bands, require_labels):
+        _require(path, schema, name, pa.types.is_floating, "a floating type (float32/float64)")
+    for name in chain(*columns.epoch_columns(bands)):
+        if name in schema.names:
+            _require(path, schema, name, _is_float_list, "a list of floats")
+    if require_cutouts:
+        _check_cutout(path, schema.field(columns.cutout), len(bands))
+    return schema
+
+
+def value_columns(columns: ColumnTemplate, bands: tuple[str, ...], labels: bool) -> list[str]:
+    """The float columns whose values are checked: coordinates, fluxes, errors, labels."""
+    fluxes = [*columns.flux_columns(bands), *columns.flux_err_columns(bands)]
+    return [columns.ra, columns.dec, *fluxes] + ([columns.redshift] if labels else [])
+
+
+def check_same_types(
+    path: str, schema: pa.Schema, names: list[str], first: dict[str, tuple[pa.DataType, str]]
+) -> None:
+    """A column's type must not change between shards (readers would fail to unify them).
+
+    ``first`` maps each column to its type and file where first seen; it is updated.
+    """
+    for name in names:
+        dtype = schema.field(name).type
+        seen, where = first.setdefault(name, (dtype, path))
+        if dtype != seen:
+            raise ContractError(path, name, f"type {dtype} differs from {seen} in {where}")
+
+
+def _require(
+    path: str, schema: pa.Schema, name: str, ok: Callable[[pa.DataType], bool], wanted: str
+) -> None:
+    dtype = schema.field(name).type
+    if not ok(dtype):
+        raise ContractError(path, name, f"type {dtype} is not {wanted}")
+
+
+def _is_list(dtype: pa.DataType) -> bool:
+    return (
+        pa.types.is_list(dtype)
+        or pa.types.is_large_list(dtype)
+        or pa.types.is_fixed_size_list(dtype)
+    )
+
+
+def _is_float_list(dtype: pa.DataType) -> bool:
+    return _is_list(dtype) and pa.types.is_floating(dtype.value_type)
+
+
+def _check_cutout(path: str, field: pa.Field, n_bands: int) -> None:
+    shape, value_type = _tensor_shape(field)
+    if shape is None or len(shape) != 3 or shape[0] != n_bands or min(shape) < 1:
+        rule = f"shape {shape} is not a fixed (bands={n_bands}, H, W) tensor"
+        raise ContractError(path, field.name, rule)
+    if not pa.types.is_floating(value_type):
+        raise ContractError(path, field.name, f"values of type {value_type} are not floats")
+
+
+def _tensor_shape(field: pa.Field) -> tuple[tuple[int, ...] | None, pa.DataType]:
+    """Per-row shape and value type of a tensor column; shape None when not fixed.
+
+    Understood: Arrow's ``fixed_shape_tensor``, nested fixed-size lists, and Ray Data's tensor
+    extension, registered (``.shape``) or read without Ray (a list whose field metadata holds
+    the shape as JSON).
+    """
+    dtype = field.type
+    if isinstance(dtype, pa.FixedShapeTensorType):
+        return tuple(dtype.shape), dtype.value_type
+    if isinstance(dtype, pa.ExtensionType):
+        shape = getattr(dtype, "shape", None)
+        return (tuple(shape) if shape is not None else None), _leaf_type(dtype.storage_type)
+    meta = field.metadata or {}
+    if meta.get(b"ARROW:extension:name", b"").decode().startswith(_RAY_TENSOR):
+        shape = json.loads(meta.get(b"ARROW:extension:metadata", b"null"))
+        return (tuple(shape) if isinstance(shape, list) else None), _leaf_type(dtype)
+    sizes = []
+    while pa.types.is_fixed_size_list(dtype):
+        sizes.append(dtype.list_size)
+        dtype = dtype.value_type
+    return (tuple(sizes) if sizes else None), dtype
+
+
+def _leaf_type(dtype: pa.DataType) -> pa.DataType:
+    while _is_list(dtype):
+        dtype = dtype.value_type
+    return dtype

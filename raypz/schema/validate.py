@@ -1,0 +1,84 @@
+"""Validate a whole input (files, a directory of shards, a HATS catalog) in one streaming pass."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from raypz import io
+from raypz.columns import BANDS, DEFAULT_COLUMNS, ColumnTemplate
+from raypz.schema.errors import ContractError
+from raypz.schema.files import batches, open_parquet
+from raypz.schema.ids import check_unique_ids
+from raypz.schema.report import ValidationReport
+from raypz.schema.rules import check_file_schema, check_same_types, value_columns
+from raypz.schema.values import check_units, count_row_problems
+
+
+def validate_dataset(
+    path: str,
+    columns: ColumnTemplate = DEFAULT_COLUMNS,
+    bands: tuple[str, ...] = BANDS,
+    require_labels: bool = False,
+    require_cutouts: bool = False,
+    check_rows: bool = True,
+) -> ValidationReport:
+    """Check an object table against the contract; raise on breaches, count per-row problems.
+
+    Files are read one batch at a time and only the contract's columns, so memory does not
+    grow with the input; ids are checked in hashed passes when they are too many for one.
+
+    Args:
+        path: one Parquet file, a directory of shards, or a HATS catalog; local or a URI.
+        columns: the column names of the input.
+        bands: the bands that must be present.
+        require_labels: the input is for training: the redshift column is required.
+        require_cutouts: the cutout column (bands x H x W floats) is required.
+        check_rows: read the rows (units, uniqueness of ``objectId``, problem counts); with
+            False only the files' footers are read (readability, columns, types).
+
+    Returns:
+        The report; ``problems`` is None when ``check_rows`` is False.
+
+    Raises:
+        ContractError: the first breach found, naming file, column and rule.
+        FileNotFoundError: ``path`` does not exist.
+    """
+    files = io.list_parquet_files(path)
+    if not files:
+        raise ContractError(path, None, "no Parquet files found")
+    fs, _ = io.resolve(path)
+    names = value_columns(columns, bands, require_labels)
+    first_types: dict[str, tuple[pa.DataType, str]] = {}
+    rows = 0
+    problems = count_row_problems(_empty(names), columns, bands, require_labels)
+    for file in files:
+        with open_parquet(fs, file) as parquet:
+            schema = check_file_schema(
+                file,
+                parquet.schema_arrow,
+                columns=columns,
+                bands=bands,
+                require_labels=require_labels,
+                require_cutouts=require_cutouts,
+            )
+            check_same_types(file, schema, [columns.object_id, *names], first_types)
+            rows += parquet.metadata.num_rows
+            if not check_rows:
+                continue
+            for batch in batches(file, parquet, names):
+                check_units(file, batch, columns, bands)
+                problems += count_row_problems(batch, columns, bands, require_labels)
+    if check_rows:
+        check_unique_ids(fs, files, columns.object_id, rows)
+    return ValidationReport(
+        path=path,
+        files=len(files),
+        rows=rows,
+        bands=bands,
+        problems=problems if check_rows else None,
+    )
+
+
+def _empty(names: list[str]) -> pa.RecordBatch:
+    """A batch without rows: its problem counts are the zero to add batches' counts to."""
+    return pa.RecordBatch.from_pydict({n: pa.array([], pa.float64()) for n in names})

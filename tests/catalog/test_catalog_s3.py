@@ -1,0 +1,99 @@
+"""The same catalog written to and read back from S3 (a loopback moto server)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import lsdb
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import io
+
+BUCKET = "raypz-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"moto server did not listen on port {port}")
+
+
+@pytest.fixture(scope="module")
+def s3_root():
+    """``s3://raypz-test`` on a moto server bound to 127.0.0.1, configured by environment only."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port)
+        with pytest.MonkeyPatch.context() as env:
+            for key, value in {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }.items():
+                env.setenv(key, value)
+            admin = pafs.S3FileSystem(
+                endpoint_override=f"127.0.0.1:{port}",
+                scheme="http",
+                access_key="testing",
+                secret_key="testing",
+                region="us-east-1",
+                allow_bucket_creation=True,
+            )
+            admin.create_dir(BUCKET)
+            yield f"s3://{BUCKET}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def s3_catalog(s3_root, patch_rows, write_catalog):
+    root = io.join(s3_root, "photoz")
+    plan, summary = write_catalog(patch_rows, root)
+    return root, plan, summary
+
+
+def test_catalog_round_trips_through_s3(s3_catalog, patch_rows, catalog_metadata):
+    root, plan, summary = s3_catalog
+    assert (summary.rows, summary.partitions) == (patch_rows.num_rows, len(plan))
+    fs, inner = io.resolve(root)
+    assert isinstance(fs, pafs.S3FileSystem)
+    files = io.list_parquet_files(root)
+    assert len(files) == len(plan) and all("/dataset/Norder=" in f for f in files)
+    table = ds.dataset(files, filesystem=fs, format="parquet").to_table()
+    assert sorted(table["objectId"].to_pylist()) == sorted(patch_rows["objectId"].to_pylist())
+    common = pq.read_schema(f"{inner}/dataset/_common_metadata", filesystem=fs)
+    assert {k.decode(): v.decode() for k, v in common.metadata.items()} == catalog_metadata
+    assert pq.read_metadata(f"{inner}/dataset/_metadata", filesystem=fs).num_rows == summary.rows
+    properties = io.read_bytes(io.join(root, "properties")).decode()
+    assert f"hats_nrows={summary.rows}" in properties
+
+
+def test_lsdb_opens_the_s3_catalog(s3_catalog, patch_rows):
+    """hats opens s3:// anonymously unless told otherwise: a private bucket needs anon=False."""
+    root, _, _ = s3_catalog
+    frame = lsdb.open_catalog(root, storage_options={"anon": False}).compute()
+    assert sorted(frame["objectId"]) == sorted(patch_rows["objectId"].to_pylist())

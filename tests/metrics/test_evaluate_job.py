@@ -1,0 +1,123 @@
+"""jobs/evaluate.py end to end on tiny synthetic tables, run in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import flags as fl
+from raypz.columns import DEFAULT_COLUMNS as C
+from raypz.columns import flux_to_mag
+from raypz.metrics import evaluate
+from raypz.pdf import ZGrid, normalize
+from raypz.predictions import predictions_table
+
+GRID = ZGrid(0.0, 3.0, 301)
+JOB = Path(__file__).resolve().parents[2] / "jobs" / "evaluate.py"
+
+
+def load_job():
+    spec = importlib.util.spec_from_file_location("evaluate_job", JOB)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def object_table(rng: np.random.Generator, ids: np.ndarray) -> pa.Table:
+    """Objects whose colours are linear in redshift (fluxes in nJy, 2% errors)."""
+    n = ids.size
+    z = rng.uniform(0.1, 2.0, n)
+    flux = rng.uniform(2e3, 2e4, n)[:, None] * np.exp(-np.outer(z, np.arange(6)) / 3.0)
+    err = 0.02 * flux
+    cols = {C.object_id: ids, C.ra: rng.uniform(0, 10, n), C.dec: rng.uniform(-5, 5, n)}
+    for j, (f, e) in enumerate(zip(C.flux_columns(), C.flux_err_columns(), strict=True)):
+        cols[f] = flux[:, j] + err[:, j] * rng.standard_normal(n)
+        cols[e] = err[:, j]
+    cols[C.redshift] = z
+    return pa.table(cols)
+
+
+def gaussian_predictions(rng, ids, z_true, width) -> pa.Table:
+    sigma = width * (1 + z_true)
+    mu = z_true + sigma * rng.standard_normal(z_true.size)
+    pdf = normalize(np.exp(-0.5 * ((GRID.values - mu[:, None]) / sigma[:, None]) ** 2), GRID)
+    flags = np.zeros(ids.size, np.int32)
+    flags[:3] = fl.NO_PDF
+    pdf[:3] = 0.0
+    return predictions_table(ids, pdf, GRID, flags=flags)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    rng = np.random.default_rng(3)
+    root = tmp_path_factory.mktemp("evaluate_job")
+    truth = object_table(rng, np.arange(1000, 1600))
+    pq.write_table(truth, root / "truth.parquet")
+    pq.write_table(object_table(rng, np.arange(5000, 7000)), root / "train.parquet")
+    z = truth[C.redshift].to_numpy()
+    # predictions for the first 550 truth objects plus 5 objects the truth does not have
+    ids = np.r_[np.arange(1000, 1550), np.arange(9000, 9005)]
+    z_pred = np.r_[z[:550], rng.uniform(0.1, 2.0, 5)]
+    (root / "ens").mkdir()
+    table = gaussian_predictions(rng, ids, z_pred, 0.03)
+    pq.write_table(table.slice(0, 300), root / "ens" / "part-0.parquet")
+    pq.write_table(table.slice(300), root / "ens" / "part-1.parquet")
+    wide = gaussian_predictions(rng, ids[:400], z_pred[:400], 0.08)
+    pq.write_table(wide, root / "wide.parquet")
+    return {"root": root, "truth": truth, "ens": table}
+
+
+def test_job_writes_metrics_report_and_plots(inputs, capsys):
+    root = inputs["root"]
+    report = root / "report"
+    argv = ["--predictions", str(root / "ens"), "--truth", str(root / "truth.parquet")]
+    argv += ["--report", str(report), "--name", "ensemble", "--train", str(root / "train.parquet")]
+    argv += ["--compare", "wide model=" + str(root / "wide.parquet")]
+    assert load_job().main(argv) == 0
+
+    payload = json.loads((report / "metrics.json").read_text())
+    assert list(payload["models"]) == ["ensemble", "wide model", "knn"]
+    facts = payload["inputs"]
+    assert facts["test rows (in predictions and truth)"] == 550
+    assert facts["predictions without truth"] == 5
+    assert facts["truth rows without prediction"] == 50
+    assert facts["wide model: test rows without prediction (not scored)"] == 150
+
+    # the job's numbers are those of the metric functions on the joined rows
+    ens = inputs["ens"].slice(0, 550)
+    pdf = np.stack(ens["pdf"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    truth = inputs["truth"].slice(0, 550)
+    expected = evaluate(
+        GRID,
+        pdf,
+        truth[C.redshift].to_numpy(),
+        mag=flux_to_mag(truth["i_cModelFlux"].to_numpy()),
+        flags=ens["flags"].to_numpy(),
+    )
+    got = payload["models"]["ensemble"]
+    assert got["n_no_pdf"] == 3 and got["n_scored"] == 547
+    for key in ("sigma_mad", "bias_median", "eta_0.05", "crps_mean", "pit_ks", "coverage_68"):
+        assert got["overall"][key] == pytest.approx(expected["overall"][key], rel=1e-6)
+    assert got["binned"]["mag"]["bins"][5]["n"] == expected["binned"]["mag"]["bins"][5]["n"]
+    assert payload["models"]["wide model"]["n_rows"] == 400
+    knn = payload["models"]["knn"]["overall"]
+    assert knn["n"] == 550 and knn["sigma_mad"] < 0.05
+
+    text = (report / "report.md").read_text()
+    assert "| metric | ensemble | wide model | knn |" in text
+    pngs = sorted(p.relative_to(report).as_posix() for p in report.rglob("*.png"))
+    assert len(pngs) == 18 and "ensemble/pit.png" in pngs and "wide_model/nz.png" in pngs
+    assert all(f"]({p})" in text for p in pngs)
+    assert "| metric | ensemble | wide model | knn |" in capsys.readouterr().out
+
+
+def test_job_rejects_clashing_names():
+    argv = ["--predictions", "p", "--truth", "t", "--report", "r", "--compare", "model=x"]
+    with pytest.raises(SystemExit):
+        load_job().main(argv)

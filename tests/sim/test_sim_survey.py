@@ -1,0 +1,116 @@
+"""simulate_survey on a local Ray: shards equal to in-process ones, resume, and the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from raypz.schema import validate_dataset
+from raypz.sim import SurveyConfig, simulate_shard, simulate_survey
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location(
+        "simulate_survey_cli", ROOT / "jobs" / "simulate_survey.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ray_task_shards_equal_in_process_shards(ray_session, tmp_path):
+    config = SurveyConfig(n_objects=500, seed=21, rows_per_shard=200, epochs=True)
+    paths = simulate_survey(config, str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == [f"shard-0000{i}.parquet" for i in range(3)]
+    for i, path in enumerate(paths):
+        written = pq.read_table(path)
+        assert written.equals(simulate_shard(config, i), check_metadata=True)
+    mtimes = [os.path.getmtime(p) for p in paths]
+    os.remove(paths[1])
+    assert simulate_survey(config, str(tmp_path)) == paths
+    assert [os.path.getmtime(p) for i, p in enumerate(paths) if i != 1] == mtimes[::2]
+    assert pq.read_table(paths[1]).equals(simulate_shard(config, 1))
+    with pytest.raises(ValueError, match="different config"):
+        simulate_survey(SurveyConfig(n_objects=500, seed=22, rows_per_shard=200), str(tmp_path))
+
+
+def test_cutouts_read_back_through_ray_data(ray_session, tmp_path):
+    import ray
+
+    config = SurveyConfig(n_objects=40, seed=5, cutouts=True, cutout_size=16)
+    simulate_survey(config, str(tmp_path))
+    assert validate_dataset(str(tmp_path), require_labels=True, require_cutouts=True).rows == 40
+    dataset = ray.data.read_parquet(str(tmp_path))
+    batch = next(iter(dataset.iter_batches(batch_format="numpy", batch_size=None)))
+    expected = simulate_shard(config, 0)["cutout"].combine_chunks().to_numpy_ndarray()
+    assert batch["cutout"].shape == (40, 6, 16, 16)
+    np.testing.assert_array_equal(batch["cutout"], expected)
+
+
+def test_simulated_shards_pass_contract_validation(tmp_path):
+    for field in ("deep", "wide"):
+        config = SurveyConfig(n_objects=300, seed=6, field=field, rows_per_shard=150, epochs=True)
+        for i in range(config.n_shards):
+            pq.write_table(simulate_shard(config, i), tmp_path / f"{field}-{i}.parquet")
+    report = validate_dataset(str(tmp_path), require_labels=True)
+    assert report.files == 4 and report.rows == 600
+    assert report.problems.flagged_rows == 0
+
+
+def test_cli_writes_the_requested_rows(ray_session, tmp_path, capsys):
+    cli = _load_cli()
+    out = tmp_path / "sim"
+    code = cli.main(
+        [
+            "--n-objects",
+            "300",
+            "--seed",
+            "4",
+            "--output",
+            str(out),
+            "--field",
+            "deep",
+            "--spec-selection",
+            "--rows-per-shard",
+            "150",
+        ]
+    )
+    assert code == 0
+    assert "300 rows" in capsys.readouterr().out
+    table = pq.read_table(out)
+    assert table.num_rows == 300
+    assert set(table["field"].to_pylist()) == {"deep"}
+    assert (
+        cli.main(["--n-objects", "10", "--seed", "1", "--output", str(out), "--depth", "y20"]) == 2
+    )
+
+
+def test_cli_help_lists_every_option(capsys):
+    cli = _load_cli()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--n-objects",
+        "--seed",
+        "--output",
+        "--depth",
+        "--field",
+        "--cutouts",
+        "--cutout-size",
+        "--epochs",
+        "--max-epochs-per-band",
+        "--spec-selection",
+        "--rows-per-shard",
+        "--mag-limit",
+        "--area-deg2",
+    ):
+        assert flag in text
