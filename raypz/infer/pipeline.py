@@ -165,15 +165,14 @@ def _merge(root: str, output: str, norder: int, npix: int, metadata: dict, id_co
 
 
 @ray.remote(num_cpus=0.25)
-def _partition_stats(output: str, norder: int, npix: int) -> tuple[np.ndarray, int, int]:
-    """Per-bit flag counts, encoded PDF bytes and file bytes of one partition file."""
+def _partition_stats(output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
+    """Rows per named flag, encoded PDF bytes and file bytes of one partition file."""
     path = partition_path(output, norder, npix)
     fs, inner = io.resolve(path)
     table = pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"])
-    flags = table["flags"].to_numpy()
-    bits = np.array([np.count_nonzero(flags & (1 << b)) for b in range(32)])
+    flagged = fl.count_flags(table["flags"].to_numpy())
     pdf_bytes = int(pc.sum(pc.binary_length(table["pdf"])).as_py() or 0) + 2 * table.num_rows
-    return bits, pdf_bytes, fs.get_file_info(inner).size
+    return flagged, pdf_bytes, fs.get_file_info(inner).size
 
 
 def _resources(config: InferConfig) -> tuple[int, float, float, int]:
@@ -236,6 +235,9 @@ def run_inference(
 
     ctx = ray.data.DataContext.get_current()
     ctx.target_max_block_size = config.target_block_mb * 1024**2
+    # The V2 Parquet reader lists files in a task that always asks for 1 CPU; next to an actor
+    # pool on a small node it can wait forever (RAY_NOTES). V1 read tasks honour num_cpus=0.25.
+    ctx.use_datasource_v2 = False
     root = staging.staging_root(output)
     fingerprint = staging.input_fingerprint(files, fs, artifact.model_hash)
     finished = _finished_run(output, fingerprint)
@@ -300,7 +302,6 @@ def run_inference(
         plan=plan,
     )
     stats = ray.get([_partition_stats.remote(output, k, n) for k, n in plan.pixels()])
-    bits = np.sum([s[0] for s in stats], axis=0)
     rows_out = int(plan.nrows.sum())
     seconds = time.perf_counter() - t0
     summary = InferenceSummary(
@@ -309,7 +310,7 @@ def run_inference(
         fingerprint=fingerprint,
         rows_in=int(sum(expected)),
         rows_out=rows_out,
-        flagged={name: int(bits[bit.bit_length() - 1]) for bit, name in fl.FLAG_NAMES.items()},
+        flagged={name: sum(s[0][name] for s in stats) for name in fl.FLAG_NAMES.values()},
         sources=len(files),
         sources_skipped=len(done),
         partitions=len(plan),
