@@ -18,21 +18,10 @@ model, DIR/<model>/*.png, then prints the headline table.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from typing import NamedTuple
 
-import numpy as np
-import pyarrow as pa
-
-from raypz import io
-from raypz.baselines import KNNBaseline
-from raypz.columns import BANDS, ColumnTemplate, flux_to_mag
-from raypz.features import flux_arrays
-from raypz.metrics import EvalConfig, evaluate, headline_table, match_ids, read_table, write_report
-from raypz.pdf import ZGrid
-from raypz.plots import make_all_plots
-from raypz.predictions import Predictions, read_predictions
+from raypz.columns import BANDS
+from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,105 +70,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-plots", action="store_true", help="write metrics.json and report.md only")
     args = p.parse_args(argv)
-    names = [args.name] + (["knn"] if args.train else [])
+    compare = {}
     for item in args.compare:
         name, _, path = item.partition("=")
         if not name or not path:
             p.error(f"--compare expects NAME=PATH, got {item!r}")
-        names.append(name)
-    if len({_slug(n) for n in names}) < len(names):  # each gets a plot directory
+        compare[name] = path
+    args.compare = compare
+    names = [args.name, *(["knn"] if args.train else []), *compare]
+    if len({slug(n) for n in names}) < len(names):  # each gets a plot directory
         p.error(f"model names must be distinct as directory names, got {names}")
     return args
-
-
-def _slug(name: str) -> str:
-    """A directory name for a model name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
-
-
-class _Scored(NamedTuple):
-    """One model's PDFs on the test rows it has, row-aligned with their truth."""
-
-    grid: ZGrid
-    pdf: np.ndarray  # (M, G)
-    flags: np.ndarray | None  # (M,) int32
-    z_spec: np.ndarray  # (M,)
-    mag: np.ndarray  # (M,) AB mag
-
-
-def _rows_of(pred: Predictions, rows: np.ndarray, z_spec: np.ndarray, mag: np.ndarray) -> _Scored:
-    """``rows`` of a predictions set, paired with the truth of those rows."""
-    flags = None
-    if "flags" in pred.table.column_names:
-        flags = pred.table["flags"].to_numpy(zero_copy_only=False)[rows]
-    return _Scored(pred.grid, pred.pdf[rows], flags, z_spec, mag)
-
-
-def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):
-    """kNN baseline fitted on ``train_path``, predicted on the test rows; (PDFs, flags, notes)."""
-    train_cols = [*columns.flux_columns(), *columns.flux_err_columns(), columns.redshift]
-    train = read_table(train_path, train_cols)
-    z_train = train[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
-    knn = KNNBaseline.fit(*flux_arrays(train, columns), z_train)
-    pdf, flags = knn.predict_pdf(*flux_arrays(test, columns), grid)
-    notes = {
-        "knn: trained on": f"{train_path} ({train.num_rows} rows)",
-        "knn: k, bandwidth": f"{knn.k}, {knn.bandwidth} (1+z)",
-    }
-    return pdf, flags, notes
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; returns the process exit status (0 on success)."""
     args = parse_args(argv)
-    columns = ColumnTemplate(redshift=args.z_column)
-    mag_flux = columns.flux.format(band=args.mag_band)
-    truth_cols = [columns.object_id, columns.redshift, mag_flux]
-    if args.train:  # the kNN baseline predicts from the test rows' fluxes
-        truth_cols += [*columns.flux_columns(), *columns.flux_err_columns()]
-    truth = read_table(args.truth, list(dict.fromkeys(truth_cols)))
-    pred = read_predictions(args.predictions)
-
-    join = match_ids(pred.object_id, truth[columns.object_id].to_numpy())
-    test = truth.take(join.right_rows)  # the test rows, in prediction order
-    test_ids = test[columns.object_id].to_numpy()
-    z_spec = test[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
-    mag = flux_to_mag(test[mag_flux].to_numpy(zero_copy_only=False))
-    inputs: dict = {
-        "predictions": args.predictions,
-        "truth": args.truth,
-        "test rows (in predictions and truth)": int(join.left_rows.size),
-        "predictions without truth": join.n_left_only,
-        "truth rows without prediction": join.n_right_only,
-        "duplicate objectId rows in predictions (first used)": join.n_left_duplicates,
-        "duplicate objectId rows in truth (first used)": join.n_right_duplicates,
-        "magnitude": f"{args.mag_band} (AB, from {mag_flux})",
-    }
-    models = {args.name: _rows_of(pred, join.left_rows, z_spec, mag)}
-    for item in args.compare:
-        name, path = item.split("=", 1)
-        other = read_predictions(path)
-        m = match_ids(test_ids, other.object_id)
-        models[name] = _rows_of(other, m.right_rows, z_spec[m.left_rows], mag[m.left_rows])
-        inputs[f"{name}: predictions"] = path
-        inputs[f"{name}: test rows without prediction (not scored)"] = m.n_left_only
-    if args.train:
-        pdf, flags, notes = _knn(args.train, test, columns, pred.grid)
-        models["knn"] = _Scored(pred.grid, pdf, flags, z_spec, mag)
-        inputs.update(notes)
-
-    config = EvalConfig()
-    results, images = {}, []
-    for name, s in models.items():
-        results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config)
-        if not args.no_plots:
-            directory = io.join(args.report, _slug(name))
-            paths = make_all_plots(
-                directory, s.grid, s.pdf, s.z_spec, s.mag, s.flags, config, args.mag_band, name
-            )
-            images += [f"{_slug(name)}/{path.rsplit('/', 1)[-1]}" for path in paths]
-    write_report(results, args.report, inputs, images)
-    print(headline_table(results))
+    request = EvaluationRequest(
+        predictions=args.predictions,
+        truth=args.truth,
+        report=args.report,
+        name=args.name,
+        compare=args.compare,
+        train=args.train,
+        mag_band=args.mag_band,
+        z_column=args.z_column,
+        plots=not args.no_plots,
+    )
+    evaluate_predictions(request)
     return 0
 
 

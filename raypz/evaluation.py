@@ -1,0 +1,150 @@
+"""Score photo-z PDFs against true redshifts and write the evaluation report (DESIGN 8).
+
+:func:`evaluate_predictions` joins predictions (a predictions table or the HATS PDF catalog)
+with an object table holding the true redshifts on objectId, scores every model on the same
+test rows (plus a kNN baseline when a labelled training table is given) and writes
+``metrics.json``, ``report.md`` and per-model PNG plots. Objects missing from either side are
+counted in the report, never silently dropped; rows flagged NO_PDF are counted, not scored.
+``jobs/evaluate.py`` is its command line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from raypz import io
+from raypz.baselines import KNNBaseline
+from raypz.columns import ColumnTemplate, flux_to_mag
+from raypz.features import flux_arrays
+from raypz.metrics import EvalConfig, evaluate, headline_table, match_ids, read_table, write_report
+from raypz.pdf import ZGrid
+from raypz.plots import make_all_plots
+from raypz.predictions import Predictions, read_predictions
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What to score and where to write it.
+
+    Attributes:
+        predictions: predictions of the main model (Parquet file/dir or HATS catalog).
+        truth: object table with objectId, the true redshift and fluxes in nJy.
+        report: output directory (local or URI).
+        name: name of the main model in the report.
+        compare: other models, name -> predictions path, scored on the same rows.
+        train: labelled table on which to fit the kNN baseline ('knn'); None: no baseline.
+        mag_band: band whose AB magnitude bins the metrics.
+        z_column: true-redshift column of ``truth`` and ``train``.
+        plots: write PNG plots as well as metrics.json and report.md.
+    """
+
+    predictions: str
+    truth: str
+    report: str
+    name: str = "model"
+    compare: dict[str, str] = field(default_factory=dict)
+    train: str | None = None
+    mag_band: str = "i"
+    z_column: str = "redshift"
+    plots: bool = True
+
+    def model_names(self) -> list[str]:
+        """Every model the report will hold."""
+        return [self.name, *(["knn"] if self.train else []), *self.compare]
+
+
+def slug(name: str) -> str:
+    """A directory name for a model name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+class _Scored(NamedTuple):
+    """One model's PDFs on the test rows it has, row-aligned with their truth."""
+
+    grid: ZGrid
+    pdf: np.ndarray  # (M, G)
+    flags: np.ndarray | None  # (M,) int32
+    z_spec: np.ndarray  # (M,)
+    mag: np.ndarray  # (M,) AB mag
+
+
+def _rows_of(pred: Predictions, rows: np.ndarray, z_spec: np.ndarray, mag: np.ndarray) -> _Scored:
+    """``rows`` of a predictions set, paired with the truth of those rows."""
+    flags = None
+    if "flags" in pred.table.column_names:
+        flags = pred.table["flags"].to_numpy(zero_copy_only=False)[rows]
+    return _Scored(pred.grid, pred.pdf[rows], flags, z_spec, mag)
+
+
+def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):
+    """kNN baseline fitted on ``train_path``, predicted on the test rows; (PDFs, flags, notes)."""
+    train_cols = [*columns.flux_columns(), *columns.flux_err_columns(), columns.redshift]
+    train = read_table(train_path, train_cols)
+    z_train = train[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
+    knn = KNNBaseline.fit(*flux_arrays(train, columns), z_train)
+    pdf, flags = knn.predict_pdf(*flux_arrays(test, columns), grid)
+    notes = {
+        "knn: trained on": f"{train_path} ({train.num_rows} rows)",
+        "knn: k, bandwidth": f"{knn.k}, {knn.bandwidth} (1+z)",
+    }
+    return pdf, flags, notes
+
+
+def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
+    """Score every model of ``request`` and write its report; returns metrics per model name."""
+    names = request.model_names()
+    if len({slug(n) for n in names}) < len(names):  # each gets a plot directory
+        raise ValueError(f"model names must be distinct as directory names, got {names}")
+    columns = ColumnTemplate(redshift=request.z_column)
+    mag_flux = columns.flux.format(band=request.mag_band)
+    truth_cols = [columns.object_id, columns.redshift, mag_flux]
+    if request.train:  # the kNN baseline predicts from the test rows' fluxes
+        truth_cols += [*columns.flux_columns(), *columns.flux_err_columns()]
+    truth = read_table(request.truth, list(dict.fromkeys(truth_cols)))
+    pred = read_predictions(request.predictions)
+
+    join = match_ids(pred.object_id, truth[columns.object_id].to_numpy())
+    test = truth.take(join.right_rows)  # the test rows, in prediction order
+    test_ids = test[columns.object_id].to_numpy()
+    z_spec = test[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
+    mag = flux_to_mag(test[mag_flux].to_numpy(zero_copy_only=False))
+    inputs: dict = {
+        "predictions": request.predictions,
+        "truth": request.truth,
+        "test rows (in predictions and truth)": int(join.left_rows.size),
+        "predictions without truth": join.n_left_only,
+        "truth rows without prediction": join.n_right_only,
+        "duplicate objectId rows in predictions (first used)": join.n_left_duplicates,
+        "duplicate objectId rows in truth (first used)": join.n_right_duplicates,
+        "magnitude": f"{request.mag_band} (AB, from {mag_flux})",
+    }
+    models = {request.name: _rows_of(pred, join.left_rows, z_spec, mag)}
+    for name, path in request.compare.items():
+        other = read_predictions(path)
+        m = match_ids(test_ids, other.object_id)
+        models[name] = _rows_of(other, m.right_rows, z_spec[m.left_rows], mag[m.left_rows])
+        inputs[f"{name}: predictions"] = path
+        inputs[f"{name}: test rows without prediction (not scored)"] = m.n_left_only
+    if request.train:
+        pdf, flags, notes = _knn(request.train, test, columns, pred.grid)
+        models["knn"] = _Scored(pred.grid, pdf, flags, z_spec, mag)
+        inputs.update(notes)
+
+    config = EvalConfig()
+    results, images = {}, []
+    for name, s in models.items():
+        results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config)
+        if request.plots:
+            directory = io.join(request.report, slug(name))
+            paths = make_all_plots(
+                directory, s.grid, s.pdf, s.z_spec, s.mag, s.flags, config, request.mag_band, name
+            )
+            images += [f"{slug(name)}/{path.rsplit('/', 1)[-1]}" for path in paths]
+    write_report(results, request.report, inputs, images)
+    print(headline_table(results))
+    return results
