@@ -82,7 +82,9 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         pq.read_table(
             f,
             filesystem=fs,
-            columns=None if columns is None else sorted({"objectId", "pdf", *columns}),
+            columns=None
+            if columns is None
+            else sorted({"objectId", "pdf", *columns, *_pdf_start(f, fs)}),
         )
         for f in files
     ]
@@ -99,6 +101,23 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         pdf = _decode_pdf_column(pdf_col, grid)
         rest = table.drop_columns(["pdf"])
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest)
+
+
+def to_qp_ensemble(pred: Predictions):
+    """The PDFs as a ``qp.Ensemble`` (interpolated on the z grid), e.g. for RAIL tools.
+
+    >>> import qp                                                         # doctest: +SKIP
+    >>> from raypz.predictions import read_predictions, to_qp_ensemble    # doctest: +SKIP
+    >>> ens = to_qp_ensemble(read_predictions("photoz/"))                 # doctest: +SKIP
+    >>> ens.pdf(0.5), ens.median()                                        # doctest: +SKIP
+
+    Rows without a PDF (all-zero, flagged NO_PDF) are left out; ``pred.object_id[has]`` with
+    ``has = pred.pdf.any(axis=1)`` names the rows of the ensemble.
+    """
+    import qp
+
+    has = pred.pdf.any(axis=1)
+    return qp.Ensemble(qp.interp, data={"xvals": pred.grid.values, "yvals": pred.pdf[has]})
 
 
 def _pdf_start(file: str, fs) -> set[str]:

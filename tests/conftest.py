@@ -1,15 +1,84 @@
-"""Shared fixtures: one local Ray per test session (2 CPUs), seeded RNGs, small simulated data."""
+"""Shared fixtures: one local Ray per test session (2 CPUs), seeded RNGs, an S3 API on loopback.
+
+The S3 endpoint and fake credentials are put in the environment at import, before any Ray
+worker starts, so that Ray tasks and actors see the same loopback S3 as the test process; the
+moto server itself starts only when a test asks for ``s3_root``.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+S3_PORT = _free_port()
+S3_BUCKET = "raypz-test"
+FAKE_AWS = {
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    "AWS_ACCESS_KEY_ID": "AKIAFAKETESTKEY12345",
+    "AWS_SECRET_ACCESS_KEY": "fake+secret/never-to-be-logged-0123456789",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+os.environ.update(FAKE_AWS)
+
+# Ray workers run beside the test process on 2 cores; multi-threaded torch there spins and was
+# measured 150x slower on small nets. One thread per process keeps the suite fast.
+torch.set_num_threads(1)
+
+
+def _wait_for(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"moto server did not listen on port {port}")
+
+
+@pytest.fixture(scope="session")
+def s3_root():
+    """``s3://raypz-test`` on a moto S3 server bound to 127.0.0.1 (configured by environment)."""
+    import pyarrow.fs as pafs
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(S3_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(S3_PORT)
+        admin = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{S3_PORT}",
+            scheme="http",
+            access_key=FAKE_AWS["AWS_ACCESS_KEY_ID"],
+            secret_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
+        admin.create_dir(S3_BUCKET)
+        yield f"s3://{S3_BUCKET}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +118,70 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def fit_small_artifact(path: str, table, members: int = 2, steps: int = 60, seed: int = 0) -> str:
+    """Fit a small catalog ensemble in-process (no Ray) on ``table`` and save it at ``path``.
+
+    A real artifact with briefly trained members: fast enough for fixtures, and its PDFs
+    already follow the data (so summaries and calibration checks are meaningful).
+    """
+    from raypz.features import FeatureTransform, flux_arrays
+    from raypz.models import CatalogNet, CatalogNetConfig, save_artifact
+    from raypz.pdf import ZGrid
+
+    grid = ZGrid()
+    flux, err = flux_arrays(table)
+    transform = FeatureTransform.fit(flux, err)
+    x, _ = transform.transform_fluxes(flux, err)
+    xt = torch.from_numpy(x)
+    zt = torch.tensor(table["redshift"].to_numpy(), dtype=torch.float32)
+    z_grid = torch.tensor(grid.values, dtype=torch.float32)
+    config = CatalogNetConfig(hidden=(64, 64))
+    states, info = [], []
+    for m in range(members):
+        torch.manual_seed(seed + m)
+        net = CatalogNet(transform.n_features, z_grid, config)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for step in range(steps):
+            rows = torch.randint(0, len(xt), (512,), generator=torch.Generator().manual_seed(step))
+            opt.zero_grad()
+            loss = net.loss(net(xt[rows]), xt[rows], zt[rows]).mean()
+            loss.backward()
+            opt.step()
+        states.append(net.state_dict())
+        info.append({"seed": seed + m, "fold": None, "epochs_run": 0, "steps": steps})
+    save_artifact(
+        path,
+        name="test",
+        transform=transform,
+        grid=grid,
+        net_config=config,
+        states=states,
+        members=info,
+        training={"note": "fitted in-process by tests/conftest.py"},
+        metrics={},
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_survey(tmp_path_factory):
+    """A 3-shard wide-field Y10 survey (1000 rows per shard) written in-process; its directory."""
+    from raypz.sim import SurveyConfig
+    from raypz.sim.survey import write_shard
+
+    out = str(tmp_path_factory.mktemp("survey"))
+    config = SurveyConfig(n_objects=3000, seed=11, field="wide", rows_per_shard=1000)
+    for i in range(config.n_shards):
+        write_shard(config, i, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory, small_survey):
+    """A 2-member artifact briefly fitted on ``small_survey``; its directory."""
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(small_survey, format="parquet").to_table()
+    return fit_small_artifact(str(tmp_path_factory.mktemp("model")), table)

@@ -291,7 +291,7 @@ def run_inference(
     rows_done = sum(expected[i] for i in pending)
 
     metadata = _provenance(artifact, input_path, config)
-    to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, k, n)]
+    to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
     ray.get([_merge.remote(root, output, k, n, metadata, cols.object_id) for k, n in to_merge])
     finalize_catalog(
         output,
@@ -341,12 +341,15 @@ def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
     return InferenceSummary(**previous)
 
 
-def _merge_current(root: str, norder: int, npix: int) -> bool:
-    """True when the partition was merged from exactly the fragments staged now."""
+def _merge_current(root: str, output: str, norder: int, npix: int) -> bool:
+    """True when the partition file exists, merged from exactly the fragments staged now."""
     marker = staging.merged_marker(root, norder, npix)
     try:
         merged = json.loads(io.read_bytes(marker))
     except FileNotFoundError:
+        return False
+    fs, inner = io.resolve(partition_path(output, norder, npix))
+    if fs.get_file_info(inner).type.name != "File":
         return False
     return merged == sorted(io.list_parquet_files(fragment_directory(root, norder, npix)))
 

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-
 import lsdb
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -14,59 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from raypz import io
-
-BUCKET = "raypz-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"moto server did not listen on port {port}")
-
-
-@pytest.fixture(scope="module")
-def s3_root():
-    """``s3://raypz-test`` on a moto server bound to 127.0.0.1, configured by environment only."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(port)
-        with pytest.MonkeyPatch.context() as env:
-            for key, value in {
-                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }.items():
-                env.setenv(key, value)
-            admin = pafs.S3FileSystem(
-                endpoint_override=f"127.0.0.1:{port}",
-                scheme="http",
-                access_key="testing",
-                secret_key="testing",
-                region="us-east-1",
-                allow_bucket_creation=True,
-            )
-            admin.create_dir(BUCKET)
-            yield f"s3://{BUCKET}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,153 @@
+"""End to end: object shards -> Ray Data inference -> HATS catalog, read with pyarrow, lsdb, qp."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lsdb
+import numpy as np
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import io
+from raypz.infer import SUMMARY_FILE, InferConfig, run_inference, staging
+from raypz.predictions import read_predictions, to_qp_ensemble
+
+CONFIG = InferConfig(max_rows_per_partition=800, batch_size=1024, keep_staging=True)
+
+
+@pytest.fixture(scope="module")
+def catalog(ray_session, small_survey, small_model, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("photoz") / "catalog")
+    summary = run_inference(small_survey, small_model, out, CONFIG)
+    return out, summary
+
+
+def _input_ids(small_survey: str) -> np.ndarray:
+    return (
+        pads.dataset(small_survey, format="parquet").to_table(["objectId"])["objectId"].to_numpy()
+    )
+
+
+def test_every_input_object_appears_exactly_once(catalog, small_survey):
+    out, summary = catalog
+    ids = pads.dataset(f"{out}/dataset", format="parquet").to_table(["objectId"])["objectId"]
+    ids = ids.to_numpy()
+    assert len(ids) == len(np.unique(ids))
+    assert set(ids) == set(_input_ids(small_survey))
+    assert summary.rows_in == summary.rows_out == len(ids) == 3000
+    stored = json.loads(Path(out, SUMMARY_FILE).read_text())
+    assert stored["rows_out"] == 3000 and stored["sources"] == 3
+
+
+def test_hats_layout_and_metadata(catalog, small_model):
+    out, summary = catalog
+    props = dict(
+        line.split("=", 1)
+        for line in Path(out, "properties").read_text().splitlines()
+        if "=" in line
+    )
+    assert props["dataproduct_type"].strip() == "object"
+    assert int(props["hats_nrows"]) == 3000
+    assert props["hats_col_ra"].strip() == "coord_ra"
+    files = io.list_parquet_files(out)
+    assert len(files) == summary.partitions > 1
+    for f in files:
+        table = pq.read_table(f)
+        assert table.num_rows <= CONFIG.max_rows_per_partition
+        assert table.column_names[0] == "_healpix_29"
+        hp = table["_healpix_29"].to_numpy()
+        assert np.all(np.diff(hp.astype(np.int64)) >= 0)
+        meta = table.schema.metadata
+        assert b"raypz.z_grid" in meta and b"raypz.model_hash" in meta
+        assert json.loads(meta[b"raypz.run_config"])["max_rows_per_partition"] == 800
+    assert Path(out, "dataset", "_metadata").exists()
+    assert Path(out, "partition_info.csv").exists()
+
+
+def test_lsdb_opens_it_and_cone_search_matches_pyarrow(catalog):
+    out, _ = catalog
+    cat = lsdb.open_catalog(out)
+    everything = cat.compute()
+    assert len(everything) == 3000
+    ra0, dec0 = float(everything["coord_ra"].median()), float(everything["coord_dec"].median())
+    cone = cat.cone_search(ra=ra0, dec=dec0, radius_arcsec=1800).compute()
+    ra, dec = np.radians(everything["coord_ra"]), np.radians(everything["coord_dec"])
+    cos_d = np.sin(dec) * np.sin(np.radians(dec0)) + np.cos(dec) * np.cos(
+        np.radians(dec0)
+    ) * np.cos(ra - np.radians(ra0))
+    inside = np.degrees(np.arccos(np.clip(cos_d, -1, 1))) * 3600 < 1800
+    assert 0 < len(cone) == int(inside.sum())
+
+
+def test_pdfs_load_into_qp(catalog):
+    out, _ = catalog
+    pred = read_predictions(out, columns=["z_median"])
+    ens = to_qp_ensemble(pred)
+    assert ens.npdf == len(pred.object_id) == 3000
+    np.testing.assert_allclose(
+        ens.median().ravel(), pred.table["z_median"].to_numpy(), atol=2 * pred.grid.dz
+    )
+
+
+def test_rerun_of_a_finished_job_does_nothing(catalog, small_survey, small_model):
+    out, summary = catalog
+    before = {p: p.stat().st_mtime_ns for p in Path(out, "dataset").rglob("*.parquet")}
+    again = run_inference(small_survey, small_model, out, CONFIG)
+    assert again == summary
+    after = {p: p.stat().st_mtime_ns for p in Path(out, "dataset").rglob("*.parquet")}
+    assert after == before
+
+
+def test_interrupted_job_finishes_without_redoing_finished_work(
+    catalog, small_survey, small_model, tmp_path
+):
+    """Copy the finished catalog, then undo what a kill mid-run would not have done yet."""
+    out, _ = catalog
+    part = tmp_path / "catalog"
+    shutil.copytree(out, part)
+    root = staging.staging_root(str(part))
+    (part / SUMMARY_FILE).unlink()
+    (part / "properties").unlink()
+    frags = sorted(Path(root).rglob("src000001-*.parquet"))
+    assert frags
+    for f in frags:  # input file 1 was still being predicted: only it is redone
+        f.unlink()
+    summary = run_inference(small_survey, small_model, str(part), CONFIG)
+    assert (summary.sources_skipped, summary.rows_out) == (2, 3000)
+
+    (part / SUMMARY_FILE).unlink()
+    victim = sorted((part / "dataset").rglob("Npix=*.parquet"))[0]
+    victim.unlink()  # killed during the merge: only this partition is redone, nothing predicted
+    summary = run_inference(small_survey, small_model, str(part), CONFIG)
+    assert (summary.sources_skipped, summary.partitions_merged) == (3, 1)
+
+    original, resumed = read_predictions(out), read_predictions(str(part))
+    order_a, order_b = np.argsort(original.object_id), np.argsort(resumed.object_id)
+    np.testing.assert_array_equal(original.object_id[order_a], resumed.object_id[order_b])
+    np.testing.assert_allclose(original.pdf[order_a], resumed.pdf[order_b], atol=1e-6)
+
+
+def test_s3_input_and_output_with_no_credentials_in_outputs(
+    ray_session, small_survey, small_model, s3_root, tmp_path
+):
+    import os
+
+    fs, _ = io.resolve(s3_root)
+    src = io.join(s3_root, "object")
+    for f in io.list_parquet_files(small_survey):
+        io.write_bytes_atomic(io.join(src, Path(f).name), Path(f).read_bytes())
+    out = io.join(s3_root, "photoz")
+    summary = run_inference(src, small_model, out, InferConfig(max_rows_per_partition=2000))
+    assert summary.rows_out == 3000
+    pred = read_predictions(out)
+    assert len(np.unique(pred.object_id)) == 3000
+    secrets = [os.environ["AWS_SECRET_ACCESS_KEY"], os.environ["AWS_ACCESS_KEY_ID"]]
+    _, inner = io.resolve(out)
+    for info in fs.get_file_info(__import__("pyarrow.fs").fs.FileSelector(inner, recursive=True)):
+        if info.is_file:
+            blob = io.read_bytes(f"s3://{info.path}")
+            assert not any(s.encode() in blob for s in secrets), info.path

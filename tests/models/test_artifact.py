@@ -1,0 +1,76 @@
+"""Model artifacts: round trip, integrity checks and refusal of anything but safetensors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from raypz.models import ArtifactError, EnsemblePredictor, load_artifact
+from raypz.models.artifact import MODEL_JSON, member_file
+
+
+@pytest.fixture
+def artifact_copy(small_model, tmp_path):
+    target = tmp_path / "model"
+    shutil.copytree(small_model, target)
+    return target
+
+
+def test_round_trip_predicts_normalised_pdfs(small_model, small_survey):
+    artifact = load_artifact(small_model)
+    meta = json.loads((Path(small_model) / MODEL_JSON).read_text())
+    assert meta["model_id"].startswith("test-") and len(meta["members"]) == 2
+    table = pads.dataset(small_survey, format="parquet").head(100)
+    x, flags = artifact.transform(table)
+    pdf, ens_flags = EnsemblePredictor(artifact, "cpu").predict(x)
+    grid = artifact.grid
+    mass = (pdf.sum(axis=1) - 0.5 * (pdf[:, 0] + pdf[:, -1])) * grid.dz
+    np.testing.assert_allclose(mass, 1.0, atol=1e-4)
+    assert ens_flags.shape == flags.shape == (100,)
+
+
+def test_altered_member_file_is_refused(artifact_copy):
+    path = artifact_copy / member_file(1)
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ArtifactError, match=r"member-01.*SHA-256 differs"):
+        load_artifact(str(artifact_copy))
+
+
+def test_missing_member_file_is_refused(artifact_copy):
+    (artifact_copy / member_file(0)).unlink()
+    with pytest.raises(ArtifactError, match="member file missing"):
+        load_artifact(str(artifact_copy))
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_a_planted_pickle_is_never_unpickled(artifact_copy, monkeypatch, tmp_path):
+    """A pickle in place of a member, with model.json's hash updated to match: refused."""
+    monkeypatch.chdir(tmp_path)
+    blob = pickle.dumps({"weight": _Payload()})
+    (artifact_copy / member_file(0)).write_bytes(blob)
+    meta_path = artifact_copy / MODEL_JSON
+    meta = json.loads(meta_path.read_text())
+    import hashlib
+
+    meta["members"][0]["sha256"] = hashlib.sha256(blob).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(Exception):  # noqa: B017 - safetensors' own parse error
+        load_artifact(str(artifact_copy))
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_not_an_artifact(tmp_path):
+    with pytest.raises(ArtifactError, match=r"model\.json: missing"):
+        load_artifact(str(tmp_path))

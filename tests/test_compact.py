@@ -1,0 +1,71 @@
+"""Compact PDF encoding: round trip accuracy, nulls for missing PDFs, size, metric changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raypz import compact
+from raypz.metrics import crps, pit
+from raypz.pdf import ZGrid, normalize
+
+GRID = ZGrid()
+
+
+def _pdfs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two-component Gaussian mixtures (N, G) and true redshifts drawn from them."""
+    z = GRID.values
+    mu = rng.uniform(0.1, 3.0, (n, 2))
+    sigma = rng.uniform(0.02, 0.2, (n, 2)) * (1 + mu)
+    w = rng.uniform(0.1, 1.0, (n, 2))
+    dens = (
+        w[:, :, None]
+        * np.exp(-0.5 * ((z - mu[:, :, None]) / sigma[:, :, None]) ** 2)
+        / sigma[:, :, None]
+    )
+    pick = rng.random(n) < w[:, 1] / w.sum(axis=1)
+    z_true = np.where(pick, rng.normal(mu[:, 1], sigma[:, 1]), rng.normal(mu[:, 0], sigma[:, 0]))
+    return normalize(dens.sum(axis=1), GRID).astype(np.float32), np.clip(z_true, 0.0, 3.5)
+
+
+def test_round_trip_is_close_and_normalised(rng):
+    pdf, _ = _pdfs(rng, 500)
+    start, values = compact.encode(pdf)
+    back = compact.decode(start, values, GRID.n, GRID.dz)
+    assert back.shape == pdf.shape and back.dtype == np.float32
+    err = np.abs(np.cumsum(back, axis=1) - np.cumsum(pdf, axis=1)).max() * GRID.dz
+    assert err < 0.01  # CDFs agree to 1%
+    mass = (back.sum(axis=1) - 0.5 * (back[:, 0] + back[:, -1])) * GRID.dz
+    np.testing.assert_allclose(mass, 1.0, atol=1e-5)
+
+
+def test_rows_without_pdf_are_null_and_decode_to_zero(rng):
+    pdf, _ = _pdfs(rng, 3)
+    pdf[1] = 0.0
+    start, values = compact.encode(pdf)
+    assert values.null_count == 1 and not values[1].is_valid
+    back = compact.decode(start, pa.chunked_array([values]), GRID.n, GRID.dz)
+    assert np.all(back[1] == 0) and back[0].max() > 0
+
+
+def test_encoded_size_is_a_fraction_of_float32(rng):
+    pdf, _ = _pdfs(rng, 1000)
+    start, values = compact.encode(pdf)
+    per_object = (values.nbytes + start.nbytes) / len(pdf)
+    assert per_object < 0.25 * GRID.n * 4
+
+
+def test_crps_and_pit_change_below_one_percent(rng):
+    pdf, z_true = _pdfs(rng, 4000)
+    back = compact.decode(*compact.encode(pdf), GRID.n, GRID.dz)
+    c_full, c_back = crps(pdf, GRID, z_true).mean(), crps(back, GRID, z_true).mean()
+    assert abs(c_back - c_full) / c_full < 0.01
+    assert np.abs(pit(back, GRID, z_true) - pit(pdf, GRID, z_true)).max() < 0.01
+
+
+@pytest.mark.parametrize("shape", [(0, GRID.n), (2, GRID.n)])
+def test_empty_and_all_missing_batches(shape):
+    start, values = compact.encode(np.zeros(shape, np.float32))
+    assert len(values) == shape[0]
+    assert compact.decode(start, values, GRID.n, GRID.dz).shape == shape

@@ -1,0 +1,67 @@
+"""PDF grid, normalisation, CDF, quantiles and summaries on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raypz.pdf import ZGrid, cdf, cdf_at, normalize, quantiles, summarize
+
+GRID = ZGrid(0.0, 3.5, 351)
+
+
+def gaussian(mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    z = GRID.values
+    return normalize(np.exp(-0.5 * ((z[None, :] - mu[:, None]) / sigma[:, None]) ** 2), GRID)
+
+
+def test_grid_spacing_and_round_trip():
+    assert GRID.dz == pytest.approx(0.01)
+    assert GRID.values[0] == 0.0 and GRID.values[-1] == pytest.approx(3.5)
+    assert ZGrid.from_dict(GRID.to_dict()) == GRID
+
+
+def test_normalized_rows_integrate_to_one_and_cdf_ends_at_one():
+    pdf = normalize(np.random.default_rng(0).random((4, GRID.n)), GRID)
+    c = cdf(pdf, GRID)
+    np.testing.assert_allclose(c[:, -1], 1.0, atol=1e-9)
+    assert np.all(np.diff(c, axis=1) >= 0)
+
+
+def test_uniform_pdf_cdf_is_linear():
+    pdf = normalize(np.ones((1, GRID.n)), GRID)
+    z = np.array([1.75])
+    assert cdf_at(pdf, GRID, z)[0] == pytest.approx(0.5, abs=1e-9)
+
+
+def test_cdf_at_nonfinite_redshift_is_nan():
+    pdf = gaussian(np.array([1.0]), np.array([0.1]))
+    assert np.isnan(cdf_at(pdf, GRID, np.array([np.nan]))[0])
+
+
+def test_gaussian_summaries_match_the_analytic_values():
+    mu, sigma = np.array([0.8, 1.6]), np.array([0.05, 0.1])
+    s = summarize(gaussian(mu, sigma), GRID)
+    np.testing.assert_allclose(s["z_mean"], mu, atol=1e-3)
+    np.testing.assert_allclose(s["z_median"], mu, atol=2e-3)
+    np.testing.assert_allclose(s["z_mode"], mu, atol=GRID.dz / 2 + 1e-9)
+    np.testing.assert_allclose(s["z_std"], sigma, rtol=0.02)
+    np.testing.assert_allclose(s["z_lo68"], mu - 0.994 * sigma, atol=3e-3)
+    np.testing.assert_allclose(s["z_hi95"], mu + 1.96 * sigma, atol=4e-3)
+    # odds: mass within +-0.06 (1 + mode) of the mode
+    from scipy.stats import norm
+
+    half = 0.06 * (1 + mu)
+    np.testing.assert_allclose(
+        s["odds"], norm.cdf(half / sigma) - norm.cdf(-half / sigma), atol=0.01
+    )
+
+
+def test_quantiles_of_a_bimodal_pdf():
+    pdf = normalize(
+        gaussian(np.array([0.5]), np.array([0.05])) + gaussian(np.array([2.0]), np.array([0.05])),
+        GRID,
+    )
+    q = quantiles(pdf, GRID, (0.25, 0.75))[0]
+    assert q[0] == pytest.approx(0.5, abs=0.005)  # each mode holds half the mass
+    assert q[1] == pytest.approx(2.0, abs=0.005)
