@@ -96,20 +96,20 @@ class _PredictStage:
     """Actor body: predictor + HEALPix index + source number for every row."""
 
     def __init__(
-        self, model: str, device: str, file_index: dict[str, int], ra: str, dec: str, threads: int
+        self, model: str, device: str, files: list[str], ra: str, dec: str, threads: int
     ) -> None:
         import torch
 
         torch.set_num_threads(threads)
         self.predictor = CatalogPredictor(model, device)
-        self.file_index, self.ra, self.dec = file_index, ra, dec
+        self.files = pa.array(files)  # a row's source number: its path's index here
+        self.ra, self.dec = ra, dec
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        paths = batch[_PATH_COLUMN].to_pylist()
-        src = np.fromiter((self.file_index[p] for p in paths), dtype=np.int32, count=len(paths))
+        src = pc.index_in(batch[_PATH_COLUMN], value_set=self.files).cast(pa.int32())
         out = self.predictor(batch.drop_columns([_PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
-        return out.append_column(_SOURCE_COLUMN, pa.array(src))
+        return out.append_column(_SOURCE_COLUMN, src)
 
 
 def _stage(batch: pa.Table, root: str, plan) -> pa.Table:
@@ -268,7 +268,7 @@ def run_inference(
             fn_constructor_kwargs={
                 "model": model,
                 "device": config.device,
-                "file_index": {f: i for i, f in enumerate(files)},
+                "files": files,
                 "ra": cols.ra,
                 "dec": cols.dec,
                 "threads": threads,

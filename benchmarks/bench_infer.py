@@ -1,0 +1,265 @@
+"""Inference speed and memory: raypz's Ray Data pipeline against a plain single-process loop.
+
+    python benchmarks/bench_infer.py                       # 1e6 rows (~5 min on 2 cores)
+    python benchmarks/bench_infer.py --large-rows 10000000 # adds the 1e7-row memory run
+    python benchmarks/bench_infer.py --rows 200000 --skip-ray   # a quick look
+
+Both paths use the same 5-member artifact (default CatalogNet architecture, MDN head) on the
+same simulated object shards. Printed, nothing asserted:
+
+* plain loop: pyarrow iter_batches -> CatalogPredictor -> Parquet writer, in this process,
+  torch with all cores; its rows/s and peak RSS (this process);
+* Ray pipeline: ``jobs/infer_lsst.py`` in a subprocess (embedded Ray), rows/s over its whole
+  run and the peak of the summed RSS of the job process and its descendants (the whole embedded Ray
+  session), sampled every 0.2 s;
+* per-core rate (one torch thread) with the fraction of this core's float32 matmul peak that
+  the ensemble's arithmetic reaches;
+* the projection for a 2e10-object data release from the measured per-node rate.
+
+The input is simulated once (1e6 rows, ~90 s) and tiled with shifted objectIds for larger runs
+(identical rows are as expensive to predict as new ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from raypz import io
+from raypz.features import FeatureTransform, flux_arrays
+from raypz.infer import CatalogPredictor
+from raypz.models import CatalogNet, CatalogNetConfig, save_artifact
+from raypz.pdf import ZGrid
+from raypz.sim import SurveyConfig
+from raypz.sim.survey import write_shard
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS_PER_FILE = 250_000
+
+
+def make_inputs(workdir: Path, rows: int) -> Path:
+    """Parquet shards of ``rows`` rows: one simulated 1e6 block tiled with shifted objectIds."""
+    n_base = min(rows, 1_000_000)
+    base = workdir / f"base_{n_base}"
+    if not base.exists():
+        config = SurveyConfig(n_objects=n_base, seed=5, rows_per_shard=ROWS_PER_FILE)
+        base.mkdir(parents=True)
+        for i in range(config.n_shards):
+            write_shard(config, i, str(base))
+    files = sorted(base.glob("*.parquet"))
+    out = workdir / f"input_{rows}"
+    if out.exists():
+        return out
+    out.mkdir()
+    written, k = 0, 0
+    while written < rows:
+        table = pq.read_table(files[k % len(files)])
+        table = table.slice(0, min(table.num_rows, rows - written))
+        offset = (k // len(files)) * 10**12
+        ids = pc.add(table["objectId"], pa.scalar(offset, pa.int64()))
+        table = table.set_column(table.schema.get_field_index("objectId"), "objectId", ids)
+        pq.write_table(table, out / f"part-{k:04d}.parquet", row_group_size=50_000)
+        written += table.num_rows
+        k += 1
+    return out
+
+
+def make_artifact(workdir: Path, inputs: Path, members: int) -> Path:
+    """A ``members``-member artifact of the default architecture (weights: seeded init)."""
+    path = workdir / f"model_{members}"
+    if path.exists():
+        return path
+    table = pq.read_table(sorted(inputs.glob("*.parquet"))[0])
+    transform = FeatureTransform.fit(*flux_arrays(table))
+    grid, config = ZGrid(), CatalogNetConfig()
+    z = torch.tensor(grid.values, dtype=torch.float32)
+    states = []
+    for m in range(members):
+        torch.manual_seed(m)
+        states.append(CatalogNet(transform.n_features, z, config).state_dict())
+    save_artifact(
+        str(path),
+        name="bench",
+        transform=transform,
+        grid=grid,
+        net_config=config,
+        states=states,
+        members=[{"seed": m} for m in range(members)],
+        training={"note": "benchmark weights (untrained): speed only"},
+        metrics={},
+    )
+    return path
+
+
+def plain_loop(inputs: Path, model: Path, out: Path, batch: int, threads: int) -> dict:
+    """Rows/s and peak RSS of read -> predict -> write in this process."""
+    torch.set_num_threads(threads)
+    predictor = CatalogPredictor(str(model), device="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    t0, rows = time.perf_counter(), 0
+    for f in sorted(inputs.glob("*.parquet")):
+        reader = pq.ParquetFile(f)
+        with pq.ParquetWriter(out / f.name, predictor.schema) as writer:
+            for b in reader.iter_batches(batch_size=batch, columns=predictor.input_columns):
+                result = predictor(pa.Table.from_batches([b]))
+                writer.write_table(result)
+                rows += result.num_rows
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss": peak}
+
+
+def _tree_rss(root: psutil.Process) -> int:
+    """Summed RSS of a process and all its descendants (an embedded Ray's GCS, raylet and
+    workers are descendants of the driver), in bytes."""
+    total = 0
+    for p in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
+    """Run jobs/infer_lsst.py in a subprocess; its summary plus the peak summed RSS."""
+    cmd = [
+        sys.executable,
+        str(REPO / "jobs" / "infer_lsst.py"),
+        "--input", str(inputs),
+        "--model", str(model),
+        "--output", str(out),
+        "--batch-size", str(batch),
+        "--validate", "schema",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    t0 = time.perf_counter()
+    proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    log, _ = proc.communicate()
+    stop.set()
+    sampler.join()
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"infer_lsst.py failed:\n{log[-4000:]}")
+    summary = json.loads(io.read_bytes(str(out / "raypz_run_summary.json")))
+    rows = summary["rows_out"]
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "job_rows_per_s": summary["rows_per_second"],
+        "peak_rss": peak[0],
+        "pdf_bytes_per_object": summary["pdf_bytes_per_object"],
+    }
+
+
+def matmul_peak_gflops() -> float:
+    """This core's float32 matmul rate with one torch thread (GFLOP/s)."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    t0, n = time.perf_counter(), 10
+    for _ in range(n):
+        a @ b
+    return 2 * 1024**3 * n / (time.perf_counter() - t0) / 1e9
+
+
+def ensemble_flops_per_row(members: int, n_features: int, grid_n: int) -> float:
+    """Multiply-adds x 2 of the linear layers plus the MDN evaluation on the grid, per row."""
+    c = CatalogNetConfig()
+    dims = [n_features + c.latent_dim, *c.hidden]
+    mlp = sum(a * b for a, b in itertools.pairwise(dims))
+    dae = n_features * c.dae_hidden + c.dae_hidden * c.latent_dim
+    dae += c.latent_dim * c.dae_hidden + c.dae_hidden * n_features
+    head = c.hidden[-1] * 3 * c.n_components
+    mixture = grid_n * c.n_components * 6  # sub, mul, square, mul, exp, fma
+    return members * (2 * (mlp + dae + head) + mixture)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the main comparison")
+    p.add_argument("--large-rows", type=int, default=0, help="also run Ray on this many rows")
+    p.add_argument("--members", type=int, default=5, help="ensemble members")
+    p.add_argument("--batch-size", type=int, default=16384, help="rows per predictor call")
+    p.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
+    p.add_argument("--skip-ray", action="store_true", help="only the in-process figures")
+    a = p.parse_args()
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="raypz-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = make_inputs(work, a.rows)
+    model = make_artifact(work, inputs, a.members)
+    cores = os.cpu_count() or 1
+    print(f"# {a.members}-member ensemble, {a.rows:,} rows, batch {a.batch_size}, {cores} cores")
+
+    one = plain_loop(inputs, model, work / "plain1", a.batch_size, threads=1)
+    peak = matmul_peak_gflops()
+    flops = ensemble_flops_per_row(a.members, 23, ZGrid().n)
+    print(f"per core (1 thread):    {one['rows_per_s']:>10,.0f} rows/s  (target >= 20,000)")
+    print(
+        f"  arithmetic: {flops / 1e6:.2f} MFLOP/row -> {one['rows_per_s'] * flops / 1e9:.1f}"
+        f" GFLOP/s of this core's {peak:.1f} GFLOP/s matmul peak"
+        f" ({100 * one['rows_per_s'] * flops / 1e9 / peak:.0f}%)"
+    )
+    plain = plain_loop(inputs, model, work / "plain", a.batch_size, threads=cores)
+    print(
+        f"plain loop ({cores} threads): {plain['rows_per_s']:>10,.0f} rows/s,"
+        f" peak RSS {plain['peak_rss'] / 2**30:.2f} GiB"
+    )
+    if a.skip_ray:
+        return
+    ray = ray_pipeline(inputs, model, work / "ray_catalog", a.batch_size)
+    print(
+        f"Ray pipeline:           {ray['rows_per_s']:>10,.0f} rows/s end to end"
+        f" ({ray['job_rows_per_s']:,.0f} inside the job),"
+        f" peak RSS {ray['peak_rss'] / 2**30:.2f} GiB"
+    )
+    print(
+        f"  Ray / plain: speed {ray['rows_per_s'] / plain['rows_per_s']:.2f}x (target >= 0.8),"
+        f" memory {ray['peak_rss'] / plain['peak_rss']:.2f}x (target <= 1.5);"
+        f" PDF {ray['pdf_bytes_per_object']:.0f} bytes/object"
+    )
+    if a.large_rows:
+        big = ray_pipeline(
+            make_inputs(work, a.large_rows), model, work / "ray_catalog_large", a.batch_size
+        )
+        print(
+            f"Ray at {a.large_rows:,} rows: {big['rows_per_s']:,.0f} rows/s, peak RSS"
+            f" {big['peak_rss'] / 2**30:.2f} GiB = {big['peak_rss'] / ray['peak_rss']:.2f}x the"
+            f" {a.rows:,}-row run (target <= 1.25)"
+        )
+    node_rate = ray["rows_per_s"]
+    hours_one_node = 2e10 / node_rate / 3600
+    print(
+        f"projection, 2e10 objects at {node_rate:,.0f} rows/s per {cores}-core node:"
+        f" {hours_one_node:,.0f} node-hours (e.g. {hours_one_node / 100:,.1f} h on 100 nodes)"
+    )
+
+
+if __name__ == "__main__":
+    main()
