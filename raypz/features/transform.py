@@ -48,7 +48,8 @@ def flux_arrays(
 def usable_bands(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which measurements can be used, (N, B) bool, and the per-row flags (N,) int32 they imply."""
     finite = np.isfinite(flux) & np.isfinite(err) & (err > 0)
-    absurd = np.abs(np.nan_to_num(flux, nan=0.0)) > ABSURD_FLUX_NJY
+    with np.errstate(invalid="ignore"):
+        absurd = np.isfinite(flux) & (np.abs(flux) > ABSURD_FLUX_NJY)
     usable = finite & ~absurd
     nan_missing = np.isnan(flux) | np.isnan(err)
     bad_value = ~usable & ~nan_missing & ~absurd  # inf, or err <= 0 with a finite flux

@@ -1,0 +1,131 @@
+"""Malformed inputs end to end: a clear error before any work, or rows kept, flagged, counted.
+
+The contract checks themselves (each broken rule, truncated and corrupt files, duplicated ids
+across shards, wrong cutout shapes) are tested in tests/test_schema.py; here the same cases
+are run through the jobs' entry points, and the per-row cases through the predictor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from raypz import flags as fl
+from raypz import io
+from raypz.columns import BANDS, DEFAULT_COLUMNS
+from raypz.features import FeatureTransform
+from raypz.infer import CatalogPredictor, InferConfig, run_inference
+from raypz.schema import ContractError
+
+C = DEFAULT_COLUMNS
+
+
+def _first_file(small_survey: str) -> pa.Table:
+    return pq.read_table(io.list_parquet_files(small_survey)[0])
+
+
+@pytest.mark.parametrize(
+    ("breakage", "column", "rule"),
+    [
+        ("drop y band (artifact bands not in input)", "y_cModelFlux", "missing"),
+        ("fluxes as strings", "r_cModelFlux", "type"),
+    ],
+)
+def test_inference_stops_before_any_work_on_a_broken_contract(
+    small_survey, small_model, tmp_path, breakage, column, rule
+):
+    table = _first_file(small_survey)
+    if breakage.startswith("drop"):
+        table = table.drop_columns(["y_cModelFlux", "y_cModelFluxErr"])
+    else:
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, column, table[column].cast(pa.string()))
+    bad = tmp_path / "input"
+    bad.mkdir()
+    pq.write_table(table, bad / "shard-0.parquet")
+    out = tmp_path / "catalog"
+    with pytest.raises(ContractError) as info:
+        run_inference(str(bad), small_model, str(out), InferConfig())
+    assert info.value.column == column and str(bad / "shard-0.parquet") in str(info.value)
+    assert rule in str(info.value)
+    assert not out.exists()  # nothing written, nothing to clean up
+
+
+def test_rerun_into_a_catalog_of_other_inputs_is_refused(tmp_path, small_survey, small_model):
+    out = tmp_path / "catalog"
+    out.mkdir()
+    (out / "raypz_run_summary.json").write_text('{"fingerprint": "another run"}')
+    with pytest.raises(RuntimeError, match="other inputs or another model"):
+        run_inference(small_survey, small_model, str(out), InferConfig(validate="schema"))
+    assert (out / "raypz_run_summary.json").read_text() == '{"fingerprint": "another run"}'
+
+
+def test_per_row_problems_become_flags_and_no_row_is_dropped(small_survey, small_model):
+    predictor = CatalogPredictor(small_model, device="cpu")
+    table = _first_file(small_survey).slice(0, 8).select(predictor.input_columns)
+    cols = {n: table[n].to_numpy().copy() for n in table.column_names}
+    cols["g_cModelFlux"][0] = np.nan  # one band missing
+    for b in BANDS:  # all bands NaN
+        cols[f"{b}_cModelFlux"][1] = np.nan
+    cols["r_cModelFluxErr"][2] = 0.0  # zero error
+    cols["i_cModelFluxErr"][3] = -1.0  # negative error
+    cols["z_cModelFlux"][4] = np.inf  # infinite flux
+    cols["u_cModelFlux"][5] = 1e14  # absurd flux (10 mag brighter than any galaxy)
+    out = predictor(pa.table(cols))
+    flags = out["flags"].to_numpy()
+    assert out.num_rows == 8
+    expected = {
+        0: fl.BAND_MISSING,
+        1: fl.NO_PDF,
+        2: fl.NONFINITE_INPUT,
+        3: fl.NONFINITE_INPUT,
+        4: fl.NONFINITE_INPUT,
+        5: fl.ABSURD_FLUX,
+    }
+    for row, bit in expected.items():
+        assert flags[row] & bit, (row, fl.FLAG_NAMES.get(bit))
+    assert [out["pdf"][i].is_valid for i in range(8)] == [True, False, *[True] * 6]
+
+
+finite_or_not = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.floats(-1e5, 1e6),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    flux=arrays(np.float64, (16, len(BANDS)), elements=finite_or_not),
+    err=arrays(np.float64, (16, len(BANDS)), elements=finite_or_not),
+)
+def test_feature_transform_never_crashes_or_drops_rows(flux, err):
+    rng = np.random.default_rng(0)
+    train_flux = 10 ** rng.uniform(1, 4, (200, len(BANDS)))
+    transform = FeatureTransform.fit(train_flux, np.full_like(train_flux, 30.0))
+    x, flags = transform.transform_fluxes(flux, err)
+    assert x.shape == (16, transform.n_features) and flags.shape == (16,)
+    assert np.all(np.isfinite(x))
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(flux) & np.isfinite(err) & (err > 0) & (np.abs(flux) <= 1e12)
+    assert np.array_equal((flags & fl.NO_PDF) != 0, ~usable.any(axis=1))
+    assert np.array_equal((flags & fl.BAND_MISSING) != 0, ~usable.all(axis=1))
+
+
+def test_hats_input_is_read_from_its_dataset_only(tmp_path, small_survey, small_model, ray_session):
+    """A HATS object catalog (with non-data files beside dataset/) is a valid input."""
+    root = tmp_path / "objects"
+    (root / "dataset" / "Norder=0" / "Dir=0").mkdir(parents=True)
+    table = _first_file(small_survey)
+    pq.write_table(table, root / "dataset" / "Norder=0" / "Dir=0" / "Npix=1.parquet")
+    (root / "properties").write_text("obs_collection=objects\n")
+    pq.write_table(pa.table({"x": [1]}), root / "stray.parquet")  # ignored: not in dataset/
+    files = io.list_parquet_files(str(root))
+    assert files == [str(root / "dataset" / "Norder=0" / "Dir=0" / "Npix=1.parquet")]
+    assert Path(files[0]).exists()
