@@ -27,7 +27,6 @@ import contextlib
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -108,7 +107,7 @@ def make_artifact(workdir: Path, inputs: Path, members: int) -> Path:
 
 
 def plain_loop(inputs: Path, model: Path, out: Path, batch: int, threads: int) -> dict:
-    """Rows/s and peak RSS of read -> predict -> write in this process."""
+    """Rows/s of read -> predict -> write in this process."""
     torch.set_num_threads(threads)
     predictor = CatalogPredictor(str(model), device="cpu")
     out.mkdir(parents=True, exist_ok=True)
@@ -121,22 +120,56 @@ def plain_loop(inputs: Path, model: Path, out: Path, batch: int, threads: int) -
                 writer.write_table(result)
                 rows += result.num_rows
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss": peak}
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds}
 
 
-def _tree_rss(root: psutil.Process) -> int:
-    """Summed RSS of a process and all its descendants (an embedded Ray's GCS, raylet and
-    workers are descendants of the driver), in bytes."""
-    total = 0
+def _tree_memory(root: psutil.Process) -> tuple[int, int]:
+    """Summed RSS and PSS (bytes) of a process and its descendants (an embedded Ray's GCS,
+    raylet and workers descend from the driver). RSS counts shared pages (the object store)
+    once per process that maps them; PSS splits them, so its sum is the real footprint."""
+    rss = pss = 0
     for p in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
+            info = p.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+def run_measured(cmd: list[str]) -> tuple[str, float, int, int]:
+    """Run ``cmd``; its output, wall seconds and the peaks of summed RSS and PSS (bytes)."""
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    t0 = time.perf_counter()
+    proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, stop = [0, 0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss, pss = _tree_memory(proc)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    log, _ = proc.communicate()
+    stop.set()
+    sampler.join()
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[1]} failed:\n{log[-4000:]}")
+    return log, time.perf_counter() - t0, peak[0], peak[1]
+
+
+def plain_subprocess(inputs: Path, model: Path, out: Path, batch: int, threads: int) -> dict:
+    """:func:`plain_loop` in a fresh process, so its memory is measured like Ray's."""
+    cmd = [sys.executable, __file__, "--plain", str(inputs), str(model), str(out)]
+    cmd += ["--batch-size", str(batch), "--threads", str(threads)]
+    log, _, rss, pss = run_measured(cmd)
+    result = json.loads(log.strip().splitlines()[-1])
+    return {**result, "peak_rss": rss, "peak_pss": pss}
 
 
 def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
-    """Run jobs/infer_lsst.py in a subprocess; its summary plus the peak summed RSS."""
+    """Run jobs/infer_lsst.py in a subprocess; its summary plus the memory peaks."""
     cmd = [
         sys.executable,
         str(REPO / "jobs" / "infer_lsst.py"),
@@ -146,24 +179,7 @@ def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
         "--batch-size", str(batch),
         "--validate", "schema",
     ]  # fmt: skip
-    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-    t0 = time.perf_counter()
-    proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, stop = [0], threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc))
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    log, _ = proc.communicate()
-    stop.set()
-    sampler.join()
-    seconds = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"infer_lsst.py failed:\n{log[-4000:]}")
+    _, seconds, rss, pss = run_measured(cmd)
     summary = json.loads(io.read_bytes(str(out / "raypz_run_summary.json")))
     rows = summary["rows_out"]
     return {
@@ -171,7 +187,8 @@ def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
         "seconds": seconds,
         "rows_per_s": rows / seconds,
         "job_rows_per_s": summary["rows_per_second"],
-        "peak_rss": peak[0],
+        "peak_rss": rss,
+        "peak_pss": pss,
         "pdf_bytes_per_object": summary["pdf_bytes_per_object"],
     }
 
@@ -209,7 +226,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16384, help="rows per predictor call")
     p.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
     p.add_argument("--skip-ray", action="store_true", help="only the in-process figures")
+    p.add_argument("--plain", nargs=3, metavar=("INPUT", "MODEL", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.plain:  # child process of plain_subprocess
+        inputs, model, out = (Path(x) for x in a.plain)
+        print(json.dumps(plain_loop(inputs, model, out, a.batch_size, a.threads)))
+        return
     work = Path(a.workdir or tempfile.mkdtemp(prefix="raypz-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(work, a.rows)
@@ -217,7 +240,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(f"# {a.members}-member ensemble, {a.rows:,} rows, batch {a.batch_size}, {cores} cores")
 
-    one = plain_loop(inputs, model, work / "plain1", a.batch_size, threads=1)
+    one = plain_subprocess(inputs, model, work / "plain1", a.batch_size, threads=1)
     peak = matmul_peak_gflops()
     flops = ensemble_flops_per_row(a.members, 23, ZGrid().n)
     print(f"per core (1 thread):    {one['rows_per_s']:>10,.0f} rows/s  (target >= 20,000)")
@@ -226,7 +249,7 @@ def main() -> None:
         f" GFLOP/s of this core's {peak:.1f} GFLOP/s matmul peak"
         f" ({100 * one['rows_per_s'] * flops / 1e9 / peak:.0f}%)"
     )
-    plain = plain_loop(inputs, model, work / "plain", a.batch_size, threads=cores)
+    plain = plain_subprocess(inputs, model, work / "plain", a.batch_size, threads=cores)
     print(
         f"plain loop ({cores} threads): {plain['rows_per_s']:>10,.0f} rows/s,"
         f" peak RSS {plain['peak_rss'] / 2**30:.2f} GiB"
@@ -237,11 +260,12 @@ def main() -> None:
     print(
         f"Ray pipeline:           {ray['rows_per_s']:>10,.0f} rows/s end to end"
         f" ({ray['job_rows_per_s']:,.0f} inside the job),"
-        f" peak RSS {ray['peak_rss'] / 2**30:.2f} GiB"
+        f" peak RSS sum {ray['peak_rss'] / 2**30:.2f} GiB (PSS sum {ray['peak_pss'] / 2**30:.2f})"
     )
     print(
         f"  Ray / plain: speed {ray['rows_per_s'] / plain['rows_per_s']:.2f}x (target >= 0.8),"
-        f" memory {ray['peak_rss'] / plain['peak_rss']:.2f}x (target <= 1.5);"
+        f" memory {ray['peak_rss'] / plain['peak_rss']:.2f}x by RSS sum,"
+        f" {ray['peak_pss'] / plain['peak_rss']:.2f}x by PSS sum (target <= 1.5);"
         f" PDF {ray['pdf_bytes_per_object']:.0f} bytes/object"
     )
     if a.large_rows:
@@ -249,9 +273,9 @@ def main() -> None:
             make_inputs(work, a.large_rows), model, work / "ray_catalog_large", a.batch_size
         )
         print(
-            f"Ray at {a.large_rows:,} rows: {big['rows_per_s']:,.0f} rows/s, peak RSS"
+            f"Ray at {a.large_rows:,} rows: {big['rows_per_s']:,.0f} rows/s, peak RSS sum"
             f" {big['peak_rss'] / 2**30:.2f} GiB = {big['peak_rss'] / ray['peak_rss']:.2f}x the"
-            f" {a.rows:,}-row run (target <= 1.25)"
+            f" {a.rows:,}-row run (PSS {big['peak_pss'] / ray['peak_pss']:.2f}x; target <= 1.25)"
         )
     node_rate = ray["rows_per_s"]
     hours_one_node = 2e10 / node_rate / 3600

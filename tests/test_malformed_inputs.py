@@ -129,3 +129,20 @@ def test_hats_input_is_read_from_its_dataset_only(tmp_path, small_survey, small_
     files = io.list_parquet_files(str(root))
     assert files == [str(root / "dataset" / "Norder=0" / "Dir=0" / "Npix=1.parquet")]
     assert Path(files[0]).exists()
+
+
+def test_rows_without_a_sky_position_stop_the_job_before_prediction(
+    ray_session, small_survey, small_model, tmp_path
+):
+    table = _first_file(small_survey)
+    ra = table["coord_ra"].to_numpy().copy()
+    ra[7] = np.nan
+    table = table.set_column(table.schema.get_field_index("coord_ra"), "coord_ra", pa.array(ra))
+    bad = tmp_path / "input"
+    bad.mkdir()
+    pq.write_table(table, bad / "shard-0.parquet")
+    out = tmp_path / "catalog"
+    with pytest.raises(ContractError, match="without a valid sky position") as info:
+        run_inference(str(bad), small_model, str(out), InferConfig(validate="schema"))
+    assert info.value.column == "coord_ra/coord_dec" and "shard-0.parquet" in info.value.file
+    assert not list(out.rglob("src*.parquet"))  # nothing was predicted

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -32,26 +31,20 @@ from raypz import flags as fl
 from raypz.catalog import (
     PixelHistogram,
     finalize_catalog,
-    healpix29,
-    merge_partition,
     partition_path,
     plan_partitions,
-    split_by_partition,
     with_healpix29,
-    write_fragment,
 )
 from raypz.catalog.write import fragment_directory
-from raypz.infer import staging
+from raypz.infer import staging, tasks
 from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor
 from raypz.models import load_artifact
 from raypz.predictions import Z_GRID_KEY
 from raypz.ray_runtime import init_ray
-from raypz.schema import check_file_schema, validate_dataset
+from raypz.schema import ContractError, check_file_schema, validate_dataset
 
 SUMMARY_FILE = "raypz_run_summary.json"
-_PATH_COLUMN = "path"
-_SOURCE_COLUMN = "_src"
 
 
 @dataclass(frozen=True)
@@ -106,73 +99,39 @@ class _PredictStage:
         self.ra, self.dec = ra, dec
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        src = pc.index_in(batch[_PATH_COLUMN], value_set=self.files).cast(pa.int32())
-        out = self.predictor(batch.drop_columns([_PATH_COLUMN]))
+        src = pc.index_in(batch[tasks.PATH_COLUMN], value_set=self.files).cast(pa.int32())
+        out = self.predictor(batch.drop_columns([tasks.PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
-        return out.append_column(_SOURCE_COLUMN, src)
-
-
-def _stage(batch: pa.Table, root: str, plan) -> pa.Table:
-    """Write a block's rows as fragments, one per (source, partition); return row counts."""
-    norders, npixs, rows = [], [], []
-    sources = batch[_SOURCE_COLUMN].to_numpy()
-    for src in np.unique(sources):
-        part = batch.filter(pa.array(sources == src)).drop_columns([_SOURCE_COLUMN])
-        unique = uuid.uuid4().hex[:12]
-        for norder, npix, piece in split_by_partition(part, plan):
-            write_fragment(root, norder, npix, staging.fragment_id(int(src), unique), piece)
-            norders.append(norder)
-            npixs.append(npix)
-            rows.append(piece.num_rows)
-    return pa.table(
-        {
-            "norder": pa.array(norders, pa.int64()),
-            "npix": pa.array(npixs, pa.int64()),
-            "rows": pa.array(rows, pa.int64()),
-        }
-    )
-
-
-def _histogram(batch: pa.Table, ra: str, dec: str, order: int) -> pa.Table:
-    h = PixelHistogram.from_healpix29(healpix29(batch[ra].to_numpy(), batch[dec].to_numpy()), order)
-    return pa.table({"pixel": h.pixels, "count": h.counts})
+        return out.append_column(tasks.SOURCE_COLUMN, src)
 
 
 def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHistogram:
     ds = ray.data.read_parquet(
-        files, filesystem=fs, columns=[ra, dec], ray_remote_args={"num_cpus": 0.25}
+        files,
+        filesystem=fs,
+        columns=[ra, dec],
+        include_paths=True,
+        ray_remote_args={"num_cpus": 0.25},
     )
     parts = ds.map_batches(
-        _histogram,
+        tasks.histogram_block,
         batch_format="pyarrow",
         num_cpus=0.25,
         fn_kwargs={"ra": ra, "dec": dec, "order": order},
-    ).to_arrow_refs()
-    tables = [t for t in ray.get(parts) if t.num_rows]
-    return PixelHistogram.merge(
-        PixelHistogram(order, t["pixel"].to_numpy(), t["count"].to_numpy()) for t in tables
     )
-
-
-@ray.remote(num_cpus=0.5)
-def _merge(root: str, output: str, norder: int, npix: int, metadata: dict, id_column: str) -> int:
-    fragments = io.list_parquet_files(fragment_directory(root, norder, npix))
-    rows = merge_partition(root, output, norder, npix, metadata, unique_column=id_column)
-    io.write_bytes_atomic(
-        staging.merged_marker(root, norder, npix), json.dumps(sorted(fragments)).encode()
-    )
-    return rows
-
-
-@ray.remote(num_cpus=0.25)
-def _partition_stats(output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
-    """Rows per named flag, encoded PDF bytes and file bytes of one partition file."""
-    path = partition_path(output, norder, npix)
-    fs, inner = io.resolve(path)
-    table = pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"])
-    flagged = fl.count_flags(table["flags"].to_numpy())
-    pdf_bytes = int(pc.sum(pc.binary_length(table["pdf"])).as_py() or 0) + 2 * table.num_rows
-    return flagged, pdf_bytes, fs.get_file_info(inner).size
+    table = pa.concat_tables(ray.get(parts.to_arrow_refs()))
+    bad = table.filter(pc.equal(table["pixel"], tasks.NO_POSITION))
+    if bad.num_rows:
+        raise ContractError(
+            bad["file"][0].as_py(),
+            f"{ra}/{dec}",
+            f"{pc.sum(bad['count']).as_py()} row(s) in {bad.num_rows} file(s) without a valid"
+            " sky position (finite RA, |Dec| <= 90 deg): they cannot be placed in a HEALPix"
+            " partition",
+        )
+    pixels, counts = table["pixel"].to_numpy(), table["count"].to_numpy()
+    unique, index = np.unique(pixels, return_inverse=True)  # blocks share pixels
+    return PixelHistogram(order, unique, np.bincount(index, weights=counts).astype(np.int64))
 
 
 def _resources(config: InferConfig) -> tuple[int, float, float, int]:
@@ -189,9 +148,7 @@ def _resources(config: InferConfig) -> tuple[int, float, float, int]:
     return n, gpa, cpa, max(1, int(cpa))
 
 
-def _validate(
-    input_path: str, files: list[str], fs, config: InferConfig, artifact
-) -> None:
+def _validate(input_path: str, files: list[str], fs, config: InferConfig, artifact) -> None:
     if config.validate == "full":
         print(
             validate_dataset(
@@ -280,7 +237,7 @@ def run_inference(
             num_cpus=cpa,
         )
         ds = ds.map_batches(
-            _stage,
+            tasks.stage_block,
             batch_format="pyarrow",
             batch_size=None,
             num_cpus=0.25,
@@ -292,7 +249,8 @@ def run_inference(
 
     metadata = _provenance(artifact, input_path, config)
     to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
-    ray.get([_merge.remote(root, output, k, n, metadata, cols.object_id) for k, n in to_merge])
+    merge = ray.remote(num_cpus=0.5)(tasks.merge_and_mark)
+    ray.get([merge.remote(root, output, k, n, metadata, cols.object_id) for k, n in to_merge])
     finalize_catalog(
         output,
         config.catalog_name,
@@ -301,7 +259,8 @@ def run_inference(
         extra_properties={"obs_description": f"raypz photo-z PDFs ({artifact.model_id})"},
         plan=plan,
     )
-    stats = ray.get([_partition_stats.remote(output, k, n) for k, n in plan.pixels()])
+    partition_stats = ray.remote(num_cpus=0.25)(tasks.partition_stats)
+    stats = ray.get([partition_stats.remote(output, k, n) for k, n in plan.pixels()])
     rows_out = int(plan.nrows.sum())
     seconds = time.perf_counter() - t0
     summary = InferenceSummary(
