@@ -101,7 +101,10 @@ def _interp_rows(values: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
 
 def quantiles(pdf: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray:
     """Redshift quantiles of each row, shape (N, len(qs)), linear inside a grid interval."""
-    c = cdf(pdf, grid)
+    return _quantiles_of_cdf(cdf(pdf, grid), grid, qs)
+
+
+def _quantiles_of_cdf(c: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray:
     z = grid.values
     out = np.empty((c.shape[0], len(qs)))
     rows = np.arange(c.shape[0])
@@ -140,9 +143,9 @@ def summarize(pdf: np.ndarray, grid: ZGrid, odds_width: float = 0.06) -> dict[st
     mode = z[np.argmax(pdf, axis=1)]
     mean = (pdf * z) @ w
     var = (pdf * (z[None, :] - mean[:, None]) ** 2) @ w
-    q = quantiles(pdf, grid, (0.5, 0.16, 0.84, 0.025, 0.975))
-    half = odds_width * (1 + mode)
     c = cdf(pdf, grid)
+    q = _quantiles_of_cdf(c, grid, (0.5, 0.16, 0.84, 0.025, 0.975))
+    half = odds_width * (1 + mode)
     odds = _interp_rows(c, grid, mode + half) - _interp_rows(c, grid, mode - half)
     cols = (mode, mean, q[:, 0], np.sqrt(np.maximum(var, 0)), q[:, 1], q[:, 2], q[:, 3], q[:, 4])
     out = {name: col.astype(np.float32) for name, col in zip(SUMMARY_COLUMNS, cols, strict=False)}

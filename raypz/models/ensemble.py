@@ -42,12 +42,16 @@ class EnsemblePredictor:
         """Features (N, D) -> ensemble PDFs (N, G) float32 and flags (N,) int32."""
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         use_amp = self.device.type == "cuda"
+        total = torch.zeros(len(xt), len(self.z_grid), device=self.device)  # (N, G)
+        modes = torch.empty(len(self.members), len(xt), device=self.device)  # (M, N)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            pdfs = torch.stack([m.pdf(xt, self.z_grid).float() for m in self.members])  # (M,N,G)
-        modes = self.z_grid[pdfs.argmax(dim=2)]  # (M, N)
+            for i, member in enumerate(self.members):
+                pdf = member.pdf(xt, self.z_grid).float()
+                modes[i] = self.z_grid[pdf.argmax(dim=1)]
+                total += pdf
         spread = (modes.max(dim=0).values - modes.min(dim=0).values) / (1 + modes.mean(dim=0))
         flags = np.where(spread.cpu().numpy() > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0)
-        return pdfs.mean(dim=0).cpu().numpy(), flags.astype(np.int32)
+        return (total / len(self.members)).cpu().numpy(), flags.astype(np.int32)
 
     def predict_member(self, index: int, x: np.ndarray) -> np.ndarray:
         """PDFs (N, G) of one member alone, e.g. to compare members with the ensemble."""
