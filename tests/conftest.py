@@ -185,3 +185,9 @@ def small_model(tmp_path_factory, small_survey):
 
     table = pads.dataset(small_survey, format="parquet").to_table()
     return fit_small_artifact(str(tmp_path_factory.mktemp("model")), table)
+
+
+@pytest.fixture(scope="session")
+def artifact_fitter():
+    """:func:`fit_small_artifact`, for tests that fit an artifact on their own data."""
+    return fit_small_artifact

@@ -28,7 +28,7 @@ KUBERAY = CLUSTER / "kuberay-rayjob.yaml"
 SLURM = CLUSTER / "slurm_ray.sbatch"
 RECIPES = [AWS, KUBERAY, SLURM]
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(200)
 
 
 def _load(path: Path) -> dict:
@@ -221,7 +221,9 @@ def _run_slurm_script(tmp_path: Path, **env_overrides: str) -> tuple[int, str]:
         "RAYPZ_OUTPUT": "/data/out",
         **env_overrides,
     }
-    proc = subprocess.run(["bash", str(SLURM)], env=env, capture_output=True, text=True, timeout=40)
+    proc = subprocess.run(
+        ["bash", str(SLURM)], env=env, capture_output=True, text=True, timeout=150
+    )
     return proc.returncode, log.read_text() + proc.stdout + proc.stderr
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -182,7 +184,6 @@ def run_inference(
     t0 = time.perf_counter()
     init_ray()
     artifact = load_artifact(model)
-    cols = artifact.transform.columns
     fs, _ = io.resolve(input_path)
     files = io.list_parquet_files(input_path)
     if not files:
@@ -190,11 +191,38 @@ def run_inference(
     _validate(input_path, files, fs, config, artifact)
     expected = [pq.read_metadata(f, filesystem=fs).num_rows for f in files]
 
+    with _ray_data_settings(config):
+        return _run(input_path, model, output, config, artifact, files, fs, expected, t0)
+
+
+@contextmanager
+def _ray_data_settings(config: InferConfig) -> Iterator[None]:
+    """Ray Data settings of this run, restored afterwards (datasets keep a copy of them)."""
     ctx = ray.data.DataContext.get_current()
+    saved = ctx.target_max_block_size, ctx.use_datasource_v2
     ctx.target_max_block_size = config.target_block_mb * 1024**2
     # The V2 Parquet reader lists files in a task that always asks for 1 CPU; next to an actor
     # pool on a small node it can wait forever (RAY_NOTES). V1 read tasks honour num_cpus=0.25.
     ctx.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        ctx.target_max_block_size, ctx.use_datasource_v2 = saved
+
+
+def _run(
+    input_path: str,
+    model: str,
+    output: str,
+    config: InferConfig,
+    artifact,
+    files: list[str],
+    fs,
+    expected: list[int],
+    t0: float,
+) -> InferenceSummary:
+    """The body of :func:`run_inference` once the input is checked."""
+    cols = artifact.transform.columns
     root = staging.staging_root(output)
     fingerprint = staging.input_fingerprint(files, fs, artifact.model_hash)
     finished = _finished_run(output, fingerprint)

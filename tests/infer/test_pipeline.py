@@ -136,10 +136,10 @@ def test_s3_input_and_output_with_no_credentials_in_outputs(
     import os
 
     fs, _ = io.resolve(s3_root)
-    src = io.join(s3_root, "object")
+    src = io.join(s3_root, "infer-test", "object")
     for f in io.list_parquet_files(small_survey):
         io.write_bytes_atomic(io.join(src, Path(f).name), Path(f).read_bytes())
-    out = io.join(s3_root, "photoz")
+    out = io.join(s3_root, "infer-test", "photoz")
     summary = run_inference(src, small_model, out, InferConfig(max_rows_per_partition=2000))
     assert summary.rows_out == 3000
     pred = read_predictions(out)

@@ -48,7 +48,9 @@ def test_cutouts_read_back_through_ray_data(ray_session, tmp_path):
     simulate_survey(config, str(tmp_path))
     assert validate_dataset(str(tmp_path), require_labels=True, require_cutouts=True).rows == 40
     dataset = ray.data.read_parquet(str(tmp_path))
-    batch = next(iter(dataset.iter_batches(batch_format="numpy", batch_size=None)))
+    batch = {
+        "cutout": np.concatenate([b["cutout"] for b in dataset.iter_batches(batch_format="numpy")])
+    }
     expected = simulate_shard(config, 0)["cutout"].combine_chunks().to_numpy_ndarray()
     assert batch["cutout"].shape == (40, 6, 16, 16)
     np.testing.assert_array_equal(batch["cutout"], expected)
