@@ -85,6 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--balanced", action="store_true", help="weight rows inversely to the (z, r mag) density"
     )
     p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="skip fitting the PDF width scale on the validation rows (scale 1)",
+    )
+    p.add_argument(
         "--val-fraction",
         type=float,
         default=t.val_fraction,
@@ -117,6 +122,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         max_concurrent_members=args.max_concurrent_members,
         flux_noise=args.flux_noise,
         balanced=args.balanced,
+        calibrate=not args.no_calibrate,
         val_fraction=args.val_fraction,
         seed=args.seed,
         net=CatalogNetConfig(

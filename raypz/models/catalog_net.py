@@ -24,7 +24,8 @@ class CatalogNetConfig:
 
     Attributes:
         hidden: widths of the MLP blocks.
-        dropout: dropout probability in each MLP block.
+        dropout: dropout probability in each MLP block (0 by default: dropout noise at
+            training time taught the MDN wider widths than it needs in eval mode).
         latent_dim: width of the autoencoder's latent code.
         dae_hidden: width of the autoencoder's hidden layers.
         dae_noise: std of the Gaussian noise added to the (normalised) inputs of the encoder.
@@ -35,7 +36,7 @@ class CatalogNetConfig:
     """
 
     hidden: tuple[int, ...] = (256, 256, 256)
-    dropout: float = 0.05
+    dropout: float = 0.0
     latent_dim: int = 8
     dae_hidden: int = 64
     dae_noise: float = 0.1

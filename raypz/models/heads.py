@@ -5,6 +5,11 @@
   cross-entropy against a soft label (a Gaussian of width ``label_sigma (1 + z)`` on the grid).
 
 Both expose ``loss(out, z) -> (B,)`` and ``pdf(out, z_grid) -> (B, G)`` normalised on the grid.
+
+Both carry a ``width_scale`` buffer (1 by default) that ``pdf`` applies and ``loss`` ignores: a
+post-training calibration fitted on the validation split (MDN: component widths are multiplied
+by it; binned: a softmax temperature). It lives in the state dict, so it is hashed with the
+member weights; state dicts saved before it existed load with the neutral value 1.
 """
 
 from __future__ import annotations
@@ -17,13 +22,32 @@ from torch import nn
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+WIDTH_SCALE_KEY = "width_scale"
+"""Name of the calibration buffer inside a head's state dict."""
+
+
+class _WidthScaled(nn.Module):
+    """Holds the ``width_scale`` calibration buffer; missing from old state dicts -> 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer(WIDTH_SCALE_KEY, torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + WIDTH_SCALE_KEY, torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+_PDF_CHUNK_ROWS = 1024
+
+
 def _trapezoid_normalize(p: torch.Tensor, dz: float) -> torch.Tensor:
     """Rows of p (B, G) scaled to unit trapezoid integral."""
     mass = (p.sum(dim=1) - 0.5 * (p[:, 0] + p[:, -1])) * dz
     return p / mass.clamp_min(1e-30)[:, None]
 
 
-class MDNHead(nn.Module):
+class MDNHead(_WidthScaled):
     """K-component Gaussian mixture over redshift.
 
     Args:
@@ -62,15 +86,25 @@ class MDNHead(nn.Module):
         return -torch.logsumexp(log_w + log_norm, dim=1)
 
     def pdf(self, out: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
-        """Mixture density on the grid (G,), renormalised to the grid's range, (B, G)."""
+        """Mixture density on the grid (G,), renormalised to the grid's range, (B, G).
+
+        Component widths are multiplied by the calibration ``width_scale``.
+        """
         log_w, mu, sigma = out.unbind(dim=1)  # each (B, K)
-        zz = z_grid[None, :, None]  # (1, G, 1)
-        dens = torch.exp(-0.5 * ((zz - mu[:, None]) / sigma[:, None]) ** 2) / sigma[:, None]
-        p = (dens * log_w.exp()[:, None]).sum(dim=2)  # (B, G)
+        sigma = sigma * self.width_scale.to(sigma.dtype)
+        inv_sigma = 1.0 / sigma
+        scale = (log_w.exp() * inv_sigma).unsqueeze(1)  # (B, 1, K): w_k / sigma_k
+        p = torch.empty(len(mu), len(z_grid), dtype=mu.dtype, device=mu.device)
+        # rows in chunks so the (rows, K, G) temporary stays in cache: 3x faster on CPU
+        for lo in range(0, len(mu), _PDF_CHUNK_ROWS):
+            rows = slice(lo, lo + _PDF_CHUNK_ROWS)
+            t = (z_grid[None, None, :] - mu[rows, :, None]) * inv_sigma[rows, :, None]  # (b,K,G)
+            t.square_().mul_(-0.5).exp_()
+            p[rows] = torch.bmm(scale[rows], t).squeeze(1)  # (b, G)
         return _trapezoid_normalize(p, float(z_grid[1] - z_grid[0]))
 
 
-class BinnedHead(nn.Module):
+class BinnedHead(_WidthScaled):
     """Softmax over the G grid points, trained on Gaussian soft labels.
 
     Args:
@@ -101,5 +135,8 @@ class BinnedHead(nn.Module):
         return -(self.soft_labels(z) * out).sum(dim=1)
 
     def pdf(self, out: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
-        """Bin probabilities as a density on the grid, (B, G)."""
-        return _trapezoid_normalize(out.exp(), float(z_grid[1] - z_grid[0]))
+        """Bin probabilities as a density on the grid, (B, G), at temperature ``width_scale``."""
+        logp = out / self.width_scale.to(out.dtype)
+        return _trapezoid_normalize(
+            (logp - logp.max(dim=1, keepdim=True).values).exp(), float(z_grid[1] - z_grid[0])
+        )

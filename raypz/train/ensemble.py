@@ -3,8 +3,9 @@
 Flow: validate the labelled table -> fit the feature transform (and balance weights) on the
 training rows -> optionally pre-train one network on a simulated survey -> train M members
 (each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the pre-trained
-weights when there are some), several at once when the cluster has room -> save the artifact
--> predict the validation (or out-of-fold) rows and record their metrics in model.json.
+weights when there are some), several at once when the cluster has room -> calibrate one PDF
+width scale on the validation (or out-of-fold) rows -> save the artifact
+-> predict the validation rows and record their metrics (raypz.metrics) in model.json.
 
 Ray Train runs are named after the data fingerprint and config, so rerunning the same command
 after an interruption resumes each member from its last checkpoint.
@@ -22,11 +23,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 import ray.train
+import torch
 from ray.train.torch import TorchTrainer
 
 from raypz import io
+from raypz.columns import flux_to_mag
 from raypz.features import FeatureTransform
+from raypz.metrics import evaluate
 from raypz.models import EnsemblePredictor, load_artifact, save_artifact
+from raypz.models.heads import WIDTH_SCALE_KEY
+from raypz.pdf import ZGrid, cdf_at
 from raypz.predictions import predictions_table
 from raypz.ray_runtime import init_ray
 from raypz.schema import validate_dataset
@@ -41,6 +47,11 @@ from raypz.train.data import (
 )
 from raypz.train.loop import load_best_state, numpy_state, train_loop_per_worker
 from raypz.train.splits import fold_of
+
+WIDTH_SCALES = np.round(np.arange(0.5, 1.5001, 0.1), 3)
+"""Coarse PDF width scales tried by the calibration (1 = uncalibrated); it then refines the
+best one in steps of ``WIDTH_SCALE_STEP``."""
+WIDTH_SCALE_STEP = 0.02
 
 VALIDATION_DIR = "validation"
 """Sub-directory of the artifact with validation / out-of-fold predictions (Parquet)."""
@@ -121,8 +132,14 @@ def _fit(
     return load_best_state(result.checkpoint), dict(result.metrics or {})
 
 
+_NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members")
+"""Config fields that do not change what a Ray Train run computes (post-training steps, or
+scheduling): changing them reuses the finished runs."""
+
+
 def _run_id(name: str, fingerprint: dict, config: TrainConfig, stage: str) -> str:
-    blob = json.dumps([fingerprint, config.to_dict(), stage], sort_keys=True).encode()
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_ID}
+    blob = json.dumps([fingerprint, settings, stage], sort_keys=True).encode()
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
@@ -225,20 +242,70 @@ def train_ensemble(
             "concurrent_members": res.concurrent,
         },
     }
-    save_artifact(
-        output,
-        name=name,
-        transform=transform,
-        grid=config.grid,
-        net_config=config.net,
-        states=states,
-        members=members,
-        training=training,
-        metrics={},
-    )
-    val_path = _write_validation_predictions(output, labelled, config)
+    artifact_kwargs = {
+        "name": name,
+        "transform": transform,
+        "grid": config.grid,
+        "net_config": config.net,
+        "members": members,
+        "training": training,
+    }
+    val_path = _finalize(output, labelled, config, states, artifact_kwargs)
     artifact = load_artifact(output)
     return TrainResult(output, artifact.model_hash, members, val_path, time.perf_counter() - t0)
+
+
+def _finalize(
+    output: str,
+    labelled: LabelledArrays,
+    config: TrainConfig,
+    states: list[dict],
+    artifact_kwargs: dict,
+) -> str:
+    """Save the artifact, calibrate its PDF widths on the validation rows, record the validation
+    metrics in model.json and write the validation predictions; returns their path."""
+    states = [_with_width_scale(s, 1.0) for s in states]
+    save_artifact(output, states=states, metrics={}, **artifact_kwargs)
+    predictor = EnsemblePredictor(load_artifact(output), device="auto")
+    rows, pdf, flags = _validation_pdfs(predictor, labelled, config)
+    calibration: dict = {"width_scale": 1.0}
+    if config.calibrate and rows.any():
+        calibration = _calibrate(predictor, labelled, config, rows)
+        states = [_with_width_scale(s, calibration["width_scale"]) for s in states]
+        save_artifact(output, states=states, metrics={}, **artifact_kwargs)
+        predictor = EnsemblePredictor(load_artifact(output), device="auto")
+        rows, pdf, flags = _validation_pdfs(predictor, labelled, config)
+    metrics = validation_metrics(labelled, config, rows, pdf, flags)
+    metrics["calibration"] = calibration
+    save_artifact(output, states=states, metrics=metrics, **artifact_kwargs)
+    return _write_validation_predictions(output, labelled, config, rows, pdf, flags)
+
+
+def recalibrate(output: str, train: str, config: TrainConfig | None = None) -> dict:
+    """Refit the width scale of an existing artifact on its validation rows, in place.
+
+    ``train`` is the labelled table the artifact was trained on (its validation split is
+    fixed by objectId); ``config`` defaults to the one stored in model.json (its calibration
+    settings may be changed). Rewrites the members, model.json metrics and validation
+    predictions; returns the new metrics.
+    """
+    artifact = load_artifact(output)
+    meta = artifact.meta
+    config = config or TrainConfig.from_dict(meta["training"]["config"])
+    labelled = read_labelled(train, config)
+    members = [
+        {k: v for k, v in entry.items() if k not in ("file", "sha256")} for entry in meta["members"]
+    ]
+    artifact_kwargs = {
+        "name": meta["model_id"].rsplit("-", 1)[0],
+        "transform": artifact.transform,
+        "grid": artifact.grid,
+        "net_config": artifact.net_config,
+        "members": members,
+        "training": {**meta["training"], "config": config.to_dict()},
+    }
+    _finalize(output, labelled, config, list(artifact.states), artifact_kwargs)
+    return load_artifact(output).meta["metrics"]
 
 
 def _concat(a: LabelledArrays, b: LabelledArrays) -> LabelledArrays:
@@ -250,24 +317,126 @@ def _concat(a: LabelledArrays, b: LabelledArrays) -> LabelledArrays:
     )
 
 
-def _write_validation_predictions(
-    output: str, labelled: LabelledArrays, config: TrainConfig
-) -> str:
-    """Ensemble PDFs of the validation rows (k-fold: each member on its own fold)."""
-    predictor = EnsemblePredictor(load_artifact(output), device="auto")
+def _with_width_scale(state: dict, scale: float) -> dict:
+    """A member state dict whose head carries the calibration ``scale``."""
+    key = f"head.{WIDTH_SCALE_KEY}"
+    return {**state, key: torch.tensor(float(scale), dtype=torch.float32)}
+
+
+def _set_width_scale(predictor: EnsemblePredictor, scale: float) -> None:
+    for net in predictor.members:
+        getattr(net.head, WIDTH_SCALE_KEY).fill_(float(scale))
+
+
+def _validation_pdfs(
+    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (N,) bool, their PDFs (n, G) and flags (n,): the ensemble on the validation split,
+    or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
     x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
     if config.kfold:
         folds = fold_of(labelled.object_id, config.kfold)
         pdf = np.zeros((len(folds), config.grid.n), dtype=np.float32)
         for k in range(config.kfold):
-            pdf[folds == k] = predictor.predict_member(k, x[folds == k])
-        rows = np.ones(len(folds), dtype=bool)
-    else:
-        rows = ~train_mask(labelled.object_id, config, None)
-        pdf, extra_flags = predictor.predict(x[rows])
-        flags = flags.copy()
-        flags[rows] |= extra_flags
-    table = predictions_table(labelled.object_id[rows], pdf, config.grid, flags=flags[rows])
+            if (folds == k).any():
+                pdf[folds == k] = predictor.predict_member(k, x[folds == k])
+        return np.ones(len(folds), dtype=bool), pdf, flags
+    rows = ~train_mask(labelled.object_id, config, None)
+    if not rows.any():
+        return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
+    pdf, extra_flags = predictor.predict(x[rows])
+    return rows, pdf, flags[rows] | extra_flags
+
+
+def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) -> float:
+    """Mean negative log of the PDFs (n, G) at their true redshifts (linear on the grid)."""
+    pos = np.clip((z - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
+    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
+    frac = pos - lo
+    r = np.arange(len(z))
+    dens = (1 - frac) * pdf[r, lo] + frac * pdf[r, lo + 1]
+    return float(-np.mean(np.log(np.maximum(dens, floor))))
+
+
+def _calibrate(
+    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
+) -> dict:
+    """The width scale minimising the ensemble's validation log score (ties: closest to 1).
+
+    The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
+    member's own width; one scale of every member's widths undoes the excess (or a lack).
+    """
+    idx = np.flatnonzero(rows)
+    if len(idx) > config.calibration_rows:
+        idx = np.sort(
+            np.random.default_rng(config.seed).choice(idx, config.calibration_rows, replace=False)
+        )
+    sub = labelled.take(idx)
+    scores: dict[float, float] = {}
+
+    def score(scale: float) -> float:
+        if scale not in scores:
+            _set_width_scale(predictor, scale)
+            r, pdf, _ = _validation_pdfs(predictor, sub, config)
+            keep = np.isfinite(sub.z[r]) & (pdf.sum(axis=1) > 0)
+            scores[scale] = log_score(pdf[keep], config.grid, sub.z[r][keep])
+        return scores[scale]
+
+    def best_of(candidates) -> float:
+        return min(candidates, key=lambda s: (round(score(s), 6), abs(s - 1.0)))
+
+    coarse = best_of([float(s) for s in WIDTH_SCALES])
+    fine = np.round(coarse + WIDTH_SCALE_STEP * np.arange(-4, 5), 3)
+    best = best_of([float(s) for s in fine if s > 0.05] + [1.0])
+    _set_width_scale(predictor, best)
+    _, pdf, _ = _validation_pdfs(predictor, sub, config)
+    pit = cdf_at(pdf, config.grid, sub.z)
+    print(
+        f"calibration: width scale {best} (validation log score {scores[1.0]:.4f} at 1 -> "
+        f"{scores[best]:.4f}; {len(idx)} rows)"
+    )
+    return {
+        "width_scale": best,
+        "rows": len(idx),
+        "log_score_uncalibrated": scores[1.0],
+        "log_score": scores[best],
+        "coverage_68_fit_rows": float(np.mean(np.abs(pit - 0.5) <= 0.34)),
+    }
+
+
+def validation_metrics(
+    labelled: LabelledArrays,
+    config: TrainConfig,
+    rows: np.ndarray,
+    pdf: np.ndarray,
+    flags: np.ndarray,
+) -> dict:
+    """raypz.metrics of the validation (or out-of-fold) PDFs, for model.json.
+
+    ``overall`` holds every metric of DESIGN 8; ``mag_i`` the same in i-band magnitude bins.
+    """
+    z = labelled.z[rows]
+    mag = flux_to_mag(labelled.flux[rows, 3])
+    result = evaluate(config.grid, pdf, z, mag, flags)
+    return {
+        "split": "out-of-fold" if config.kfold else "validation",
+        "n_rows": result["n_rows"],
+        "n_scored": result["n_scored"],
+        "overall": result["overall"],
+        "mag_i": result["binned"]["mag"],
+    }
+
+
+def _write_validation_predictions(
+    output: str,
+    labelled: LabelledArrays,
+    config: TrainConfig,
+    rows: np.ndarray,
+    pdf: np.ndarray,
+    flags: np.ndarray,
+) -> str:
+    """Write the validation (or out-of-fold) PDFs as a predictions table (Parquet)."""
+    table = predictions_table(labelled.object_id[rows], pdf, config.grid, flags=flags)
     path = io.join(output, VALIDATION_DIR, "predictions.parquet")
     io.makedirs(io.join(output, VALIDATION_DIR))
     fs, inner = io.resolve(path)

@@ -31,11 +31,11 @@ BEST_FILE = "best.safetensors"
 STATE_FILE = "train_state.pt"
 
 
-def _mean_over_workers(total: float, count: float, device: torch.device) -> float:
-    t = torch.tensor([total, count], dtype=torch.float64, device=device)
+def _sum_over_workers(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
-    return float(t[0] / t[1].clamp_min(1.0))
+    return t.tolist()
 
 
 def _epoch(
@@ -47,9 +47,12 @@ def _epoch(
     batch_size: int,
     optimizer: torch.optim.Optimizer | None,
     shuffle_seed: int | None,
-) -> float:
-    """One pass over a shard; trains when an optimiser is given. Returns the mean loss."""
-    total, count = 0.0, 0.0
+) -> tuple[float, int]:
+    """One pass over a shard; trains when an optimiser is given.
+
+    Returns the weighted mean loss and the rows seen, both over all workers.
+    """
+    total, count, rows_seen = 0.0, 0.0, 0
     amp = device.type == "cuda"
     kwargs = {"local_shuffle_buffer_size": 8 * batch_size, "local_shuffle_seed": shuffle_seed}
     for batch in it.iter_batches(
@@ -71,7 +74,9 @@ def _epoch(
             optimizer.step()
         total += float((rows.detach() * w).sum())
         count += float(w.sum())
-    return _mean_over_workers(total, count, device)
+        rows_seen += len(z)
+    total, count, rows_seen = _sum_over_workers([total, count, rows_seen], device)
+    return total / max(count, 1.0), int(rows_seen)
 
 
 def train_loop_per_worker(cfg: dict) -> None:
@@ -89,6 +94,9 @@ def train_loop_per_worker(cfg: dict) -> None:
         net.load_state_dict({k: torch.from_numpy(v) for k, v in cfg["init_state"].items()})
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=config.weight_decay)
     start, best_loss, best_state, stale = 0, math.inf, None, 0
+    # throughput bookkeeping (benchmarks/bench_train.py): rows and seconds of training epochs
+    # and the wall-clock time of the best epoch, carried across restarts in the checkpoint
+    train_rows, train_seconds, best_wall_time = 0, 0.0, math.nan
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -98,6 +106,9 @@ def train_loop_per_worker(cfg: dict) -> None:
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, best_loss, stale = state["epoch"] + 1, state["best_loss"], state["stale"]
+        train_rows = state.get("train_rows", 0)
+        train_seconds = state.get("train_seconds", 0.0)
+        best_wall_time = state.get("best_wall_time", math.nan)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs))
     )
@@ -112,14 +123,16 @@ def train_loop_per_worker(cfg: dict) -> None:
     for epoch in range(start, epochs):
         t_epoch = time.perf_counter()
         model.train()
-        train_loss = _epoch(
+        train_loss, rows_seen = _epoch(
             model, net, train_it, prep, device, config.batch_size, optimizer, seed + epoch
         )
+        train_rows += rows_seen
+        train_seconds += time.perf_counter() - t_epoch
         schedule.step()
         model.eval()
-        val_loss = _epoch(model, net, val_it, prep, device, 4 * config.batch_size, None, None)
+        val_loss, _ = _epoch(model, net, val_it, prep, device, 4 * config.batch_size, None, None)
         if val_loss < best_loss:
-            best_loss, stale = val_loss, 0
+            best_loss, stale, best_wall_time = val_loss, 0, time.time()
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
@@ -130,6 +143,9 @@ def train_loop_per_worker(cfg: dict) -> None:
             "train_loss": train_loss,
             "val_loss": val_loss,
             "best_val_loss": best_loss,
+            "train_rows": train_rows,
+            "train_seconds": train_seconds,
+            "best_wall_time": best_wall_time,
             "done": stop,
         }
         if ctx.get_world_rank() == 0:
@@ -149,6 +165,9 @@ def train_loop_per_worker(cfg: dict) -> None:
                         "epoch": epoch,
                         "best_loss": best_loss,
                         "stale": stale,
+                        "train_rows": train_rows,
+                        "train_seconds": train_seconds,
+                        "best_wall_time": best_wall_time,
                     },
                     Path(tmp) / STATE_FILE,
                 )

@@ -1,0 +1,126 @@
+"""Predictions of each ensemble member alone, to compare members with their ensemble.
+
+    python -m raypz.train.members --model models/ens --input sim/test --output preds/members
+
+writes ``OUTPUT/member-NN.parquet`` (one predictions table per member, the format that
+``jobs/evaluate.py --compare "member NN=OUTPUT/member-NN.parquet"`` reads).
+
+The members carry the artifact's width scale, which was fitted to the *ensemble*; a member
+used alone deserves its own. ``--width-scale 1`` gives the members as trained, and
+``--calibrate-on TRAIN`` fits each member's own scale on the validation split of the table the
+artifact was trained on (the same search as the ensemble calibration), so a member-vs-ensemble
+comparison is fair. In-process and
+chunked: meant for test sets of up to a few million rows, not for a survey (use
+``jobs/infer_lsst.py`` there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from raypz import flags as fl
+from raypz import io
+from raypz.features import flux_arrays
+from raypz.metrics import read_table
+from raypz.models import EnsemblePredictor, load_artifact
+from raypz.predictions import predictions_table
+from raypz.train.config import TrainConfig
+from raypz.train.data import read_labelled, train_mask
+from raypz.train.ensemble import _calibrate, _set_width_scale
+
+
+def member_file_name(index: int) -> str:
+    """File name of member ``index``'s predictions."""
+    return f"member-{index:02d}.parquet"
+
+
+def fit_member_scales(predictor: EnsemblePredictor, train: str) -> list[float]:
+    """Each member's own width scale, fitted on the validation rows of ``train``; the members
+    of ``predictor`` are left at those scales."""
+    config = TrainConfig.from_dict(predictor.artifact.meta["training"]["config"])
+    labelled = read_labelled(train, config)
+    rows = ~train_mask(labelled.object_id, config, None)
+    scales = []
+    for net in list(predictor.members):
+        alone = copy.copy(predictor)
+        alone.members = [net]
+        scales.append(_calibrate(alone, labelled, config, rows)["width_scale"])
+    return scales
+
+
+def predict_members(
+    model: str,
+    input_path: str,
+    output: str,
+    chunk_rows: int = 50_000,
+    device: str = "auto",
+    width_scale: float | None = None,
+    calibrate_on: str | None = None,
+) -> list[str]:
+    """Predict every member of ``model`` on the object table ``input_path``; returns the paths.
+
+    ``width_scale`` overrides the artifact's scale for every member; ``calibrate_on`` fits
+    each member's own (see the module notes).
+    """
+    artifact = load_artifact(model)
+    predictor = EnsemblePredictor(artifact, device=device)
+    if width_scale is not None:
+        _set_width_scale(predictor, width_scale)
+    if calibrate_on:
+        print(f"own width scales: {fit_member_scales(predictor, calibrate_on)}", flush=True)
+    columns = artifact.transform.columns
+    bands = artifact.transform.bands
+    table = read_table(
+        input_path,
+        [columns.object_id, *columns.flux_columns(bands), *columns.flux_err_columns(bands)],
+    )
+    ids = table[columns.object_id].to_numpy()
+    x, flags = artifact.transform.transform_fluxes(*flux_arrays(table, columns, bands))
+    usable = (flags & fl.NO_PDF) == 0
+    io.makedirs(output)
+    paths = []
+    for m in range(len(artifact.states)):
+        pdf = np.zeros((len(ids), artifact.grid.n), dtype=np.float32)
+        for start in range(0, len(ids), chunk_rows):
+            rows = np.arange(start, min(start + chunk_rows, len(ids)))
+            rows = rows[usable[rows]]
+            if rows.size:
+                pdf[rows] = predictor.predict_member(m, x[rows])
+        path = io.join(output, member_file_name(m))
+        fs, inner = io.resolve(path)
+        pq.write_table(
+            predictions_table(ids, pdf, artifact.grid, flags=flags), inner, filesystem=fs
+        )
+        paths.append(path)
+        print(f"member {m}: {len(ids)} rows -> {path}", flush=True)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", required=True, help="model artifact directory")
+    p.add_argument("--input", required=True, help="object table (Parquet file/dir/HATS)")
+    p.add_argument("--output", required=True, help="directory for member-NN.parquet")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--width-scale", type=float, help="width scale of every member (1: as trained)")
+    p.add_argument("--calibrate-on", metavar="TRAIN", help="fit each member's own width scale")
+    args = p.parse_args(argv)
+    predict_members(
+        args.model,
+        args.input,
+        args.output,
+        device=args.device,
+        width_scale=args.width_scale,
+        calibrate_on=args.calibrate_on,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Unit tests of training augmentation, balance weights, hash splits and the heads' width scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from raypz.models.heads import WIDTH_SCALE_KEY, BinnedHead, MDNHead
+from raypz.train import (
+    BalanceWeights,
+    TrainConfig,
+    add_flux_noise,
+    fold_of,
+    hash_unit,
+    is_validation,
+    randomised_coadd,
+)
+
+
+def test_flux_noise_off_returns_inputs(rng):
+    flux, err = rng.normal(100, 10, (50, 6)), np.full((50, 6), 5.0)
+    out_f, out_e = add_flux_noise(flux, err, 0.0, rng)
+    assert out_f is flux and out_e is err
+
+
+def test_flux_noise_scales_errors_consistently(rng):
+    n = 20000
+    flux, err = np.full((n, 6), 100.0), np.full((n, 6), 5.0)
+    flux[0, 2] = np.nan
+    noisy, new_err = add_flux_noise(flux, err, 1.0, rng)
+    assert np.isnan(noisy[0, 2])
+    s = np.sqrt((new_err[:, 0] / 5.0) ** 2 - 1.0)  # the per-row scale drawn in [0, 1]
+    assert s.min() >= 0 and s.max() <= 1 and abs(s.mean() - 0.5) < 0.02
+    # extra noise std is s * err: residual / (s err) is standard normal
+    resid = (noisy[1:, 0] - 100.0) / np.maximum(s[1:] * 5.0, 1e-9)
+    assert abs(np.std(resid[s[1:] > 0.05]) - 1.0) < 0.03
+
+
+def test_randomised_coadd_full_fraction_is_inverse_variance_mean(rng):
+    f = np.array([[10.0, 20.0, 30.0], [5.0, 5.0, 5.0]])
+    e = np.array([[1.0, 2.0, 1.0], [1.0, 1.0, 1.0]])
+    flux, err = randomised_coadd(f, e, (1.0, 1.0), rng)
+    w = 1 / e[0] ** 2
+    assert flux[0] == pytest.approx((w * f[0]).sum() / w.sum())
+    assert err[0] == pytest.approx(1 / np.sqrt(w.sum()))
+    assert flux[1] == pytest.approx(5.0) and err[1] == pytest.approx(1 / np.sqrt(3))
+
+
+def test_randomised_coadd_ragged_rows_keep_an_epoch(rng):
+    f = np.array([np.array([1.0, 2.0]), np.array([3.0]), None], dtype=object)
+    e = np.array([np.array([1.0, 1.0]), np.array([1.0]), None], dtype=object)
+    flux, err = randomised_coadd(f, e, (0.01, 0.01), rng)
+    assert np.isfinite(flux[:2]).all() and flux[1] == 3.0
+    assert np.isnan(flux[2]) and np.isnan(err[2])
+
+
+def test_balance_weights_flatten_the_histogram(rng):
+    z = np.concatenate([rng.uniform(0, 1, 9000), rng.uniform(1, 2, 1000)])
+    mag = rng.uniform(20, 25, z.size)
+    bw = BalanceWeights.fit(z, mag, max_weight=100.0, bins=(2, 1))
+    w = bw(z, mag)
+    assert w.mean() == pytest.approx(1.0, rel=1e-6)
+    # quantile bins hold equal counts, so weights are ~uniform; a NaN magnitude gets its z-bin mean
+    assert np.isfinite(bw(np.array([0.5]), np.array([np.nan]))).all()
+
+
+def test_balance_weights_cap(rng):
+    z = np.concatenate([np.full(990, 0.5), np.full(10, 2.0)]) + rng.normal(0, 1e-3, 1000)
+    bw = BalanceWeights.fit(z, rng.uniform(20, 25, 1000), max_weight=3.0, bins=(4, 1))
+    w = np.asarray(bw.weights)
+    assert w.max() / w[w > 0].min() <= 3.0 + 1e-9
+
+
+def test_hash_split_is_stable_and_sized():
+    ids = np.arange(200_000, dtype=np.int64) * 7919 + 10**15
+    u = hash_unit(ids)
+    assert ((u >= 0) & (u < 1)).all()
+    assert np.array_equal(u, hash_unit(ids[::-1])[::-1])  # order-independent
+    assert is_validation(ids, 0.15).mean() == pytest.approx(0.15, abs=0.005)
+    folds = fold_of(ids, 5)
+    assert set(np.unique(folds)) == set(range(5))
+    assert np.bincount(folds).min() > 0.19 * ids.size
+
+
+def test_validation_split_matches_fold_zero_share():
+    ids = np.arange(10_000, dtype=np.int64)
+    assert np.array_equal(is_validation(ids, 0.2), fold_of(ids, 5) == 0)
+
+
+def test_train_config_round_trip_and_rules():
+    config = TrainConfig(members=3, epochs=4)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    old = config.to_dict()
+    del old["calibrate"], old["calibration_rows"]  # model.json written before these existed
+    assert TrainConfig.from_dict(old).calibrate
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+@pytest.mark.parametrize("head", ["mdn", "binned"])
+def test_width_scale_buffer(head):
+    grid = torch.linspace(0, 3.5, 351)
+    torch.manual_seed(0)
+    h = MDNHead(16, 3) if head == "mdn" else BinnedHead(16, grid, 0.02)
+    out = h(torch.randn(4, 16))
+    p1 = h.pdf(out, grid)
+    state = {k: v for k, v in h.state_dict().items() if k != WIDTH_SCALE_KEY}
+    h.load_state_dict(state)  # state dicts from before the buffer existed load as scale 1
+    assert float(getattr(h, WIDTH_SCALE_KEY)) == 1.0
+    getattr(h, WIDTH_SCALE_KEY).fill_(0.5)
+    p2 = h.pdf(out, grid)
+    dz = float(grid[1] - grid[0])
+    for p in (p1, p2):
+        assert torch.allclose(torch.trapezoid(p, dx=dz, dim=1), torch.ones(4), atol=1e-4)
+
+    assert (p2.max(dim=1).values > p1.max(dim=1).values).all()  # sharper
+    assert torch.equal(h.loss(out, torch.full((4,), 1.0)), h.loss(out, torch.full((4,), 1.0)))

@@ -1,0 +1,80 @@
+"""Integration test of ensemble training on a local Ray (2 CPUs): simulate, train, load, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import io
+from raypz.models import load_artifact
+from raypz.models.heads import WIDTH_SCALE_KEY
+from raypz.pdf import ZGrid
+from raypz.predictions import read_predictions
+from raypz.sim import SurveyConfig, simulate_shard
+from raypz.train import VALIDATION_DIR, TrainConfig, train_ensemble
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def labelled_survey(tmp_path_factory) -> str:
+    """~3k labelled deep-field rows in one Parquet file."""
+    directory = tmp_path_factory.mktemp("survey")
+    table = simulate_shard(SurveyConfig(n_objects=3000, seed=11, field="deep"), 0)
+    pq.write_table(table, directory / "part-0.parquet")
+    return str(directory)
+
+
+CONFIG = TrainConfig(
+    members=2,
+    epochs=2,
+    batch_size=128,
+    val_fraction=0.2,
+    seed=5,
+    grid=ZGrid(0.0, 3.5, 351),
+    calibration_rows=400,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_session, labelled_survey, tmp_path_factory):
+    """A 2-member ensemble trained for 2 epochs on the small survey (one Ray Train run each)."""
+    out = str(tmp_path_factory.mktemp("model") / "model")
+    return out, train_ensemble(labelled_survey, out, CONFIG, name="test")
+
+
+def test_artifact_metrics_and_validation_predictions(trained):
+    out, result = trained
+    artifact = load_artifact(out)
+    assert artifact.model_hash == result.model_hash
+    assert len(artifact.states) == 2
+    assert [m["epochs_run"] for m in result.members] == [2, 2]
+    meta = json.loads(io.read_bytes(io.join(out, "model.json")))
+    metrics = meta["metrics"]
+    assert metrics["split"] == "validation" and metrics["n_scored"] > 300
+    for key in ("sigma_mad", "crps_mean", "pit_ks", "coverage_68", "eta_0.15"):
+        assert np.isfinite(metrics["overall"][key]), key
+    assert metrics["mag_i"]["bins"], "magnitude-binned validation metrics"
+    scale = metrics["calibration"]["width_scale"]
+    assert 0.5 <= scale <= 1.5
+    for state in artifact.states:  # the calibration travels with the (hashed) weights
+        assert float(state[f"head.{WIDTH_SCALE_KEY}"]) == pytest.approx(scale)
+
+    pred = read_predictions(io.join(out, VALIDATION_DIR))
+    assert pred.pdf.shape == (metrics["n_rows"], 351)
+    assert np.isfinite(pred.pdf).all()
+    mass = np.trapezoid(pred.pdf, dx=pred.grid.dz, axis=1)
+    assert np.allclose(mass[mass > 0], 1.0, atol=1e-3)
+    assert (mass > 0).mean() > 0.99
+
+
+@pytest.mark.slow
+def test_rerun_resumes_finished_members(trained, labelled_survey):
+    """Rerunning the same command finds each member's Ray Train run and resumes it (~60 s)."""
+    out, result = trained
+    again = train_ensemble(labelled_survey, out, CONFIG, name="test")
+    assert [m["epochs_run"] for m in again.members] == [2, 2]
+    assert again.model_hash == result.model_hash
