@@ -44,9 +44,9 @@ from raypz import io
 from raypz.features import FeatureTransform, flux_arrays
 from raypz.infer import CatalogPredictor
 from raypz.models import CatalogNet, CatalogNetConfig, save_artifact
-from raypz.pdf import ZGrid
 from raypz.sim import SurveyConfig
 from raypz.sim.survey import write_shard
+from raypz.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS_PER_FILE = 250_000
@@ -86,7 +86,7 @@ def make_artifact(workdir: Path, inputs: Path, members: int) -> Path:
         return path
     table = pq.read_table(sorted(inputs.glob("*.parquet"))[0])
     transform = FeatureTransform.fit(*flux_arrays(table))
-    grid, config = ZGrid(), CatalogNetConfig()
+    grid, config = TrainConfig().grid, TrainConfig().net  # what a default training run writes
     z = torch.tensor(grid.values, dtype=torch.float32)
     states = []
     for m in range(members):
@@ -225,6 +225,11 @@ def main() -> None:
     p.add_argument("--members", type=int, default=5, help="ensemble members")
     p.add_argument("--batch-size", type=int, default=16384, help="rows per predictor call")
     p.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
+    p.add_argument(
+        "--model",
+        help="artifact to use (default: the default architecture with untrained weights; a"
+        " trained artifact gives narrower PDFs, which are cheaper to evaluate)",
+    )
     p.add_argument("--skip-ray", action="store_true", help="only the in-process figures")
     p.add_argument("--plain", nargs=3, metavar=("INPUT", "MODEL", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -236,13 +241,13 @@ def main() -> None:
     work = Path(a.workdir or tempfile.mkdtemp(prefix="raypz-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     inputs = make_inputs(work, a.rows)
-    model = make_artifact(work, inputs, a.members)
+    model = Path(a.model) if a.model else make_artifact(work, inputs, a.members)
     cores = os.cpu_count() or 1
     print(f"# {a.members}-member ensemble, {a.rows:,} rows, batch {a.batch_size}, {cores} cores")
 
     one = plain_subprocess(inputs, model, work / "plain1", a.batch_size, threads=1)
     peak = matmul_peak_gflops()
-    flops = ensemble_flops_per_row(a.members, 23, ZGrid().n)
+    flops = ensemble_flops_per_row(a.members, 23, TrainConfig().grid.n)
     print(f"per core (1 thread):    {one['rows_per_s']:>10,.0f} rows/s  (target >= 20,000)")
     print(
         f"  arithmetic: {flops / 1e6:.2f} MFLOP/row -> {one['rows_per_s'] * flops / 1e9:.1f}"
