@@ -193,6 +193,21 @@ def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
     }
 
 
+def memory_scaling(inputs: Path, model: Path, work: Path, a: argparse.Namespace) -> None:
+    """Peak memory of the Ray pipeline at ``--rows`` and ``--large-rows`` input rows."""
+    small = ray_pipeline(inputs, model, work / "mem_small", a.batch_size)
+    big = ray_pipeline(make_inputs(work, a.large_rows), model, work / "mem_large", a.batch_size)
+    for rows, r in ((a.rows, small), (a.large_rows, big)):
+        print(
+            f"Ray at {rows:>12,} rows: {r['rows_per_s']:>8,.0f} rows/s, peak RSS sum"
+            f" {r['peak_rss'] / 2**30:.2f} GiB, PSS sum {r['peak_pss'] / 2**30:.2f} GiB"
+        )
+    print(
+        f"large / small: RSS {big['peak_rss'] / small['peak_rss']:.2f}x,"
+        f" PSS {big['peak_pss'] / small['peak_pss']:.2f}x (target <= 1.25)"
+    )
+
+
 def matmul_peak_gflops() -> float:
     """This core's float32 matmul rate with one torch thread (GFLOP/s)."""
     torch.set_num_threads(1)
@@ -231,6 +246,11 @@ def main() -> None:
         " trained artifact gives narrower PDFs, which are cheaper to evaluate)",
     )
     p.add_argument("--skip-ray", action="store_true", help="only the in-process figures")
+    p.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only the Ray runs' memory at --rows and --large-rows (streaming check)",
+    )
     p.add_argument("--plain", nargs=3, metavar=("INPUT", "MODEL", "OUT"), help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -245,6 +265,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(f"# {a.members}-member ensemble, {a.rows:,} rows, batch {a.batch_size}, {cores} cores")
 
+    if a.memory_only:
+        return memory_scaling(inputs, model, work, a)
     one = plain_subprocess(inputs, model, work / "plain1", a.batch_size, threads=1)
     peak = matmul_peak_gflops()
     flops = ensemble_flops_per_row(a.members, 23, TrainConfig().grid.n)
