@@ -150,6 +150,12 @@ def local_head() -> Iterator[tuple[str, dict[str, str]]]:
         "--include-dashboard", "true",
         "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(dash_port),
+        # the test session's own Ray holds the default agent and metrics ports; a second node
+        # on them finds no job agent ("No available agent to submit job")
+        "--dashboard-agent-listen-port", str(_free_port()),
+        "--dashboard-agent-grpc-port", str(_free_port()),
+        "--runtime-env-agent-port", str(_free_port()),
+        "--metrics-export-port", str(_free_port()),
         "--disable-usage-stats",
         "--temp-dir", temp_dir,
     ]  # fmt: skip
