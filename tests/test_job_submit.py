@@ -17,9 +17,7 @@ import contextlib
 import importlib.util
 import json
 import os
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
+from ray_nodes import free_ports, private_env, ray_cli, start_node, stop_node
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMISSION_ID = "raypz-test-infer"
@@ -43,38 +42,6 @@ pytestmark = [
         reason="Ray job submission needs the dashboard: pip install 'ray[default]'",
     ),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_cli() -> str:
-    """The `ray` script of this interpreter (not whatever `ray` is first on PATH)."""
-    beside = Path(sys.executable).with_name("ray")
-    found = str(beside) if beside.exists() else shutil.which("ray")
-    if not found:
-        pytest.skip("the `ray` command line is not installed")
-    return found
-
-
-def _session_pids(sid: int) -> list[int]:
-    """Pids of live processes whose session id is ``sid`` (Linux /proc)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry, "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            pids.append(int(entry))
-    return pids
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
@@ -100,75 +67,30 @@ def _listen_addresses(port: int) -> set[str]:
     return found
 
 
-def _stop_head(proc: subprocess.Popen) -> list[int]:
-    """Stop the node started by ``proc`` and everything in its session; the pids left behind."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # ray start --block: drains, then kills its processes
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=45)
-    deadline = time.monotonic() + 10
-    while (left := _session_pids(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in left:  # workers or a job driver that outlived their raylet: only ours
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
-    time.sleep(0.5)
-    return _session_pids(proc.pid)
-
-
 @contextlib.contextmanager
 def local_head() -> Iterator[tuple[str, dict[str, str]]]:
     """A one-node Ray cluster of 2 CPUs on loopback; yields (dashboard URL, client env)."""
     # A short path: Ray's Unix sockets live under the temp dir (107-byte limit).
     temp_dir = tempfile.mkdtemp(prefix="rpz", dir="/tmp")
-    token = Path(temp_dir, "auth_token")
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-    env.update(
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_DATA_DISABLE_PROGRESS_BARS="1",
-        # The test is done with the node when it stops it: no drain wait (30 s by default).
-        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-        # Token auth on both ends, with a private token (not ~/.ray/auth_token).
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN_PATH=str(token),
-        # `python` in the entrypoint resolves to this interpreter (raypz is installed in it).
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    )
-    gcs_port, dash_port = _free_port(), _free_port()
+    env = private_env(temp_dir)
+    gcs_port, dash_port = free_ports(2)
     log = Path(temp_dir, "ray_start.log")
-    cmd = [
-        _ray_cli(), "start", "--head", "--block",
+    args = [
+        "--head",
         "--port", str(gcs_port),
-        "--node-ip-address", "127.0.0.1",
         "--num-cpus", "2",
-        "--object-store-memory", str(300 * 1024**2),
         "--include-dashboard", "true",
         "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(dash_port),
-        # the test session's own Ray holds the default agent and metrics ports; a second node
-        # on them finds no job agent ("No available agent to submit job")
-        "--dashboard-agent-listen-port", str(_free_port()),
-        "--dashboard-agent-grpc-port", str(_free_port()),
-        "--runtime-env-agent-port", str(_free_port()),
-        "--metrics-export-port", str(_free_port()),
-        "--disable-usage-stats",
         "--temp-dir", temp_dir,
     ]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    proc = start_node(args, env, log)
     try:
         _wait_for_port(dash_port, proc, log, timeout_s=90)
         assert _listen_addresses(dash_port) == {"127.0.0.1"}, "dashboard must bind loopback only"
         yield f"http://127.0.0.1:{dash_port}", env
     finally:
-        left = _stop_head(proc)
+        left = stop_node(proc)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"processes of the test's Ray head still alive: {left}"
 
@@ -191,7 +113,7 @@ def test_ray_job_submit_runs_inference_end_to_end(small_survey, small_model, tmp
     t0 = time.monotonic()
     with local_head() as (address, env):
         t_head = time.monotonic() - t0
-        client = [_ray_cli(), "job"]
+        client = [ray_cli(), "job"]
         style = ["--address", address, "--log-style", "record", "--log-color", "false"]
         submission = ["--submission-id", SUBMISSION_ID, "--working-dir", str(REPO)]
         for _attempt in range(12):  # a loaded machine starts the job agent late

@@ -23,10 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,17 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from ray_nodes import (
+    cmdline,
+    descendants,
+    free_ports,
+    kill_node,
+    private_env,
+    ray_cli,
+    start_node,
+    stop_node,
+    wait_started,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -51,147 +60,15 @@ STALL_S = 150.0  # no new file under OUTPUT and the driver alive this long: the 
 RERUN_S = 360.0
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports (all held open together while chosen)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
-def _ray_cli() -> str:
-    beside = Path(sys.executable).with_name("ray")
-    found = str(beside) if beside.exists() else shutil.which("ray")
-    if not found:
-        pytest.skip("the `ray` command line is not installed")
-    return found
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, session id) of a live process, from /proc/PID/stat."""
-    try:
-        stat = Path("/proc", str(pid), "stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces and parentheses
-    return fields[0], int(fields[1]), int(fields[3])
-
-
-def _all_pids() -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
-
-
-def _session_pids(sid: int) -> list[int]:
-    out = []
-    for pid in _all_pids():
-        st = _stat(pid)
-        if st and st[0] != "Z" and st[2] == sid:
-            out.append(pid)
-    return out
-
-
-def _descendants(root: int) -> set[int]:
-    """``root`` and every live process below it (parent chain through /proc)."""
-    children: dict[int, list[int]] = {}
-    for pid in _all_pids():
-        st = _stat(pid)
-        if st and st[0] != "Z":
-            children.setdefault(st[1], []).append(pid)
-    found, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path("/proc", str(pid), "cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-def _node_pids(proc: subprocess.Popen) -> set[int]:
-    """Every process of the node started by ``proc``: its session and its descendants."""
-    return set(_session_pids(proc.pid)) | _descendants(proc.pid)
-
-
 def _busy_predictors(proc: subprocess.Popen) -> list[int]:
     """Predict-stage actors of that node executing a batch (titled ``...).submit``)."""
     return [
         pid
-        for pid in _descendants(proc.pid)
-        if (cmd := _cmdline(pid)).startswith("ray::")
+        for pid in descendants(proc.pid)
+        if (cmd := cmdline(pid)).startswith("ray::")
         and "_PredictStage" in cmd
         and cmd.endswith(".submit")
     ]
-
-
-def _kill_node(proc: subprocess.Popen) -> list[int]:
-    """SIGKILL a whole node at once (a lost machine); the pids killed."""
-    pids = sorted(_node_pids(proc))
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    return pids
-
-
-def _stop_node(proc: subprocess.Popen) -> list[int]:
-    """SIGTERM the node's ``ray start --block``, then SIGKILL what is left; pids left alive."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=45)
-    deadline = time.monotonic() + 10
-    while (left := _node_pids(proc) - {proc.pid}) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
-    time.sleep(0.5)
-    return _session_pids(proc.pid)
-
-
-def _start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """``ray start --block ARGS`` in its own session, logging to ``log``."""
-    ports = _free_ports(6)
-    cmd = [
-        _ray_cli(), "start", "--block", *args,
-        "--node-ip-address", "127.0.0.1",
-        "--object-store-memory", str(200 * 1024**2),
-        "--node-manager-port", str(ports[0]),
-        "--object-manager-port", str(ports[1]),
-        "--metrics-export-port", str(ports[2]),
-        "--dashboard-agent-listen-port", str(ports[3]),
-        "--dashboard-agent-grpc-port", str(ports[4]),
-        "--runtime-env-agent-port", str(ports[5]),
-        "--disable-usage-stats",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        return subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _wait_started(proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited with {proc.returncode}:\n{log.read_text()}")
-        if "--block" in log.read_text():  # printed once the node is up
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"ray start did not come up:\n{log.read_text()}")
 
 
 def _wait_cluster_cpus(address: str, env: dict[str, str], cpus: float, timeout_s: float) -> None:
@@ -199,7 +76,7 @@ def _wait_cluster_cpus(address: str, env: dict[str, str], cpus: float, timeout_s
     said = ""
     while time.monotonic() < deadline:
         status = subprocess.run(
-            [_ray_cli(), "status", "--address", address],
+            [ray_cli(), "status", "--address", address],
             env=env,
             capture_output=True,
             text=True,
@@ -217,24 +94,13 @@ def two_nodes(tmp: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen
     """A head (1 CPU) and a worker node (2 CPUs) on loopback; yields (GCS address, env, worker)."""
     head_dir = tempfile.mkdtemp(prefix="rpzh", dir="/tmp")  # short: Unix socket paths
     worker_dir = tempfile.mkdtemp(prefix="rpzw", dir="/tmp")
-    token = Path(head_dir, "auth_token")
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
-    env.update(
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_DATA_DISABLE_PROGRESS_BARS="1",
-        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN_PATH=str(token),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    )
-    gcs_port, client_port = _free_ports(2)
+    env = private_env(head_dir)
+    gcs_port, client_port = free_ports(2)
     address = f"127.0.0.1:{gcs_port}"
     procs: list[subprocess.Popen] = []
     try:
         head_log = tmp / "head.log"
-        head = _start_node(
+        head = start_node(
             [
                 "--head", "--port", str(gcs_port), "--num-cpus", "1",
                 "--include-dashboard", "false",
@@ -245,19 +111,19 @@ def two_nodes(tmp: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen
             head_log,
         )  # fmt: skip
         procs.append(head)
-        _wait_started(head, head_log, timeout_s=120)
+        wait_started(head, head_log, timeout_s=120)
         worker_log = tmp / "worker.log"
-        worker = _start_node(
+        worker = start_node(
             ["--address", address, "--num-cpus", "2", "--temp-dir", worker_dir],
             env,
             worker_log,
         )
         procs.append(worker)
-        _wait_started(worker, worker_log, timeout_s=120)
+        wait_started(worker, worker_log, timeout_s=120)
         _wait_cluster_cpus(address, env, 3.0, timeout_s=120)
         yield address, env, worker
     finally:
-        left = [pid for p in reversed(procs) for pid in _stop_node(p)]
+        left = [pid for p in reversed(procs) for pid in stop_node(p)]
         shutil.rmtree(head_dir, ignore_errors=True)
         shutil.rmtree(worker_dir, ignore_errors=True)
         assert not left, f"processes of the test's Ray nodes still alive: {left}"
@@ -327,7 +193,7 @@ def test_worker_node_killed_mid_job_every_object_once(small_survey, small_model,
             observed["busy_predictor_seen_on_worker"] = bool(busy)
             observed["staged_at_kill"] = len(list((output / "_staging").rglob("src*.parquet")))
             observed["s_to_kill"] = round(time.monotonic() - t_start, 1)
-            killed = _kill_node(worker)
+            killed = kill_node(worker)
             t_kill = time.monotonic()
             observed["killed_pids"] = len(killed)
 

@@ -1,0 +1,173 @@
+"""Private Ray nodes for tests that need a real cluster: job submission, node failures.
+
+Each node is a ``ray start --block`` in its own process session, on loopback, with its own
+``--temp-dir`` and free ports (the test session's own Ray holds the default agent ports), so a
+test can stop or kill exactly its nodes: never ``ray stop``, other Ray instances may be running
+as the same user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def private_env(token_dir: str) -> dict[str, str]:
+    """This process's environment for private nodes and their clients: token auth with a new
+    token under ``token_dir``, no drain wait on stop, ``python`` = this interpreter."""
+    token = Path(token_dir, "auth_token")
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env.update(
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_DATA_DISABLE_PROGRESS_BARS="1",
+        RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    )
+    return env
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports (all held open together while chosen)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def ray_cli() -> str:
+    """The `ray` script of this interpreter (not whatever `ray` is first on PATH)."""
+    beside = Path(sys.executable).with_name("ray")
+    found = str(beside) if beside.exists() else shutil.which("ray")
+    if not found:
+        pytest.skip("the `ray` command line is not installed")
+    return found
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, session id) of a live process, from /proc/PID/stat."""
+    try:
+        stat = Path("/proc", str(pid), "stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # comm may hold spaces and parentheses
+    return fields[0], int(fields[1]), int(fields[3])
+
+
+def _all_pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def session_pids(sid: int) -> list[int]:
+    out = []
+    for pid in _all_pids():
+        st = _stat(pid)
+        if st and st[0] != "Z" and st[2] == sid:
+            out.append(pid)
+    return out
+
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every live process below it (parent chain through /proc)."""
+    children: dict[int, list[int]] = {}
+    for pid in _all_pids():
+        st = _stat(pid)
+        if st and st[0] != "Z":
+            children.setdefault(st[1], []).append(pid)
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        raw = Path("/proc", str(pid), "cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def node_pids(proc: subprocess.Popen) -> set[int]:
+    """Every process of the node started by ``proc``: its session and its descendants."""
+    return set(session_pids(proc.pid)) | descendants(proc.pid)
+
+
+def kill_node(proc: subprocess.Popen) -> list[int]:
+    """SIGKILL a whole node at once (a lost machine); the pids killed."""
+    pids = sorted(node_pids(proc))
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return pids
+
+
+def stop_node(proc: subprocess.Popen) -> list[int]:
+    """SIGTERM the node's ``ray start --block``, then SIGKILL what is left; pids left alive."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=45)
+    deadline = time.monotonic() + 10
+    while (left := node_pids(proc) - {proc.pid}) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    time.sleep(0.5)
+    return session_pids(proc.pid)
+
+
+def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``ray start --block ARGS`` in its own session, logging to ``log``."""
+    ports = free_ports(6)
+    cmd = [
+        ray_cli(), "start", "--block", *args,
+        "--node-ip-address", "127.0.0.1",
+        "--object-store-memory", str(200 * 1024**2),
+        "--node-manager-port", str(ports[0]),
+        "--object-manager-port", str(ports[1]),
+        "--metrics-export-port", str(ports[2]),
+        "--dashboard-agent-listen-port", str(ports[3]),
+        "--dashboard-agent-grpc-port", str(ports[4]),
+        "--runtime-env-agent-port", str(ports[5]),
+        "--disable-usage-stats",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_started(proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}:\n{log.read_text()}")
+        if "--block" in log.read_text():  # printed once the node is up
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"ray start did not come up:\n{log.read_text()}")
