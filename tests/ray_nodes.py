@@ -16,7 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,40 @@ def wait_started(proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"ray start did not come up:\n{log.read_text()}")
+
+
+def ray_process_pids(title: str, busy: bool = False) -> list[int]:
+    """Live Ray worker processes whose title (``ray::...``) contains ``title``; with ``busy``,
+    only those executing a task now (Ray appends the method, e.g. ``.submit``, to the title)."""
+    pids = []
+    for pid in _all_pids():
+        cmd = cmdline(pid)
+        if cmd.startswith("ray::") and title in cmd and (not busy or cmd.endswith(".submit")):
+            pids.append(pid)
+    return pids
+
+
+def kill_once_in_background(
+    find: Callable[[], list[int]],
+    ready: Callable[[], bool] = lambda: True,
+    timeout_s: float = 600.0,
+    poll_s: float = 0.05,
+) -> tuple[threading.Thread, list[int]]:
+    """Start a thread that SIGKILLs the first pid ``find`` returns once ``ready()`` holds.
+
+    Returns the thread and the list that receives the killed pid (empty if none was found).
+    """
+    killed: list[int] = []
+
+    def run() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not killed:
+            pids = find() if ready() else []
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, killed

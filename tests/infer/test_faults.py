@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
-
 import numpy as np
-import psutil
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+from ray_nodes import kill_once_in_background, ray_process_pids
 
 from raypz.infer import InferConfig, run_inference
-
-
-def _busy_predictor_pids() -> list[int]:
-    """PIDs of predict-stage actors executing a task now (Ray titles them ``...).submit``)."""
-    pids = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or []).strip()
-        if cmd.startswith("ray::") and "_PredictStage" in cmd and cmd.endswith(".submit"):
-            pids.append(p.info["pid"])
-    return pids
 
 
 def test_killing_a_predictor_actor_loses_and_duplicates_nothing(
@@ -36,19 +21,9 @@ def test_killing_a_predictor_actor_loses_and_duplicates_nothing(
         pq.write_table(table.slice(100 * i, 100), shards / f"part-{i:02d}.parquet")
     out = tmp_path / "catalog"
     config = InferConfig(batch_size=50, max_rows_per_partition=1500, validate="schema")
-    killed: list[int] = []
-
-    def kill_one_busy_actor() -> None:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not killed:
-            for pid in _busy_predictor_pids():
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                break
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_one_busy_actor, daemon=True)
-    killer.start()
+    killer, killed = kill_once_in_background(
+        lambda: ray_process_pids("_PredictStage", busy=True), timeout_s=240, poll_s=0.02
+    )
     summary = run_inference(str(shards), small_model, str(out), config)
     killer.join(timeout=5)
     assert killed, "no predictor actor was found to kill"

@@ -5,15 +5,11 @@ Slow (two training runs): ``pytest -m slow tests/train/test_worker_failure.py``.
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
+from ray_nodes import kill_once_in_background, ray_process_pids
 
 from raypz.models import CatalogNetConfig
 from raypz.sim import SurveyConfig, simulate_shard
@@ -31,15 +27,6 @@ CONFIG = TrainConfig(
 )
 
 
-def _train_worker_pids() -> list[int]:
-    pids = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or []).strip()
-        if cmd.startswith("ray::RayTrainWorker"):
-            pids.append(p.info["pid"])
-    return pids
-
-
 def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path):
     data = tmp_path / "survey"
     data.mkdir()
@@ -49,21 +36,11 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path):
     reference = train_ensemble(str(data), str(tmp_path / "reference"), CONFIG, name="ref")
 
     out = tmp_path / "killed"
-    killed: list[int] = []
-
-    def kill_after_second_checkpoint() -> None:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and not killed:
-            checkpoints = list((out / "_checkpoints").rglob("checkpoint_*"))
-            if len(checkpoints) >= 2:
-                for pid in _train_worker_pids():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-                    break
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_after_second_checkpoint, daemon=True)
-    killer.start()
+    killer, killed = kill_once_in_background(
+        lambda: ray_process_pids("RayTrainWorker"),
+        ready=lambda: len(list((out / "_checkpoints").rglob("checkpoint_*"))) >= 2,
+        poll_s=0.1,
+    )
     result = train_ensemble(str(data), str(out), CONFIG, name="killed")
     killer.join(timeout=5)
     assert killed, "no training worker was killed"
