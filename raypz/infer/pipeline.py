@@ -40,7 +40,7 @@ from raypz.catalog import (
 from raypz.catalog.write import fragment_directory
 from raypz.infer import staging, tasks
 from raypz.infer.config import InferConfig
-from raypz.infer.predictor import CatalogPredictor
+from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.models import load_artifact
 from raypz.predictions import Z_GRID_KEY
 from raypz.ray_runtime import init_ray
@@ -240,7 +240,7 @@ def _run(
     pending = [i for i in range(len(files)) if i not in done]
     if pending:
         n_actors, gpa, cpa, threads = _resources(config)
-        predictor_columns = CatalogPredictor(artifact).input_columns
+        predictor_columns = input_columns(artifact)  # no need to build the members here
         ds = ray.data.read_parquet(
             [files[i] for i in pending],
             filesystem=fs,

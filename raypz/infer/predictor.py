@@ -31,6 +31,12 @@ def output_schema(artifact: ModelArtifact) -> pa.Schema:
     return pa.schema(fields)
 
 
+def input_columns(artifact: ModelArtifact) -> list[str]:
+    """The object-table columns a model reads: id, position, fluxes and errors of its bands."""
+    c, bands = artifact.transform.columns, artifact.transform.bands
+    return [c.object_id, c.ra, c.dec, *c.flux_columns(bands), *c.flux_err_columns(bands)]
+
+
 class CatalogPredictor:
     """Loads an artifact once; maps object-table batches to catalog batches.
 
@@ -49,8 +55,7 @@ class CatalogPredictor:
     @property
     def input_columns(self) -> list[str]:
         """The input columns this model reads."""
-        c, bands = self.columns, self.artifact.transform.bands
-        return [c.object_id, c.ra, c.dec, *c.flux_columns(bands), *c.flux_err_columns(bands)]
+        return input_columns(self.artifact)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Catalog rows (one per input row, same order) for a batch of the object table."""
