@@ -158,14 +158,18 @@ while [[ "$1" == -* ]]; do
   if [[ "$1" == "-w" ]]; then node=$2; shift; fi
   shift
 done
-echo "srun $node $*" >>"$FAKE_LOG"
 if [[ " $* " == *" --block "* ]]; then
+  # the TERM handler is in place before the step counts as started (logged): a TERM can never
+  # leave an orphaned sleep holding the test's output pipe
+  child=""
+  trap 'echo "TERM $node" >>"$FAKE_LOG"; [[ -n $child ]] && kill $child; exit 0' TERM
+  echo "srun $node $*" >>"$FAKE_LOG"
   sleep 300 &
   child=$!
-  trap 'echo "TERM $node" >>"$FAKE_LOG"; kill $child; exit 0' TERM
   wait $child
   exit 0
 fi
+echo "srun $node $*" >>"$FAKE_LOG"
 "$@"
 """
 _FAKE_RAY = """#!/usr/bin/env bash
@@ -179,7 +183,7 @@ fi
 _FAKE_PYTHON = """#!/usr/bin/env bash
 case "$*" in
   *secrets*) exec "$REAL_PYTHON" "$@" ;;
-  *ray.nodes*) echo 3 ;;
+  *ray.nodes*) grep -c -- "--block" "$FAKE_LOG" ;;  # nodes alive = node steps started
   *) echo "python $*" >>"$FAKE_LOG" ;;
 esac
 """
