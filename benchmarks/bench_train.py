@@ -108,10 +108,8 @@ def plain_case(path: str, config: TrainConfig, transform: FeatureTransform, thre
         perm = rng.permutation(len(tr.z))
         for s in range(0, len(perm), config.batch_size):
             idx = perm[s : s + config.batch_size]
-            x, z, w = (
-                torch.from_numpy(a)
-                for a in prep({k: v[idx] for k, v in batch_all.items()}, augment=True)
-            )
+            (x,), z, w = prep({k: v[idx] for k, v in batch_all.items()}, augment=True)
+            x, z, w = torch.from_numpy(x), torch.from_numpy(z), torch.from_numpy(w)
             loss = (net.loss(net(x), x, z) * w).sum() / w.sum().clamp_min(1e-6)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -35,7 +35,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--model", required=True, help="model artifact directory (local or s3://)")
     p.add_argument("--output", required=True, help="catalog root to write (local or s3://)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per predictor call")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="rows per predictor call (default: 16384 for a catalog model; for an image model "
+        "the rows that hold --image-batch-mb of cutouts)",
+    )
+    p.add_argument(
+        "--image-batch-mb",
+        type=int,
+        default=d.image_batch_mb,
+        help=f"cutout MB per predictor call when --batch-size is not given (default "
+        f"{d.image_batch_mb})",
+    )
     p.add_argument(
         "--concurrency", type=int, help="predictor actors (default: one per GPU, else per CPU)"
     )
@@ -84,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     config = InferConfig(
         batch_size=a.batch_size,
+        image_batch_mb=a.image_batch_mb,
         concurrency=a.concurrency,
         gpus_per_actor=a.gpus_per_actor,
         cpus_per_actor=a.cpus_per_actor,

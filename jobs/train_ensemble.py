@@ -1,8 +1,12 @@
-"""Train a catalog photo-z ensemble (MLP + denoising autoencoder + MDN/binned head) on Ray Train.
+"""Train a photo-z ensemble on Ray Train: catalog networks (MLP + denoising autoencoder) or
+inception CNNs on cutouts (alone or fused with the catalog features), with an MDN or binned head.
 
 Examples:
     python jobs/train_ensemble.py --train sim/deep_spec --output models/ens --members 5 --epochs 30
     python jobs/train_ensemble.py --train specz/ --pretrain sim/deep --output models/ft --members 5
+    python jobs/train_ensemble.py --train sim/deep_img --inputs fusion --output models/fusion
+    python jobs/train_ensemble.py --train sim/deep_img --inputs cutouts --domain-adapt \
+        --target sim/wide_img --output models/dann
     ray job submit --working-dir . -- python jobs/train_ensemble.py --train s3://b/specz ...
 
 Writes the model artifact (model.json + member-NN.safetensors) and, under
@@ -16,14 +20,14 @@ import argparse
 import json
 import sys
 
-from raypz.models import CatalogNetConfig
+from raypz.models import CatalogNetConfig, ImageNetConfig
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig, train_ensemble
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags; defaults come from TrainConfig and CatalogNetConfig."""
-    t, n = TrainConfig(), CatalogNetConfig()
+    t, n, im = TrainConfig(), CatalogNetConfig(), ImageNetConfig()
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -70,11 +74,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="members trained at once (default: as resources allow)",
     )
+    p.add_argument(
+        "--inputs",
+        choices=["catalog", "cutouts", "fusion"],
+        default="catalog",
+        help="catalog: MLP + DAE on fluxes; cutouts: inception CNN on the cutout column; "
+        "fusion: the CNN joined with the catalog features (default catalog)",
+    )
+    p.add_argument(
+        "--cnn-stem", type=int, default=im.stem_channels, help="CNN stem convolution channels"
+    )
+    p.add_argument(
+        "--cnn-blocks",
+        type=int,
+        nargs="+",
+        default=list(im.blocks),
+        help="output channels of the CNN's inception blocks (multiples of 4)",
+    )
+    p.add_argument(
+        "--domain-adapt",
+        action="store_true",
+        help="domain-adversarial training (gradient reversal + field classifier); needs --target",
+    )
+    p.add_argument("--target", help="unlabelled table of the target field (with --domain-adapt)")
+    p.add_argument(
+        "--domain-weight",
+        type=float,
+        default=t.domain_weight,
+        help="largest gradient-reversal weight (reached along the DANN schedule)",
+    )
+    p.add_argument(
+        "--no-flip-rotate",
+        action="store_true",
+        help="do not augment cutouts with random flips and 90-degree rotations",
+    )
     p.add_argument("--head", choices=["mdn", "binned"], default=n.head, help="PDF head")
     p.add_argument(
         "--components", type=int, default=n.n_components, help="Gaussians in the MDN head"
     )
-    p.add_argument("--hidden", type=int, nargs="+", default=list(n.hidden), help="MLP widths")
+    p.add_argument(
+        "--label-sigma",
+        type=float,
+        default=n.label_sigma,
+        help="soft-label width of the binned head, units of (1 + z)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        help=f"dense widths before the head (default {list(n.hidden)} for catalog nets, "
+        f"{list(im.hidden)} for CNNs)",
+    )
     p.add_argument(
         "--flux-noise",
         type=float,
@@ -108,6 +158,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe."""
+    if args.domain_adapt != (args.target is not None):
+        raise SystemExit("--domain-adapt and --target go together")
+    if args.domain_adapt and args.inputs == "catalog":
+        raise SystemExit("--domain-adapt needs --inputs cutouts or fusion")
+    head = {"head": args.head, "n_components": args.components, "label_sigma": args.label_sigma}
+    hidden = {"hidden": tuple(args.hidden)} if args.hidden else {}
+    image = None
+    if args.inputs != "catalog":
+        image = ImageNetConfig(
+            stem_channels=args.cnn_stem,
+            blocks=tuple(args.cnn_blocks),
+            fusion=args.inputs == "fusion",
+            domain_adapt=args.domain_adapt,
+            **head,
+            **hidden,
+        )
     return TrainConfig(
         members=args.members,
         kfold=args.kfold,
@@ -125,9 +191,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         calibrate=not args.no_calibrate,
         val_fraction=args.val_fraction,
         seed=args.seed,
-        net=CatalogNetConfig(
-            head=args.head, n_components=args.components, hidden=tuple(args.hidden)
-        ),
+        domain_weight=args.domain_weight,
+        flip_rotate=not args.no_flip_rotate,
+        net=CatalogNetConfig(**head, **hidden),
+        image=image,
     )
 
 
@@ -143,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         pretrain=args.pretrain,
         storage_path=args.storage_path,
         name=args.name,
+        target=args.target,
     )
     print(
         json.dumps(

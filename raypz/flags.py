@@ -23,6 +23,9 @@ ENSEMBLE_DISAGREEMENT = 1 << 4
 ABSURD_FLUX = 1 << 5
 """A flux beyond +-1e12 nJy (brighter than AB mag 1.4): treated as unusable and masked."""
 
+NO_CUTOUT = 1 << 6
+"""An image model found no usable cutout (null, wrong shape or non-finite pixels): no PDF."""
+
 _BAND_BIT0 = 8
 
 
@@ -38,6 +41,7 @@ FLAG_NAMES: dict[int, str] = {
     OUT_OF_COLOR_SPACE: "out_of_color_space",
     ENSEMBLE_DISAGREEMENT: "ensemble_disagreement",
     ABSURD_FLUX: "absurd_flux",
+    NO_CUTOUT: "no_cutout",
     **{band_missing_bit(i): f"missing_{b}" for i, b in enumerate(BANDS)},
 }
 

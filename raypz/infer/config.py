@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+CATALOG_BATCH_ROWS = 16384
+"""Default rows per predictor call for a catalog model."""
+
 
 @dataclass(frozen=True)
 class InferConfig:
@@ -11,6 +16,9 @@ class InferConfig:
 
     Attributes:
         batch_size: rows per predictor call (per actor); larger amortises Python overhead.
+            None: 16384 rows for a catalog model; for an image model, as many rows as hold
+            ``image_batch_mb`` of cutouts (the ensemble then runs them in device-sized chunks).
+        image_batch_mb: cutout megabytes per predictor call when ``batch_size`` is None.
         concurrency: predictor actors; None: one per GPU, else one per CPU of the cluster.
         gpus_per_actor: GPUs per actor; None: 1 when the cluster has GPUs, else 0.
         cpus_per_actor: CPUs per actor; None: 1 with GPUs, else what leaves 0.5 CPU of the
@@ -28,7 +36,8 @@ class InferConfig:
         keep_staging: keep the staging fragments after a successful run (debugging).
     """
 
-    batch_size: int = 16384
+    batch_size: int | None = None
+    image_batch_mb: int = 64
     concurrency: int | None = None
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
@@ -41,7 +50,7 @@ class InferConfig:
     keep_staging: bool = False
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"InferConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"InferConfig.concurrency must be >= 1, got {self.concurrency}")
@@ -51,6 +60,16 @@ class InferConfig:
             raise ValueError(
                 f"InferConfig.validate must be 'full' or 'schema', got {self.validate!r}"
             )
+
+    def rows_per_batch(self, cutout_shape: tuple[int, ...] | None) -> int:
+        """Rows per predictor call for a model that reads cutouts of ``cutout_shape`` (float32)
+        or none (None)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        if cutout_shape is None:
+            return CATALOG_BATCH_ROWS
+        row_bytes = 4 * int(np.prod(cutout_shape))
+        return max(64, self.image_batch_mb * 2**20 // row_bytes)
 
     def to_dict(self) -> dict:
         """JSON-ready form, stored in the catalog's provenance metadata."""

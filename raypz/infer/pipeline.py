@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -151,20 +151,16 @@ def _resources(config: InferConfig) -> tuple[int, float, float, int]:
 
 
 def _validate(input_path: str, files: list[str], fs, config: InferConfig, artifact) -> None:
+    cols, bands = artifact.transform.columns, artifact.transform.bands
+    cutouts = artifact.cutouts is not None
+    if cutouts and artifact.cutouts.column != cols.cutout:
+        cols = replace(cols, cutout=artifact.cutouts.column)
     if config.validate == "full":
-        print(
-            validate_dataset(
-                input_path, artifact.transform.columns, artifact.transform.bands
-            ).summary()
-        )
+        print(validate_dataset(input_path, cols, bands, require_cutouts=cutouts).summary())
     else:
         for f in files:
-            check_file_schema(
-                f,
-                pq.read_schema(f, filesystem=fs),
-                artifact.transform.columns,
-                artifact.transform.bands,
-            )
+            schema = pq.read_schema(f, filesystem=fs)
+            check_file_schema(f, schema, cols, bands, require_cutouts=cutouts)
 
 
 def run_inference(
@@ -258,7 +254,9 @@ def _run(
                 "dec": cols.dec,
                 "threads": threads,
             },
-            batch_size=config.batch_size,
+            batch_size=config.rows_per_batch(
+                artifact.cutouts.shape if artifact.cutouts is not None else None
+            ),
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_gpus=gpa,

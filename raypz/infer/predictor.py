@@ -2,7 +2,8 @@
 
 No Ray here: ``CatalogPredictor(model)(table)`` runs in-process on one Parquet file (the debug
 path), and the Ray Data pipeline calls the same object inside its actors. Every input row
-yields one output row; rows without any usable band keep null PDFs and the NO_PDF flag.
+yields one output row; rows without any usable band (or, for an image model, without a usable
+cutout: NO_CUTOUT) keep null PDFs and the NO_PDF flag.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def output_schema(artifact: ModelArtifact) -> pa.Schema:
 
 
 def input_columns(artifact: ModelArtifact) -> list[str]:
-    """The object-table columns a model reads: id, position, fluxes and errors of its bands."""
+    """The object-table columns a model reads: id, position, fluxes and errors of its bands,
+    and the cutout column for an image model."""
     c, bands = artifact.transform.columns, artifact.transform.bands
-    return [c.object_id, c.ra, c.dec, *c.flux_columns(bands), *c.flux_err_columns(bands)]
+    cutout = [artifact.cutouts.column] if artifact.cutouts is not None else []
+    return [c.object_id, c.ra, c.dec, *c.flux_columns(bands), *c.flux_err_columns(bands), *cutout]
 
 
 class CatalogPredictor:
@@ -60,11 +63,17 @@ class CatalogPredictor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Catalog rows (one per input row, same order) for a batch of the object table."""
         x, flags = self.artifact.transform(batch)
+        images = None
+        if self.artifact.cutouts is not None:
+            images, cutout_flags = self.artifact.cutouts.from_batch(batch)
+            flags |= cutout_flags | np.where(cutout_flags != 0, fl.NO_PDF, 0).astype(np.int32)
         ok = (flags & fl.NO_PDF) == 0
         grid = self.artifact.grid
         pdf = np.zeros((len(flags), grid.n), dtype=np.float32)
         if ok.any():
-            pdf[ok], ens_flags = self.ensemble.predict(x[ok])
+            pdf[ok], ens_flags = self.ensemble.predict(
+                x[ok], images[ok] if images is not None else None
+            )
             flags[ok] |= ens_flags
         stats = summarize(pdf[ok], grid)
         start, values = compact.encode(pdf)

@@ -10,6 +10,7 @@ from raypz.models.artifact import (
 from raypz.models.catalog_net import CatalogNet, CatalogNetConfig
 from raypz.models.ensemble import EnsemblePredictor, pick_device
 from raypz.models.heads import BinnedHead, MDNHead
+from raypz.models.image_net import ImageNet, ImageNetConfig
 
 __all__ = [
     "ArtifactError",
@@ -17,6 +18,8 @@ __all__ = [
     "CatalogNet",
     "CatalogNetConfig",
     "EnsemblePredictor",
+    "ImageNet",
+    "ImageNetConfig",
     "MDNHead",
     "ModelArtifact",
     "load_artifact",

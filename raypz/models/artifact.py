@@ -1,9 +1,10 @@
 """Model artifacts (DESIGN 3.2): a directory with ``model.json`` and ``member-NN.safetensors``.
 
-``model.json`` holds everything needed to predict anywhere: the kind and architecture config,
-bands and the fitted feature transform, the z grid, the training-data fingerprint and config,
-validation metrics, the raypz version, and the SHA-256 of every member file. Loading checks
-those hashes and never unpickles (safetensors holds plain tensors only).
+``model.json`` holds everything needed to predict anywhere: the kind ("catalog" or "image") and
+architecture config, bands and the fitted feature transform, for image models the cutout
+normalisation (which also says which column holds the cutouts), the z grid, the training-data
+fingerprint and config, validation metrics, the raypz version, and the SHA-256 of every member
+file. Loading checks those hashes and never unpickles (safetensors holds plain tensors only).
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ from safetensors.torch import save as save_safetensors
 import raypz
 from raypz import io
 from raypz.features import FeatureTransform
+from raypz.features.cutouts import CutoutStretch
 from raypz.models.catalog_net import CatalogNet, CatalogNetConfig
+from raypz.models.image_net import ImageNet, ImageNetConfig
 from raypz.pdf import ZGrid
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
+
+NetConfig = CatalogNetConfig | ImageNetConfig
+_ARCHITECTURES: dict[str, type] = {"CatalogNet": CatalogNetConfig, "ImageNet": ImageNetConfig}
 
 
 class ArtifactError(ValueError):
@@ -45,16 +51,18 @@ class ModelArtifact:
         meta: the parsed model.json.
         transform: the fitted flux -> feature transform.
         grid: the z grid of the PDFs.
-        net_config: the network architecture.
+        net_config: the network architecture (CatalogNetConfig or ImageNetConfig).
         states: one state dict (name -> tensor) per ensemble member.
+        cutouts: the cutout normalisation of an image model; None for a catalog model.
     """
 
     path: str
     meta: dict
     transform: FeatureTransform
     grid: ZGrid
-    net_config: CatalogNetConfig
+    net_config: NetConfig
     states: tuple[dict[str, torch.Tensor], ...]
+    cutouts: CutoutStretch | None = None
 
     @property
     def model_hash(self) -> str:
@@ -66,15 +74,33 @@ class ModelArtifact:
         """Human-readable id: the artifact's name plus a short hash."""
         return self.meta["model_id"]
 
-    def build_members(self, device: torch.device | str = "cpu") -> list[CatalogNet]:
+    def build_network(self) -> CatalogNet | ImageNet:
+        """A freshly initialised network of this artifact's architecture (CPU, train mode)."""
+        return build_network(self.net_config, self.transform, self.grid, self.cutouts)
+
+    def build_members(self, device: torch.device | str = "cpu") -> list[CatalogNet | ImageNet]:
         """The ensemble members as networks in eval mode on ``device``."""
-        z = torch.tensor(self.grid.values, dtype=torch.float32)
         nets = []
         for state in self.states:
-            net = CatalogNet(self.transform.n_features, z, self.net_config)
+            net = self.build_network()
             net.load_state_dict(state)
             nets.append(net.to(device).eval())
         return nets
+
+
+def build_network(
+    config: NetConfig,
+    transform: FeatureTransform,
+    grid: ZGrid,
+    cutouts: CutoutStretch | None = None,
+) -> CatalogNet | ImageNet:
+    """The network an architecture config describes, sized by its inputs (CPU, train mode)."""
+    z = torch.tensor(grid.values, dtype=torch.float32)
+    if isinstance(config, ImageNetConfig):
+        if cutouts is None:
+            raise ValueError("an ImageNet needs the cutout normalisation (CutoutStretch)")
+        return ImageNet(cutouts.shape[0], transform.n_features, z, config)
+    return CatalogNet(transform.n_features, z, config)
 
 
 def _sha256(data: bytes) -> str:
@@ -87,11 +113,12 @@ def save_artifact(
     name: str,
     transform: FeatureTransform,
     grid: ZGrid,
-    net_config: CatalogNetConfig,
+    net_config: NetConfig,
     states: list[dict[str, torch.Tensor]],
     members: list[dict],
     training: dict,
     metrics: dict,
+    cutouts: CutoutStretch | None = None,
 ) -> str:
     """Write an artifact directory (local or URI) and return its model hash.
 
@@ -105,6 +132,7 @@ def save_artifact(
         members: per-member facts (seed, fold, best validation loss, epochs...).
         training: training config and data fingerprint (no credentials).
         metrics: validation metrics of the ensemble.
+        cutouts: the cutout normalisation of an image model.
     """
     io.makedirs(path)
     entries = []
@@ -112,19 +140,24 @@ def save_artifact(
         blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()})
         io.write_bytes_atomic(io.join(path, member_file(i)), blob)
         entries.append({**info, "file": member_file(i), "sha256": _sha256(blob)})
+    inputs = [transform.to_dict()] + ([cutouts.to_dict()] if cutouts is not None else [])
     model_hash = _sha256(
-        json.dumps([e["sha256"] for e in entries] + [transform.to_dict()], sort_keys=True).encode()
+        json.dumps([e["sha256"] for e in entries] + inputs, sort_keys=True).encode()
     )
     meta = {
         "format_version": FORMAT_VERSION,
-        "kind": "catalog",
+        "kind": "image" if cutouts is not None else "catalog",
         "model_id": f"{name}-{model_hash[:12]}",
         "model_hash": model_hash,
         "raypz_version": raypz.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "architecture": {"name": "CatalogNet", "config": net_config.to_dict()},
+        "architecture": {
+            "name": type(net_config).__name__[: -len("Config")],
+            "config": net_config.to_dict(),
+        },
         "bands": list(transform.bands),
         "features": transform.to_dict(),
+        "cutouts": cutouts.to_dict() if cutouts is not None else None,
         "z_grid": grid.to_dict(),
         "members": entries,
         "training": training,
@@ -152,11 +185,16 @@ def load_artifact(path: str) -> ModelArtifact:
         if _sha256(blob) != entry["sha256"]:
             raise ArtifactError(f"{where}: SHA-256 differs from model.json (altered or corrupt)")
         states.append(load_safetensors(blob))
+    arch = meta["architecture"]
+    if arch["name"] not in _ARCHITECTURES:
+        raise ArtifactError(f"{path}: unknown architecture {arch['name']!r}")
+    cutouts = meta.get("cutouts")
     return ModelArtifact(
         path=path,
         meta=meta,
         transform=FeatureTransform.from_dict(meta["features"]),
         grid=ZGrid.from_dict(meta["z_grid"]),
-        net_config=CatalogNetConfig.from_dict(meta["architecture"]["config"]),
+        net_config=_ARCHITECTURES[arch["name"]].from_dict(arch["config"]),
         states=tuple(states),
+        cutouts=CutoutStretch.from_dict(cutouts) if cutouts else None,
     )

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from raypz.models.heads import BinnedHead, MDNHead
+from raypz.models.heads import build_head
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class CatalogNetConfig:
         return cls(**{**d, "hidden": tuple(d["hidden"])})
 
 
-def _block(n_in: int, n_out: int, dropout: float) -> nn.Sequential:
+def dense_block(n_in: int, n_out: int, dropout: float) -> nn.Sequential:
+    """Linear + batch norm + ReLU + dropout: the MLP block of the catalog and fusion nets."""
     return nn.Sequential(
         nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.ReLU(), nn.Dropout(dropout)
     )
@@ -90,12 +91,11 @@ class CatalogNet(nn.Module):
         )
         widths = (d + lat, *config.hidden)
         self.mlp = nn.Sequential(
-            *[_block(a, b, config.dropout) for a, b in itertools.pairwise(widths)]
+            *[dense_block(a, b, config.dropout) for a, b in itertools.pairwise(widths)]
         )
-        if config.head == "mdn":
-            self.head: MDNHead | BinnedHead = MDNHead(config.hidden[-1], config.n_components)
-        else:
-            self.head = BinnedHead(config.hidden[-1], z_grid, config.label_sigma)
+        self.head = build_head(
+            config.head, config.hidden[-1], z_grid, config.n_components, config.label_sigma
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, D) -> (head output, reconstruction (B, D)); noise only in training mode."""

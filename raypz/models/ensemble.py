@@ -2,6 +2,8 @@
 
 The ensemble PDF is the mean of the members' normalised PDFs (DESIGN 4). Rows whose members'
 modes spread by more than ``DISAGREEMENT_DZ`` (1 + z) get the ENSEMBLE_DISAGREEMENT flag.
+Image models also take stretched cutouts; they run in chunks of ``IMAGE_CHUNK_ROWS`` rows so
+the CNN's activations stay small whatever the batch size.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import torch
 from raypz import flags as fl
 from raypz.models.artifact import ModelArtifact
 from raypz.models.catalog_net import CatalogNet
+from raypz.models.image_net import ImageNet
 
 DISAGREEMENT_DZ = 0.1
+IMAGE_CHUNK_ROWS = 512
+"""Rows per CNN forward pass (activations of ~50 MB on 32x32 cutouts)."""
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
@@ -34,27 +39,54 @@ class EnsemblePredictor:
     def __init__(self, artifact: ModelArtifact, device: str = "auto") -> None:
         self.artifact = artifact
         self.device = pick_device(device)
-        self.members: list[CatalogNet] = artifact.build_members(self.device)
+        self.members: list[CatalogNet | ImageNet] = artifact.build_members(self.device)
         self.z_grid = torch.tensor(artifact.grid.values, dtype=torch.float32, device=self.device)
+        self.uses_images = artifact.cutouts is not None
+        if self.uses_images and self.device.type == "cuda":
+            self.members = [m.to(memory_format=torch.channels_last) for m in self.members]
+
+    def _member_pdf(self, member, x: np.ndarray, images: np.ndarray | None) -> torch.Tensor:
+        """One member's PDFs (N, G) float32 on the device; image models in row chunks."""
+        use_amp = self.device.type == "cuda"
+        step = IMAGE_CHUNK_ROWS if self.uses_images else max(len(x), 1)
+        parts = []
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            for lo in range(0, len(x), step):
+                inputs = [self._tensor(x[lo : lo + step])]
+                if self.uses_images:
+                    if images is None:
+                        raise ValueError("this image model needs cutouts")
+                    inputs.append(self._tensor(images[lo : lo + step], image=True))
+                parts.append(member.pdf(*inputs, z_grid=self.z_grid).float())
+        if not parts:
+            return torch.zeros(0, len(self.z_grid), device=self.device)
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _tensor(self, a: np.ndarray, image: bool = False) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+        if image and self.device.type == "cuda":
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
 
     @torch.inference_mode()
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features (N, D) -> ensemble PDFs (N, G) float32 and flags (N,) int32."""
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-        use_amp = self.device.type == "cuda"
-        total = torch.zeros(len(xt), len(self.z_grid), device=self.device)  # (N, G)
-        modes = torch.empty(len(self.members), len(xt), device=self.device)  # (M, N)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            for i, member in enumerate(self.members):
-                pdf = member.pdf(xt, self.z_grid).float()
-                modes[i] = self.z_grid[pdf.argmax(dim=1)]
-                total += pdf
+    def predict(
+        self, x: np.ndarray, images: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features (N, D) [and stretched cutouts (N, C, H, W) for image models] -> ensemble
+        PDFs (N, G) float32 and flags (N,) int32."""
+        total = torch.zeros(len(x), len(self.z_grid), device=self.device)  # (N, G)
+        modes = torch.empty(len(self.members), len(x), device=self.device)  # (M, N)
+        for i, member in enumerate(self.members):
+            pdf = self._member_pdf(member, x, images)
+            modes[i] = self.z_grid[pdf.argmax(dim=1)]
+            total += pdf
         spread = (modes.max(dim=0).values - modes.min(dim=0).values) / (1 + modes.mean(dim=0))
         flags = np.where(spread.cpu().numpy() > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0)
         return (total / len(self.members)).cpu().numpy(), flags.astype(np.int32)
 
-    def predict_member(self, index: int, x: np.ndarray) -> np.ndarray:
+    @torch.inference_mode()
+    def predict_member(
+        self, index: int, x: np.ndarray, images: np.ndarray | None = None
+    ) -> np.ndarray:
         """PDFs (N, G) of one member alone, e.g. to compare members with the ensemble."""
-        with torch.inference_mode():
-            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-            return self.members[index].pdf(xt, self.z_grid).float().cpu().numpy()
+        return self._member_pdf(self.members[index], x, images).cpu().numpy()

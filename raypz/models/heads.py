@@ -140,3 +140,14 @@ class BinnedHead(_WidthScaled):
         return _trapezoid_normalize(
             (logp - logp.max(dim=1, keepdim=True).values).exp(), float(z_grid[1] - z_grid[0])
         )
+
+
+def build_head(
+    kind: str, in_dim: int, z_grid: torch.Tensor, n_components: int, label_sigma: float
+) -> MDNHead | BinnedHead:
+    """The PDF head named by ``kind`` ("mdn" or "binned") on a hidden vector of ``in_dim``."""
+    if kind == "mdn":
+        return MDNHead(in_dim, n_components)
+    if kind == "binned":
+        return BinnedHead(in_dim, z_grid, label_sigma)
+    raise ValueError(f"unknown PDF head {kind!r}: expected 'mdn' or 'binned'")

@@ -5,6 +5,8 @@
   and errors stay consistent (the network sees the same object at lower S/N).
 - Randomised coadds: with single-exposure fluxes, each row's coadd is rebuilt from a random
   subset of its epochs (inverse-variance mean), as a shallower survey would have measured it.
+- Flips and rotations: each cutout is turned by a random element of the square's symmetry
+  group (4 rotations x optional flip); a galaxy's redshift does not depend on its orientation.
 - Balanced weights: rows are weighted inversely to the training density in (z, r mag) so
   rare regions (high z, faint) count more (Lin et al.); capped at ``max_weight``.
 """
@@ -116,3 +118,17 @@ class BalanceWeights:
 def r_magnitude(flux_r_njy: np.ndarray) -> np.ndarray:
     """AB magnitude of r-band fluxes (NaN where not positive), for balance weights."""
     return flux_to_mag(flux_r_njy)
+
+
+def random_dihedral(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each image (N, C, H, W), H == W, turned by k x 90 degrees and maybe mirrored, at random."""
+    out = np.empty_like(images)
+    k = rng.integers(0, 4, len(images))
+    flip = rng.integers(0, 2, len(images)).astype(bool)
+    for turns in range(4):
+        for mirrored in (False, True):
+            rows = np.flatnonzero((k == turns) & (flip == mirrored))
+            if len(rows):
+                sub = np.rot90(images[rows], turns, axes=(2, 3))
+                out[rows] = sub[..., ::-1] if mirrored else sub
+    return out

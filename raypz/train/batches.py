@@ -1,4 +1,4 @@
-"""Numpy batches of an object table -> (features, redshift, weight) for one optimiser step."""
+"""Numpy batches of an object table -> network inputs, redshifts and weights for one step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 
 from raypz import flags as fl
 from raypz.features import FeatureTransform, flux_arrays
-from raypz.train.augment import add_flux_noise, randomised_coadd
+from raypz.features.cutouts import CutoutStretch
+from raypz.train.augment import add_flux_noise, random_dihedral, randomised_coadd
 from raypz.train.config import TrainConfig
 
 WEIGHT_COLUMN = "_weight"
@@ -16,31 +17,57 @@ WEIGHT_COLUMN = "_weight"
 
 
 class BatchPreparer:
-    """Applies augmentation (training only) and the feature transform to a batch.
+    """Applies augmentation (training only), the feature transform and, for image models, the
+    cutout stretch to a batch.
 
-    Rows that cannot be used (no usable band, non-finite redshift) get weight 0, so every
-    worker still takes the same number of steps (needed by DDP).
+    Rows that cannot be used (no usable band, no usable cutout, non-finite or absent redshift)
+    get weight 0, so every worker still takes the same number of steps (needed by DDP).
+
+    Args:
+        transform: the fitted catalog feature transform.
+        config: the training configuration.
+        seed: seed of this worker's augmentation stream.
+        cutouts: the fitted cutout stretch of an image model; None for a catalog model.
     """
 
-    def __init__(self, transform: FeatureTransform, config: TrainConfig, seed: int) -> None:
+    def __init__(
+        self,
+        transform: FeatureTransform,
+        config: TrainConfig,
+        seed: int,
+        cutouts: CutoutStretch | None = None,
+    ) -> None:
         self.transform = transform
         self.config = config
+        self.cutouts = cutouts
         self.rng = np.random.default_rng(seed)
         self.epoch_columns = config.columns.epoch_columns(transform.bands)
 
     def __call__(
         self, batch: Mapping[str, np.ndarray], augment: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Features (N, D) float32, redshifts (N,) float32, weights (N,) float32."""
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+        """Network inputs: (features (N, D) float32,) plus stretched cutouts (N, C, H, W) for
+        an image model; redshifts (N,) float32 (0 where unknown) and weights (N,) float32.
+
+        A batch without the redshift column (unlabelled target rows) gets weight 0 everywhere.
+        """
         flux, err = flux_arrays(batch, self.config.columns, self.transform.bands)
         if augment:
             flux, err = self._maybe_coadd(batch, flux, err)
             flux, err = add_flux_noise(flux, err, self.config.flux_noise, self.rng)
         x, flags = self.transform.transform_fluxes(flux, err)
-        z = np.asarray(batch[self.config.columns.redshift], dtype=np.float32)
+        inputs: tuple[np.ndarray, ...] = (x,)
+        if self.cutouts is not None:
+            images, cutout_flags = self.cutouts.from_batch(batch)
+            flags |= np.where(cutout_flags != 0, fl.NO_PDF, 0).astype(np.int32)
+            if augment and self.config.flip_rotate:
+                images = random_dihedral(images, self.rng)
+            inputs = (x, images)
+        name = self.config.columns.redshift
+        z = np.asarray(batch[name] if name in batch else np.full(len(x), np.nan), np.float32)
         w = np.asarray(batch.get(WEIGHT_COLUMN, np.ones(len(z))), dtype=np.float32)
         w = np.where(np.isfinite(z) & ((flags & fl.NO_PDF) == 0), w, 0.0).astype(np.float32)
-        return x, np.nan_to_num(z), w
+        return inputs, np.nan_to_num(z), w
 
     def _maybe_coadd(
         self, batch: Mapping[str, np.ndarray], flux: np.ndarray, err: np.ndarray

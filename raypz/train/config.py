@@ -6,12 +6,13 @@ from dataclasses import asdict, dataclass, field
 
 from raypz.columns import DEFAULT_COLUMNS, ColumnTemplate
 from raypz.models.catalog_net import CatalogNetConfig
+from raypz.models.image_net import ImageNetConfig
 from raypz.pdf import ZGrid
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train a catalog photo-z ensemble.
+    """How to train a photo-z ensemble: catalog networks, or CNNs on cutouts when ``image`` is set.
 
     Attributes:
         members: ensemble size M; member i is seeded from ``seed + i``. In k-fold mode the
@@ -48,8 +49,14 @@ class TrainConfig:
             (or out-of-fold) rows, and store it in the members' weights. It corrects the
             broadening of the ensemble mean and of the grid.
         calibration_rows: most validation rows used to fit that scale.
+        domain_weight: largest gradient-reversal weight lambda of domain-adversarial training
+            (reached along the DANN schedule); used when ``image.domain_adapt`` is set.
+        flip_rotate: augment cutouts by random flips and 90-degree rotations.
+        cutout_fit_rows: training cutouts used to fit the cutout normalisation.
         seed: base random seed.
-        net: the network architecture.
+        net: the catalog network architecture (used when ``image`` is None).
+        image: the CNN architecture; set to train on cutouts (fused with the catalog
+            features when ``image.fusion``).
         grid: the z grid of the PDFs; dz = 0.005 by default, since the PDFs of bright objects
             are ~0.005 wide and a coarser grid widens them (linear CDF between grid points).
         columns: column names of the input tables.
@@ -76,8 +83,12 @@ class TrainConfig:
     fit_sample_rows: int = 1_000_000
     calibrate: bool = True
     calibration_rows: int = 20_000
+    domain_weight: float = 1.0
+    flip_rotate: bool = True
+    cutout_fit_rows: int = 5000
     seed: int = 0
     net: CatalogNetConfig = field(default_factory=CatalogNetConfig)
+    image: ImageNetConfig | None = None
     grid: ZGrid = field(default_factory=lambda: ZGrid(0.0, 3.5, 701))
     columns: ColumnTemplate = DEFAULT_COLUMNS
 
@@ -91,6 +102,7 @@ class TrainConfig:
             "workers >= 1": self.workers >= 1,
             "lr > 0": self.lr > 0,
             "flux_noise >= 0": self.flux_noise >= 0,
+            "domain_weight >= 0": self.domain_weight >= 0,
             "0 < coadd_fraction[0] <= coadd_fraction[1] <= 1": 0
             < self.coadd_fraction[0]
             <= self.coadd_fraction[1]
@@ -99,6 +111,16 @@ class TrainConfig:
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
             raise ValueError(f"TrainConfig: rule(s) broken: {', '.join(failed)}")
+
+    @property
+    def network(self) -> CatalogNetConfig | ImageNetConfig:
+        """The architecture that is trained: ``image`` when set, else ``net``."""
+        return self.image if self.image is not None else self.net
+
+    @property
+    def domain_adapt(self) -> bool:
+        """True when training is domain-adversarial (needs a target table)."""
+        return self.image is not None and self.image.domain_adapt
 
     @property
     def n_members(self) -> int:
@@ -117,6 +139,7 @@ class TrainConfig:
                 **d,
                 "coadd_fraction": tuple(d["coadd_fraction"]),
                 "net": CatalogNetConfig.from_dict(d["net"]),
+                "image": ImageNetConfig.from_dict(d["image"]) if d.get("image") else None,
                 "grid": ZGrid.from_dict(d["grid"]),
                 "columns": ColumnTemplate(**d["columns"]),
             }

@@ -1,11 +1,14 @@
-"""Train a catalog photo-z ensemble with Ray Train and write its model artifact.
+"""Train a photo-z ensemble (catalog networks or CNNs on cutouts) with Ray Train and write its
+model artifact.
 
 Flow: validate the labelled table -> fit the feature transform (and balance weights) on the
-training rows -> optionally pre-train one network on a simulated survey -> train M members
+training rows, and for image models the cutout stretch on a sample of training cutouts ->
+optionally pre-train one network on a simulated survey -> train M members
 (each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the pre-trained
 weights when there are some), several at once when the cluster has room -> calibrate one PDF
 width scale on the validation (or out-of-fold) rows -> save the artifact
 -> predict the validation rows and record their metrics (raypz.metrics) in model.json.
+Domain-adversarial image models also stream the unlabelled rows of a ``target`` table.
 
 Ray Train runs are named after the data fingerprint and config, so rerunning the same command
 after an interruption resumes each member from its last checkpoint.
@@ -29,6 +32,7 @@ from ray.train.torch import TorchTrainer
 from raypz import io
 from raypz.columns import flux_to_mag
 from raypz.features import FeatureTransform
+from raypz.features.cutouts import CutoutStretch
 from raypz.metrics import evaluate
 from raypz.models import EnsemblePredictor, load_artifact, save_artifact
 from raypz.models.heads import WIDTH_SCALE_KEY
@@ -42,7 +46,9 @@ from raypz.train.data import (
     LabelledArrays,
     has_epoch_columns,
     member_datasets,
+    read_cutouts,
     read_labelled,
+    target_dataset,
     train_mask,
 )
 from raypz.train.loop import load_best_state, numpy_state, train_loop_per_worker
@@ -137,10 +143,20 @@ _NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members")
 scheduling): changing them reuses the finished runs."""
 
 
-def _run_id(name: str, fingerprint: dict, config: TrainConfig, stage: str) -> str:
+def _run_id(
+    name: str, fingerprint: dict, config: TrainConfig, stage: str, target: str | None
+) -> str:
     settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_ID}
-    blob = json.dumps([fingerprint, settings, stage], sort_keys=True).encode()
+    blob = json.dumps([fingerprint, settings, stage, target], sort_keys=True).encode()
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+def _fit_cutout_stretch(train: str, config: TrainConfig) -> CutoutStretch:
+    """The cutout stretch fitted on the first ``cutout_fit_rows`` usable training cutouts."""
+    raw, usable = read_cutouts(train, config, rows=config.cutout_fit_rows)
+    if not usable.any():
+        raise ValueError(f"{train}: column {config.columns.cutout!r} has no usable cutout")
+    return CutoutStretch.fit(raw[usable], column=config.columns.cutout)
 
 
 def train_ensemble(
@@ -150,23 +166,36 @@ def train_ensemble(
     pretrain: str | None = None,
     storage_path: str | None = None,
     name: str = "catalog",
+    target: str | None = None,
 ) -> TrainResult:
     """Train an ensemble on the labelled table ``train`` and write the artifact to ``output``.
 
     Args:
         train: labelled object table (Parquet file, directory or HATS; local or URI).
         output: artifact directory to write.
-        config: training configuration (defaults: 5 members, MDN head).
+        config: training configuration (defaults: 5 catalog members, MDN head; set
+            ``config.image`` to train CNNs on the ``cutout`` column).
         pretrain: optional labelled simulated survey to pre-train on before fine-tuning.
         storage_path: where Ray Train keeps checkpoints (default ``{output}/_checkpoints``).
         name: model name used in the model id.
+        target: unlabelled table of the target field, for domain-adversarial training
+            (required when ``config.image.domain_adapt``, else not allowed).
     """
     config = config or TrainConfig()
+    if config.domain_adapt != (target is not None):
+        raise ValueError(
+            "domain-adversarial training needs a target table, and a target table needs "
+            "domain adaptation (ImageNetConfig.domain_adapt)"
+        )
     t0 = time.perf_counter()
     init_ray()
     storage = storage_path or io.join(output, "_checkpoints")
+    images = config.image is not None
     for path in [train] + ([pretrain] if pretrain else []):
-        print(validate_dataset(path, config.columns, require_labels=True).summary())
+        report = validate_dataset(path, config.columns, require_labels=True, require_cutouts=images)
+        print(report.summary())
+    if target is not None:
+        print(validate_dataset(target, config.columns, require_cutouts=True).summary())
     labelled = read_labelled(train, config)
     fingerprint = labelled.fingerprint(train)
     sim = read_labelled(pretrain, config) if pretrain else None
@@ -182,32 +211,40 @@ def train_ensemble(
         if config.balanced
         else None
     )
+    stretch = _fit_cutout_stretch(train, config) if images else None
     res = _plan_resources(config)
-    base_loop = {"train": config.to_dict(), "features": transform.to_dict()}
+    base_loop = {
+        "train": config.to_dict(),
+        "features": transform.to_dict(),
+        "cutouts": stretch.to_dict() if stretch is not None else None,
+    }
+
+    def datasets(path: str, fold: int | None, bal: BalanceWeights | None) -> dict:
+        out = member_datasets(path, config, fold, bal, has_epoch_columns(path, config))
+        return {**out, "target": target_dataset(target, config)} if target else out
 
     init_state = None
     if sim is not None:
         pre_epochs = config.pretrain_epochs or config.epochs
         t_pre = time.perf_counter()
         init_state, _ = _fit(
-            _run_id(name, sim.fingerprint(pretrain), config, "pretrain"),
+            _run_id(name, sim.fingerprint(pretrain), config, "pretrain", target),
             storage,
-            member_datasets(pretrain, config, None, None, has_epoch_columns(pretrain, config)),
+            datasets(pretrain, None, None),
             {**base_loop, "seed": config.seed, "epochs": pre_epochs, "lr": config.lr},
             config,
             res,
         )
         print(f"pre-training on {pretrain}: {time.perf_counter() - t_pre:.1f} s")
     lr = config.lr * (config.finetune_lr_factor if init_state is not None else 1.0)
-    with_epochs = has_epoch_columns(train, config)
 
     def member(i: int) -> tuple[dict, dict]:
         t_m = time.perf_counter()
         fold = i if config.kfold else None
         state, metrics = _fit(
-            _run_id(name, fingerprint, config, f"member{i:02d}"),
+            _run_id(name, fingerprint, config, f"member{i:02d}", target),
             storage,
-            member_datasets(train, config, fold, balance, with_epochs),
+            datasets(train, fold, balance),
             {
                 **base_loop,
                 "seed": config.seed + i,
@@ -223,6 +260,11 @@ def train_ensemble(
             "fold": fold,
             "epochs_run": int(metrics.get("epoch", -1)) + 1,
             "best_val_loss": float(metrics.get("best_val_loss", np.nan)),
+            **(
+                {"final_domain_loss": float(metrics["domain_loss"])}
+                if config.domain_adapt and "domain_loss" in metrics
+                else {}
+            ),
             "seconds": round(time.perf_counter() - t_m, 1),
         }
         print(f"member {i}: {info}")
@@ -236,6 +278,7 @@ def train_ensemble(
         "config": config.to_dict(),
         "data": fingerprint,
         "pretrain": sim.fingerprint(pretrain) if sim is not None else None,
+        "target": {"path": target} if target else None,
         "resources": {
             "use_gpu": res.use_gpu,
             "cpus_per_worker": res.cpus_per_worker,
@@ -246,17 +289,19 @@ def train_ensemble(
         "name": name,
         "transform": transform,
         "grid": config.grid,
-        "net_config": config.net,
+        "net_config": config.network,
         "members": members,
         "training": training,
+        "cutouts": stretch,
     }
-    val_path = _finalize(output, labelled, config, states, artifact_kwargs)
+    val_path = _finalize(output, train, labelled, config, states, artifact_kwargs)
     artifact = load_artifact(output)
     return TrainResult(output, artifact.model_hash, members, val_path, time.perf_counter() - t0)
 
 
 def _finalize(
     output: str,
+    train: str,
     labelled: LabelledArrays,
     config: TrainConfig,
     states: list[dict],
@@ -264,6 +309,8 @@ def _finalize(
 ) -> str:
     """Save the artifact, calibrate its PDF widths on the validation rows, record the validation
     metrics in model.json and write the validation predictions; returns their path."""
+    if artifact_kwargs["cutouts"] is not None:
+        labelled = _with_images(labelled, train, config, artifact_kwargs["cutouts"])
     states = [_with_width_scale(s, 1.0) for s in states]
     save_artifact(output, states=states, metrics={}, **artifact_kwargs)
     predictor = EnsemblePredictor(load_artifact(output), device="auto")
@@ -303,9 +350,25 @@ def recalibrate(output: str, train: str, config: TrainConfig | None = None) -> d
         "net_config": artifact.net_config,
         "members": members,
         "training": {**meta["training"], "config": config.to_dict()},
+        "cutouts": artifact.cutouts,
     }
-    _finalize(output, labelled, config, list(artifact.states), artifact_kwargs)
+    _finalize(output, train, labelled, config, list(artifact.states), artifact_kwargs)
     return load_artifact(output).meta["metrics"]
+
+
+def _with_images(
+    labelled: LabelledArrays, train: str, config: TrainConfig, stretch: CutoutStretch
+) -> LabelledArrays:
+    """The rows an image model is scored on by the driver (the validation split, or every row
+    in k-fold mode) with their stretched cutouts; rows without a usable cutout are left out of
+    the validation metrics (and counted)."""
+    if not config.kfold:
+        labelled = labelled.take(~train_mask(labelled.object_id, config, None))
+    raw, usable = read_cutouts(train, config, labelled.object_id)
+    if not usable.all():
+        print(f"validation: {int((~usable).sum())} rows without a usable cutout are not scored")
+    kept = labelled.take(usable)
+    return LabelledArrays(kept.object_id, kept.flux, kept.err, kept.z, stretch(raw[usable]))
 
 
 def _concat(a: LabelledArrays, b: LabelledArrays) -> LabelledArrays:
@@ -334,17 +397,22 @@ def _validation_pdfs(
     """Rows (N,) bool, their PDFs (n, G) and flags (n,): the ensemble on the validation split,
     or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
     x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
+    images = labelled.images
+
+    def rows_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return x[mask], (images[mask] if images is not None else None)
+
     if config.kfold:
         folds = fold_of(labelled.object_id, config.kfold)
         pdf = np.zeros((len(folds), config.grid.n), dtype=np.float32)
         for k in range(config.kfold):
             if (folds == k).any():
-                pdf[folds == k] = predictor.predict_member(k, x[folds == k])
+                pdf[folds == k] = predictor.predict_member(k, *rows_of(folds == k))
         return np.ones(len(folds), dtype=bool), pdf, flags
     rows = ~train_mask(labelled.object_id, config, None)
     if not rows.any():
         return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
-    pdf, extra_flags = predictor.predict(x[rows])
+    pdf, extra_flags = predictor.predict(*rows_of(rows))
     return rows, pdf, flags[rows] | extra_flags
 
 

@@ -1,7 +1,10 @@
 """The per-worker training loop run by Ray Train's TorchTrainer (one ensemble member).
 
 Each worker reads its shard of the ``train`` and ``val`` Ray Datasets, so training streams the
-same Parquet as inference. DDP wraps the model when there is more than one worker. Rank 0
+same Parquet as inference. DDP wraps the model when there is more than one worker. Catalog
+networks and CNNs on cutouts share this loop; for domain-adversarial training each step also
+draws a batch of the unlabelled ``target`` dataset, and the loss adds the field classifier's
+cross-entropy on both batches (its gradient reversed into the CNN). Rank 0
 writes a checkpoint (model, optimiser, epoch, best weights so far) every epoch; a restarted
 worker resumes from ``ray.train.get_checkpoint()``. Early stopping acts on the validation loss
 averaged over all workers, so every rank stops at the same epoch.
@@ -10,6 +13,7 @@ averaged over all workers, so every rank stops at the same epoch.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import tempfile
 import time
@@ -23,7 +27,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from raypz.features import FeatureTransform
-from raypz.models.catalog_net import CatalogNet
+from raypz.features.cutouts import CutoutStretch
+from raypz.models.artifact import build_network
+from raypz.models.domain import DomainClassifier, reversal_weight
 from raypz.train.batches import BatchPreparer
 from raypz.train.config import TrainConfig
 
@@ -38,58 +44,102 @@ def _sum_over_workers(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def _epoch(
-    model: torch.nn.Module,
-    net: CatalogNet,
-    it,
-    prep: BatchPreparer,
-    device: torch.device,
-    batch_size: int,
-    optimizer: torch.optim.Optimizer | None,
-    shuffle_seed: int | None,
-) -> tuple[float, int]:
-    """One pass over a shard; trains when an optimiser is given.
+def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(a).to(device)
+    if t.dim() == 4 and device.type == "cuda":  # cutouts: channels-last for the GPU convs
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
 
-    Returns the weighted mean loss and the rows seen, both over all workers.
-    """
-    total, count, rows_seen = 0.0, 0.0, 0
-    amp = device.type == "cuda"
+
+def _batches(it, prep: BatchPreparer, batch_size: int, augment: bool, shuffle_seed: int | None):
+    """(inputs, z, w) numpy batches of a dataset shard, shuffled locally when augmenting."""
     kwargs = {"local_shuffle_buffer_size": 8 * batch_size, "local_shuffle_seed": shuffle_seed}
     for batch in it.iter_batches(
-        batch_size=batch_size, batch_format="numpy", **(kwargs if optimizer else {})
+        batch_size=batch_size, batch_format="numpy", **(kwargs if augment else {})
     ):
-        x, z, w = (
-            torch.from_numpy(a).to(device) for a in prep(batch, augment=optimizer is not None)
-        )
+        yield prep(batch, augment=augment)
+
+
+def _endless(it, prep: BatchPreparer, batch_size: int, seed: int):
+    """Target batches for domain adaptation, cycling through the shard as often as needed."""
+    for rep in itertools.count():
+        yield from _batches(it, prep, batch_size, True, seed + rep)
+
+
+def _join(source: tuple, target: tuple) -> tuple[tuple, np.ndarray, np.ndarray, np.ndarray]:
+    """A source batch and a target batch as one: inputs, z, w (0 on target rows) and the
+    is-target label of every row (one forward pass, so DDP sees each parameter once)."""
+    (s_in, s_z, s_w), (t_in, t_z, _) = source, target
+    inputs = tuple(np.concatenate([a, b]) for a, b in zip(s_in, t_in, strict=True))
+    z = np.concatenate([s_z, t_z])
+    w = np.concatenate([s_w, np.zeros(len(t_z), np.float32)])
+    is_target = np.concatenate([np.zeros(len(s_z), np.float32), np.ones(len(t_z), np.float32)])
+    return inputs, z, w, is_target
+
+
+def _epoch(
+    model: torch.nn.Module,
+    net: torch.nn.Module,
+    batches,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+    target=None,
+) -> tuple[float, float, int]:
+    """One pass over a shard's batches; trains when an optimiser is given. ``target`` yields
+    unlabelled target batches for domain-adversarial training.
+
+    Returns the weighted mean redshift loss, the mean domain loss (NaN without a target) and
+    the rows seen, all over all workers.
+    """
+    total, count, rows_seen, dom_total, dom_rows = 0.0, 0.0, 0, 0.0, 0
+    amp = device.type == "cuda"
+    for source in batches:
+        is_target = None
+        if target is not None:
+            inputs, z, w, is_target = _join(source, next(target))
+        else:
+            inputs, z, w = source
+        n_source = len(source[1])
+        xs = [_to_device(a, device) for a in inputs]
+        zt, wt = _to_device(z, device), _to_device(w, device)
         with (
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp),
             torch.set_grad_enabled(optimizer is not None),
         ):
-            rows = net.loss(model(x), x, z)
-        loss = (rows * w).sum() / w.sum().clamp_min(1e-6)
+            outputs = model(*xs)
+            rows = net.loss(outputs, xs[0], zt)
+        loss = (rows * wt).sum() / wt.sum().clamp_min(1e-6)
+        if is_target is not None:
+            dom = DomainClassifier.loss(outputs[1], _to_device(is_target, device)).mean()
+            loss = loss + dom
+            dom_total += float(dom.detach()) * len(z)
+            dom_rows += len(z)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
-        total += float((rows.detach() * w).sum())
-        count += float(w.sum())
-        rows_seen += len(z)
-    total, count, rows_seen = _sum_over_workers([total, count, rows_seen], device)
-    return total / max(count, 1.0), int(rows_seen)
+        total += float((rows.detach() * wt).sum())
+        count += float(wt.sum())
+        rows_seen += n_source
+    total, count, rows_seen, dom_total, dom_rows = _sum_over_workers(
+        [total, count, rows_seen, dom_total, dom_rows], device
+    )
+    dom_loss = dom_total / dom_rows if dom_rows else math.nan
+    return total / max(count, 1.0), dom_loss, int(rows_seen)
 
 
 def train_loop_per_worker(cfg: dict) -> None:
     """Train one member; ``cfg`` holds JSON-able configs plus optional initial weights."""
     config = TrainConfig.from_dict(cfg["train"])
     transform = FeatureTransform.from_dict(cfg["features"])
+    cutouts = CutoutStretch.from_dict(cfg["cutouts"]) if cfg.get("cutouts") else None
     epochs, lr = cfg["epochs"], cfg["lr"]
     ctx = ray.train.get_context()
     seed = cfg["seed"] * 1000 + ctx.get_world_rank()
     torch.manual_seed(seed)
     device = ray.train.torch.get_device()
-    z_grid = torch.tensor(config.grid.values, dtype=torch.float32)
-    net = CatalogNet(transform.n_features, z_grid, config.net)
+    net = build_network(config.network, transform, config.grid, cutouts)
     if cfg.get("init_state"):
         net.load_state_dict({k: torch.from_numpy(v) for k, v in cfg["init_state"].items()})
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=config.weight_decay)
@@ -114,23 +164,34 @@ def train_loop_per_worker(cfg: dict) -> None:
     )
     for _ in range(start):
         schedule.step()
+    if cutouts is not None and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(net)
     net = net.to(device)
-    prep = BatchPreparer(transform, config, seed)
+    prep = BatchPreparer(transform, config, seed, cutouts)
     train_it = ray.train.get_dataset_shard("train")
     val_it = ray.train.get_dataset_shard("val")
+    target_it = ray.train.get_dataset_shard("target") if config.domain_adapt else None
+    bs = config.batch_size
 
     for epoch in range(start, epochs):
         t_epoch = time.perf_counter()
         model.train()
-        train_loss, rows_seen = _epoch(
-            model, net, train_it, prep, device, config.batch_size, optimizer, seed + epoch
+        target = None
+        if target_it is not None:
+            net.domain.weight = reversal_weight((epoch + 0.5) / epochs, config.domain_weight)
+            target = _endless(target_it, prep, bs, seed + 7919 * (epoch + 1))
+        train_loss, domain_loss, rows_seen = _epoch(
+            model, net, _batches(train_it, prep, bs, True, seed + epoch), device, optimizer, target
         )
+        if target is not None:
+            target.close()  # stops the target shard's half-read stream
         train_rows += rows_seen
         train_seconds += time.perf_counter() - t_epoch
         schedule.step()
         model.eval()
-        val_loss, _ = _epoch(model, net, val_it, prep, device, 4 * config.batch_size, None, None)
+        val_batches = _batches(val_it, prep, 4 * bs, False, None)
+        val_loss, _, _ = _epoch(model, net, val_batches, device, None)
         if val_loss < best_loss:
             best_loss, stale, best_wall_time = val_loss, 0, time.time()
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -141,6 +202,7 @@ def train_loop_per_worker(cfg: dict) -> None:
             "epoch": epoch,
             "epoch_seconds": time.perf_counter() - t_epoch,
             "train_loss": train_loss,
+            "domain_loss": domain_loss,
             "val_loss": val_loss,
             "best_val_loss": best_loss,
             "train_rows": train_rows,
@@ -151,7 +213,9 @@ def train_loop_per_worker(cfg: dict) -> None:
         if ctx.get_world_rank() == 0:
             print(
                 f"member seed {cfg['seed']} epoch {epoch}: train {train_loss:.4f} "
-                f"val {val_loss:.4f} ({metrics['epoch_seconds']:.1f} s)",
+                f"val {val_loss:.4f}"
+                + (f" domain {domain_loss:.3f}" if target is not None else "")
+                + f" ({metrics['epoch_seconds']:.1f} s)",
                 flush=True,
             )
         with tempfile.TemporaryDirectory() as tmp:
