@@ -51,6 +51,11 @@ def _train_rate(
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     prep = BatchPreparer(transform, config, 0, stretch)
+    c = config.columns
+    names = [*c.flux_columns(), *c.flux_err_columns(), c.redshift]
+    # numpy columns, as Ray Data hands them to the training loop
+    columns = {name: table[name].to_numpy() for name in names}
+    columns[c.cutout] = cutout_array(table[c.cutout])[0]
     amp = device.type == "cuda"
     t0 = 0.0
     for step in range(steps + 1):  # step 0 warms up
@@ -58,8 +63,9 @@ def _train_rate(
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        lo = (step * batch) % max(1, table.num_rows - batch)
-        (x, images), z, w = prep(table.slice(lo, batch), augment=True)
+        lo = (step * batch) % max(1, len(columns["redshift"]) - batch)
+        rows = {name: values[lo : lo + batch] for name, values in columns.items()}
+        (x, images), z, w = prep(rows, augment=True)
         xs = [torch.from_numpy(a).to(device) for a in (x, images, z, w)]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = net(xs[0], xs[1])
@@ -126,9 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--infer-batch", type=int, default=1024, help="rows per predict call")
     p.add_argument("--members", type=int, default=1, help="ensemble members at inference")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's choice; 1 avoids oversubscription on a "
+        "shared machine)",
+    )
     p.add_argument("--ray", action="store_true", help="also time the Ray inference pipeline")
     a = p.parse_args(argv)
     device = pick_device(a.device)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     survey = SurveyConfig(n_objects=a.rows, seed=7, cutouts=True, cutout_size=a.size)
     t0 = time.perf_counter()
     table = simulate_shard(survey, 0)

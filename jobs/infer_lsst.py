@@ -10,6 +10,9 @@ cluster. Rerunning the same command after an interruption finishes the job witho
 finished input files and without duplicating rows. A summary (rows in/out, rows flagged by
 reason, rows/s, PDF bytes per object) is printed and written to OUTPUT/raypz_run_summary.json.
 The catalog opens with lsdb.open_catalog(OUTPUT); PDFs decode with raypz.predictions.
+Image models (model.json "kind": "image") also read the cutout column named in model.json from
+the same shards, in batches sized by --image-batch-mb; rows without a usable cutout are kept
+and flagged no_cutout + no_pdf.
 """
 
 from __future__ import annotations
