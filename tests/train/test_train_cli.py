@@ -1,0 +1,54 @@
+"""jobs/train_ensemble.py's flags -> TrainConfig (parsed only; nothing trains)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from raypz.models import ImageNetConfig
+
+JOB = Path(__file__).resolve().parents[2] / "jobs" / "train_ensemble.py"
+
+
+@pytest.fixture(scope="module")
+def job():
+    spec = importlib.util.spec_from_file_location("train_ensemble_job", JOB)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(job, *flags: str):
+    return job.config_from_args(job.parse_args(["--train", "t", "--output", "o", *flags]))
+
+
+def test_catalog_is_the_default(job):
+    config = _config(job, "--hidden", "64", "32")
+    assert config.image is None and config.network is config.net
+    assert config.net.hidden == (64, 32)
+
+
+def test_fusion_with_domain_adaptation(job):
+    config = _config(
+        job, "--inputs", "fusion", "--domain-adapt", "--target", "w", "--cnn-blocks", "8", "12",
+        "--head", "binned", "--label-sigma", "0.02", "--domain-weight", "0.5",
+    )  # fmt: skip
+    assert config.image == ImageNetConfig(
+        blocks=(8, 12), fusion=True, domain_adapt=True, head="binned", label_sigma=0.02
+    )
+    assert config.domain_adapt and config.domain_weight == 0.5 and config.flip_rotate
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--inputs", "cutouts", "--domain-adapt"],
+        ["--inputs", "cutouts", "--target", "w"],
+        ["--domain-adapt", "--target", "w"],
+    ],
+)
+def test_inconsistent_domain_flags_are_refused(job, flags):
+    with pytest.raises(SystemExit):
+        _config(job, *flags)
