@@ -45,22 +45,25 @@ class EnsemblePredictor:
         if self.uses_images and self.device.type == "cuda":
             self.members = [m.to(memory_format=torch.channels_last) for m in self.members]
 
-    def _member_pdf(self, member, x: np.ndarray, images: np.ndarray | None) -> torch.Tensor:
-        """One member's PDFs (N, G) float32 on the device; image models in row chunks."""
+    def _head_output(self, member, x: np.ndarray, images: np.ndarray | None) -> torch.Tensor:
+        """One member's raw head output for the rows (the network's expensive part), on the
+        device; image models in row chunks."""
+        if self.uses_images and images is None:
+            raise ValueError("this image model needs cutouts")
         use_amp = self.device.type == "cuda"
         step = IMAGE_CHUNK_ROWS if self.uses_images else max(len(x), 1)
         parts = []
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            for lo in range(0, len(x), step):
+            for lo in range(0, max(len(x), 1), step):
                 inputs = [self._tensor(x[lo : lo + step])]
                 if self.uses_images:
-                    if images is None:
-                        raise ValueError("this image model needs cutouts")
                     inputs.append(self._tensor(images[lo : lo + step], image=True))
-                parts.append(member.pdf(*inputs, z_grid=self.z_grid).float())
-        if not parts:
-            return torch.zeros(0, len(self.z_grid), device=self.device)
+                parts.append(member(*inputs)[0].float())
         return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def _member_pdf(self, member, x: np.ndarray, images: np.ndarray | None) -> torch.Tensor:
+        """One member's PDFs (N, G) float32 on the device."""
+        return member.head.pdf(self._head_output(member, x, images), self.z_grid).float()
 
     def _tensor(self, a: np.ndarray, image: bool = False) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
@@ -83,6 +86,28 @@ class EnsemblePredictor:
         spread = (modes.max(dim=0).values - modes.min(dim=0).values) / (1 + modes.mean(dim=0))
         flags = np.where(spread.cpu().numpy() > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0)
         return (total / len(self.members)).cpu().numpy(), flags.astype(np.int32)
+
+    @torch.inference_mode()
+    def head_outputs(
+        self, x: np.ndarray, images: np.ndarray | None = None, members: list[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Raw head outputs of the given members (default all) for the rows. PDFs follow from
+        them cheaply (:meth:`pdf_from_head_outputs`), e.g. for each trial width scale."""
+        chosen = range(len(self.members)) if members is None else members
+        return [self._head_output(self.members[i], x, images) for i in chosen]
+
+    @torch.inference_mode()
+    def pdf_from_head_outputs(
+        self, outputs: list[torch.Tensor], members: list[int] | None = None
+    ) -> np.ndarray:
+        """Mean PDF (N, G) of those members from their head outputs, at the current width
+        scale."""
+        chosen = range(len(self.members)) if members is None else members
+        pdfs = [
+            self.members[i].head.pdf(out, self.z_grid).float()
+            for i, out in zip(chosen, outputs, strict=True)
+        ]
+        return (sum(pdfs) / len(pdfs)).cpu().numpy()
 
     @torch.inference_mode()
     def predict_member(

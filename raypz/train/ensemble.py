@@ -397,23 +397,23 @@ def _validation_pdfs(
     """Rows (N,) bool, their PDFs (n, G) and flags (n,): the ensemble on the validation split,
     or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
     x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
-    images = labelled.images
-
-    def rows_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return x[mask], (images[mask] if images is not None else None)
-
     if config.kfold:
         folds = fold_of(labelled.object_id, config.kfold)
         pdf = np.zeros((len(folds), config.grid.n), dtype=np.float32)
         for k in range(config.kfold):
-            if (folds == k).any():
-                pdf[folds == k] = predictor.predict_member(k, *rows_of(folds == k))
+            rows = folds == k
+            if rows.any():
+                pdf[rows] = predictor.predict_member(k, x[rows], _rows_of(labelled.images, rows))
         return np.ones(len(folds), dtype=bool), pdf, flags
     rows = ~train_mask(labelled.object_id, config, None)
     if not rows.any():
         return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
-    pdf, extra_flags = predictor.predict(*rows_of(rows))
+    pdf, extra_flags = predictor.predict(x[rows], _rows_of(labelled.images, rows))
     return rows, pdf, flags[rows] | extra_flags
+
+
+def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return images[rows] if images is not None else None
 
 
 def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) -> float:
@@ -440,14 +440,32 @@ def _calibrate(
             np.random.default_rng(config.seed).choice(idx, config.calibration_rows, replace=False)
         )
     sub = labelled.take(idx)
+    x, _ = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
+    if config.kfold:  # each row is predicted by its own fold's member
+        folds = fold_of(sub.object_id, config.kfold)
+        groups = [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
+    else:
+        groups = [(np.ones(len(sub.z), dtype=bool), list(range(len(predictor.members))))]
+    # the networks run once; only the heads' PDFs are redone for each trial scale
+    cached = [
+        (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
+        for rows, members in groups
+    ]
+
+    def pdfs() -> np.ndarray:
+        pdf = np.zeros((len(sub.z), config.grid.n), dtype=np.float32)
+        for rows, members, outputs in cached:
+            pdf[rows] = predictor.pdf_from_head_outputs(outputs, members)
+        return pdf
+
     scores: dict[float, float] = {}
 
     def score(scale: float) -> float:
         if scale not in scores:
             _set_width_scale(predictor, scale)
-            r, pdf, _ = _validation_pdfs(predictor, sub, config)
-            keep = np.isfinite(sub.z[r]) & (pdf.sum(axis=1) > 0)
-            scores[scale] = log_score(pdf[keep], config.grid, sub.z[r][keep])
+            pdf = pdfs()
+            keep = np.isfinite(sub.z) & (pdf.sum(axis=1) > 0)
+            scores[scale] = log_score(pdf[keep], config.grid, sub.z[keep])
         return scores[scale]
 
     def best_of(candidates) -> float:
@@ -457,8 +475,7 @@ def _calibrate(
     fine = np.round(coarse + WIDTH_SCALE_STEP * np.arange(-4, 5), 3)
     best = best_of([float(s) for s in fine if s > 0.05] + [1.0])
     _set_width_scale(predictor, best)
-    _, pdf, _ = _validation_pdfs(predictor, sub, config)
-    pit = cdf_at(pdf, config.grid, sub.z)
+    pit = cdf_at(pdfs(), config.grid, sub.z)
     print(
         f"calibration: width scale {best} (validation log score {scores[1.0]:.4f} at 1 -> "
         f"{scores[best]:.4f}; {len(idx)} rows)"
