@@ -7,6 +7,7 @@
 #   data     simulate deep (labelled, source) and wide (target) fields with cutouts
 #   catalog  5-member catalog ensemble on the deep training set
 #   cnn      CNN on deep cutouts            fusion   CNN + catalog features on deep
+#   fusion_long  a smaller, faster fusion CNN trained 35 epochs instead of EPOCHS
 #   dann     CNN + DANN: deep labelled + wide unlabelled
 #   ceiling  CNN trained on labelled wide-field data (the best adaptation can do)
 #   infer    every model over the deep and wide test sets (jobs/infer_lsst.py)
@@ -65,10 +66,14 @@ for step in "$@"; do
     catalog) train catalog --train "$WORK/sim/deep_train" --members 5 --epochs 60 ;;
     cnn) cnn cnn cutouts deep_train ;;
     fusion) cnn fusion fusion deep_train ;;
+    fusion_long)
+        cnn fusion_long fusion deep_train --cnn-stem 16 --cnn-blocks 32 64 96 \
+            --epochs 35 --patience 35
+        ;;
     dann) cnn dann cutouts deep_train --domain-adapt --target "$WORK/sim/wide_train" ;;
     ceiling) cnn ceiling cutouts wide_train ;;
     infer)
-        for model in catalog cnn fusion dann ceiling; do
+        for model in catalog cnn fusion fusion_long dann ceiling; do
             for test in deep_test wide_test; do
                 [ -e "$WORK/models/$model/model.json" ] && infer "$model" "$test"
             done
@@ -77,7 +82,7 @@ for step in "$@"; do
     report)
         for test in deep_test wide_test; do
             compare=()
-            for model in cnn fusion dann ceiling; do
+            for model in cnn fusion fusion_long dann ceiling; do
                 [ -e "$WORK/catalogs/$model-on-$test/properties" ] &&
                     compare+=(--compare "$model=$WORK/catalogs/$model-on-$test")
             done
