@@ -8,6 +8,7 @@
 #   catalog  5-member catalog ensemble on the deep training set
 #   cnn      CNN on deep cutouts            fusion   CNN + catalog features on deep
 #   fusion_long  a smaller, faster fusion CNN trained 35 epochs instead of EPOCHS
+#   fusion_ens   the same as an ensemble of 2 members (seeds 10, 11)
 #   dann     CNN + DANN: deep labelled + wide unlabelled
 #   ceiling  CNN trained on labelled wide-field data (the best adaptation can do)
 #   infer    every model over the deep and wide test sets (jobs/infer_lsst.py)
@@ -70,10 +71,14 @@ for step in "$@"; do
         cnn fusion_long fusion deep_train --cnn-stem 16 --cnn-blocks 32 64 96 \
             --epochs 35 --patience 35
         ;;
+    fusion_ens)
+        cnn fusion_ens fusion deep_train --cnn-stem 16 --cnn-blocks 32 64 96 \
+            --epochs 35 --patience 35 --members 2 --seed 10
+        ;;
     dann) cnn dann cutouts deep_train --domain-adapt --target "$WORK/sim/wide_train" ;;
     ceiling) cnn ceiling cutouts wide_train ;;
     infer)
-        for model in catalog cnn fusion fusion_long dann ceiling; do
+        for model in catalog cnn fusion fusion_long fusion_ens dann ceiling; do
             for test in deep_test wide_test; do
                 [ -e "$WORK/models/$model/model.json" ] && infer "$model" "$test"
             done
@@ -82,7 +87,7 @@ for step in "$@"; do
     report)
         for test in deep_test wide_test; do
             compare=()
-            for model in cnn fusion fusion_long dann ceiling; do
+            for model in cnn fusion fusion_long fusion_ens dann ceiling; do
                 [ -e "$WORK/catalogs/$model-on-$test/properties" ] &&
                     compare+=(--compare "$model=$WORK/catalogs/$model-on-$test")
             done
