@@ -9,7 +9,8 @@ cores (so one bright galaxy does not dominate a batch). The same ``sigma_b`` is 
 input, whatever its depth: the network sees physical surface brightness, and a shallower survey
 looks noisier, which is exactly the shift that domain adaptation has to absorb.
 
-Rows whose cutout is null or holds non-finite pixels get the NO_CUTOUT flag and zeros.
+Rows whose cutout is null or holds non-finite pixels get zeros and the NO_CUTOUT and NO_PDF
+flags (an image model cannot predict them).
 """
 
 from __future__ import annotations
@@ -109,14 +110,15 @@ class CutoutStretch:
     def from_batch(
         self, batch: Mapping[str, np.ndarray] | pa.Table
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Stretched cutouts (N, C, H, W) of a batch and flags (N,) int32 (NO_CUTOUT)."""
+        """Stretched cutouts (N, C, H, W) of a batch and flags (N,) int32: NO_CUTOUT | NO_PDF
+        on rows without a usable cutout."""
         images, usable = cutout_array(batch[self.column], self.shape)
         if images.shape[1:] != self.shape:
             raise ValueError(
                 f"column {self.column!r}: cutouts of shape {images.shape[1:]}, the model "
                 f"was trained on {self.shape}"
             )
-        flags = np.where(usable, 0, fl.NO_CUTOUT).astype(np.int32)
+        flags = np.where(usable, 0, fl.NO_CUTOUT | fl.NO_PDF).astype(np.int32)
         return self(images), flags
 
     def to_dict(self) -> dict:

@@ -153,7 +153,7 @@ def _resources(config: InferConfig) -> tuple[int, float, float, int]:
 def _validate(input_path: str, files: list[str], fs, config: InferConfig, artifact) -> None:
     cols, bands = artifact.transform.columns, artifact.transform.bands
     cutouts = artifact.cutouts is not None
-    if cutouts and artifact.cutouts.column != cols.cutout:
+    if cutouts:  # the column the model was trained on
         cols = replace(cols, cutout=artifact.cutouts.column)
     if config.validate == "full":
         print(validate_dataset(input_path, cols, bands, require_cutouts=cutouts).summary())

@@ -66,7 +66,7 @@ class CatalogPredictor:
         images = None
         if self.artifact.cutouts is not None:
             images, cutout_flags = self.artifact.cutouts.from_batch(batch)
-            flags |= cutout_flags | np.where(cutout_flags != 0, fl.NO_PDF, 0).astype(np.int32)
+            flags |= cutout_flags
         ok = (flags & fl.NO_PDF) == 0
         grid = self.artifact.grid
         pdf = np.zeros((len(flags), grid.n), dtype=np.float32)

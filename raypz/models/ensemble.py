@@ -21,6 +21,15 @@ IMAGE_CHUNK_ROWS = 512
 """Rows per CNN forward pass (activations of ~50 MB on 32x32 cutouts)."""
 
 
+def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A numpy array as a float32 tensor on ``device``; 4-D arrays (cutouts) channels-last on
+    CUDA, the layout its convolutions are fastest with."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+    if t.dim() == 4 and device.type == "cuda":
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
 def pick_device(prefer: str = "auto") -> torch.device:
     """``cuda`` when asked for or when available under "auto"; else ``cpu``."""
     if prefer == "auto":
@@ -55,21 +64,15 @@ class EnsemblePredictor:
         parts = []
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             for lo in range(0, max(len(x), 1), step):
-                inputs = [self._tensor(x[lo : lo + step])]
+                inputs = [to_device(x[lo : lo + step], self.device)]
                 if self.uses_images:
-                    inputs.append(self._tensor(images[lo : lo + step], image=True))
+                    inputs.append(to_device(images[lo : lo + step], self.device))
                 parts.append(member(*inputs)[0].float())
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _member_pdf(self, member, x: np.ndarray, images: np.ndarray | None) -> torch.Tensor:
         """One member's PDFs (N, G) float32 on the device."""
         return member.head.pdf(self._head_output(member, x, images), self.z_grid).float()
-
-    def _tensor(self, a: np.ndarray, image: bool = False) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
-        if image and self.device.type == "cuda":
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
 
     @torch.inference_mode()
     def predict(

@@ -59,7 +59,7 @@ class BatchPreparer:
         inputs: tuple[np.ndarray, ...] = (x,)
         if self.cutouts is not None:
             images, cutout_flags = self.cutouts.from_batch(batch)
-            flags |= np.where(cutout_flags != 0, fl.NO_PDF, 0).astype(np.int32)
+            flags |= cutout_flags
             if augment and self.config.flip_rotate:
                 images = random_dihedral(images, self.rng)
             inputs = (x, images)

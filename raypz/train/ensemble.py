@@ -398,18 +398,26 @@ def _validation_pdfs(
     or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
     x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
     if config.kfold:
-        folds = fold_of(labelled.object_id, config.kfold)
-        pdf = np.zeros((len(folds), config.grid.n), dtype=np.float32)
-        for k in range(config.kfold):
-            rows = folds == k
-            if rows.any():
-                pdf[rows] = predictor.predict_member(k, x[rows], _rows_of(labelled.images, rows))
-        return np.ones(len(folds), dtype=bool), pdf, flags
+        pdf = np.zeros((len(labelled.z), config.grid.n), dtype=np.float32)
+        for rows, (k,) in _member_groups(labelled.object_id, config, len(predictor.members)):
+            pdf[rows] = predictor.predict_member(k, x[rows], _rows_of(labelled.images, rows))
+        return np.ones(len(labelled.z), dtype=bool), pdf, flags
     rows = ~train_mask(labelled.object_id, config, None)
     if not rows.any():
         return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
     pdf, extra_flags = predictor.predict(x[rows], _rows_of(labelled.images, rows))
     return rows, pdf, flags[rows] | extra_flags
+
+
+def _member_groups(
+    object_id: np.ndarray, config: TrainConfig, n_members: int
+) -> list[tuple[np.ndarray, list[int]]]:
+    """Which members predict which rows on the driver: in k-fold mode member k predicts fold k
+    (non-empty folds only), else every member predicts the validation rows."""
+    if config.kfold:
+        folds = fold_of(object_id, config.kfold)
+        return [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
+    return [(~train_mask(object_id, config, None), list(range(n_members)))]
 
 
 def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -441,15 +449,10 @@ def _calibrate(
         )
     sub = labelled.take(idx)
     x, _ = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
-    if config.kfold:  # each row is predicted by its own fold's member
-        folds = fold_of(sub.object_id, config.kfold)
-        groups = [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
-    else:
-        groups = [(np.ones(len(sub.z), dtype=bool), list(range(len(predictor.members))))]
     # the networks run once; only the heads' PDFs are redone for each trial scale
     cached = [
         (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
-        for rows, members in groups
+        for rows, members in _member_groups(sub.object_id, config, len(predictor.members))
     ]
 
     def pdfs() -> np.ndarray:

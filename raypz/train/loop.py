@@ -30,6 +30,7 @@ from raypz.features import FeatureTransform
 from raypz.features.cutouts import CutoutStretch
 from raypz.models.artifact import build_network
 from raypz.models.domain import DomainClassifier, reversal_weight
+from raypz.models.ensemble import to_device
 from raypz.train.batches import BatchPreparer
 from raypz.train.config import TrainConfig
 
@@ -42,13 +43,6 @@ def _sum_over_workers(values: list[float], device: torch.device) -> list[float]:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
     return t.tolist()
-
-
-def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(a).to(device)
-    if t.dim() == 4 and device.type == "cuda":  # cutouts: channels-last for the GPU convs
-        t = t.contiguous(memory_format=torch.channels_last)
-    return t
 
 
 def _batches(it, prep: BatchPreparer, batch_size: int, augment: bool, shuffle_seed: int | None):
@@ -100,8 +94,8 @@ def _epoch(
         else:
             inputs, z, w = source
         n_source = len(source[1])
-        xs = [_to_device(a, device) for a in inputs]
-        zt, wt = _to_device(z, device), _to_device(w, device)
+        xs = [to_device(a, device) for a in inputs]
+        zt, wt = to_device(z, device), to_device(w, device)
         with (
             torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp),
             torch.set_grad_enabled(optimizer is not None),
@@ -110,7 +104,7 @@ def _epoch(
             rows = net.loss(outputs, xs[0], zt)
         loss = (rows * wt).sum() / wt.sum().clamp_min(1e-6)
         if is_target is not None:
-            dom = DomainClassifier.loss(outputs[1], _to_device(is_target, device)).mean()
+            dom = DomainClassifier.loss(outputs[1], to_device(is_target, device)).mean()
             loss = loss + dom
             dom_total += float(dom.detach()) * len(z)
             dom_rows += len(z)

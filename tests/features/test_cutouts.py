@@ -67,7 +67,7 @@ def test_from_batch_flags_missing_cutouts_and_names_the_column_on_wrong_shape(rn
     stretch = CutoutStretch("cutout", (6, 8, 8), (1.0,) * 6)
     table = pa.table({"cutout": _tensor_column(images, null_rows=(1,))})
     out, flags = stretch.from_batch(table)
-    assert flags.tolist() == [0, fl.NO_CUTOUT, 0] and out.shape == (3, 6, 8, 8)
+    assert flags.tolist() == [0, fl.NO_CUTOUT | fl.NO_PDF, 0] and out.shape == (3, 6, 8, 8)
     wrong = CutoutStretch("cutout", (6, 16, 16), (1.0,) * 6)
     with pytest.raises(ValueError, match=r"'cutout'.*trained on"):
         wrong.from_batch(table)
