@@ -220,15 +220,15 @@ def matmul_peak_gflops() -> float:
 
 
 def ensemble_flops_per_row(members: int, n_features: int, grid_n: int) -> float:
-    """Multiply-adds x 2 of the linear layers plus the MDN evaluation on the grid, per row."""
+    """Multiply-adds x 2 of the linear layers run at prediction (the encoder, not the decoder)
+    plus the MDN evaluation on the grid, per row."""
     c = CatalogNetConfig()
     dims = [n_features + c.latent_dim, *c.hidden]
     mlp = sum(a * b for a, b in itertools.pairwise(dims))
-    dae = n_features * c.dae_hidden + c.dae_hidden * c.latent_dim
-    dae += c.latent_dim * c.dae_hidden + c.dae_hidden * n_features
+    encoder = n_features * c.dae_hidden + c.dae_hidden * c.latent_dim
     head = c.hidden[-1] * 3 * c.n_components
-    mixture = grid_n * c.n_components * 6  # sub, mul, square, mul, exp, fma
-    return members * (2 * (mlp + dae + head) + mixture)
+    mixture = grid_n * c.n_components * 6  # fma, square, clamp, negate, exp, fma
+    return members * (2 * (mlp + encoder + head) + mixture)
 
 
 def main() -> None:
@@ -242,8 +242,8 @@ def main() -> None:
     p.add_argument("--workdir", default=None, help="scratch directory (default: a temp dir)")
     p.add_argument(
         "--model",
-        help="artifact to use (default: the default architecture with untrained weights; a"
-        " trained artifact gives narrower PDFs, which are cheaper to evaluate)",
+        help="artifact to use (default: the default architecture with untrained weights; the"
+        " arithmetic per row is the same for trained weights)",
     )
     p.add_argument("--skip-ray", action="store_true", help="only the in-process figures")
     p.add_argument(

@@ -67,7 +67,7 @@ class EnsemblePredictor:
                 inputs = [to_device(x[lo : lo + step], self.device)]
                 if self.uses_images:
                     inputs.append(to_device(images[lo : lo + step], self.device))
-                parts.append(member(*inputs)[0].float())
+                parts.append(member.head_output(*inputs).float())
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _member_pdf(self, member, x: np.ndarray, images: np.ndarray | None) -> torch.Tensor:

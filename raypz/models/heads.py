@@ -38,7 +38,9 @@ class _WidthScaled(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-_PDF_CHUNK_ROWS = 1024
+_PDF_CHUNK_ROWS = 256
+_MAX_EXPONENT = 80.0
+"""Largest t^2 in exp(-t^2) evaluated exactly; beyond it the Gaussian is < 2e-35 of its peak."""
 
 
 def _trapezoid_normalize(p: torch.Tensor, dz: float) -> torch.Tensor:
@@ -91,15 +93,16 @@ class MDNHead(_WidthScaled):
         Component widths are multiplied by the calibration ``width_scale``.
         """
         log_w, mu, sigma = out.unbind(dim=1)  # each (B, K)
-        sigma = sigma * self.width_scale.to(sigma.dtype)
-        inv_sigma = 1.0 / sigma
-        scale = (log_w.exp() * inv_sigma).unsqueeze(1)  # (B, 1, K): w_k / sigma_k
+        a = math.sqrt(0.5) / (sigma * self.width_scale.to(sigma.dtype))  # 1 / (sqrt(2) sigma)
+        scale = (log_w.exp() * a).unsqueeze(1)  # (B, 1, K): w_k / sigma_k up to a constant
         p = torch.empty(len(mu), len(z_grid), dtype=mu.dtype, device=mu.device)
-        # rows in chunks so the (rows, K, G) temporary stays in cache: 3x faster on CPU
+        # rows in chunks so the (rows, K, G) temporary stays in cache
         for lo in range(0, len(mu), _PDF_CHUNK_ROWS):
             rows = slice(lo, lo + _PDF_CHUNK_ROWS)
-            t = (z_grid[None, None, :] - mu[rows, :, None]) * inv_sigma[rows, :, None]  # (b,K,G)
-            t.square_().mul_(-0.5).exp_()
+            t = (z_grid - mu[rows, :, None]).mul_(a[rows, :, None])  # (b, K, G)
+            # exp(-t^2); beyond t^2 = 80 (exp < 2e-35) the value is clamped: exp of large
+            # negative numbers takes a slow path on CPU (8x slower for typical MDN widths)
+            t.square_().clamp_(max=_MAX_EXPONENT).neg_().exp_()
             p[rows] = torch.bmm(scale[rows], t).squeeze(1)  # (b, G)
         return _trapezoid_normalize(p, float(z_grid[1] - z_grid[0]))
 

@@ -149,9 +149,17 @@ class ImageNet(nn.Module):
         """Catalog features (B, D) and stretched cutouts (B, C, H, W) -> (head output, domain
         logits (B,) or None)."""
         f = self.cnn(images)  # (B, F)
-        joined = torch.cat([f, self.catalog(x)], dim=1) if self.catalog is not None else f
-        head_out = self.head(self.mlp(joined))
+        head_out = self._head_from(f, x)
         return head_out, (self.domain(f) if self.domain is not None else None)
+
+    def _head_from(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """CNN features (B, F) [joined with the catalog branch] -> head output."""
+        joined = torch.cat([f, self.catalog(x)], dim=1) if self.catalog is not None else f
+        return self.head(self.mlp(joined))
+
+    def head_output(self, x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The head output alone for prediction (eval mode); the field classifier is skipped."""
+        return self._head_from(self.cnn(images), x)
 
     def loss(
         self, outputs: tuple[torch.Tensor, torch.Tensor | None], x: torch.Tensor, z: torch.Tensor
@@ -161,5 +169,4 @@ class ImageNet(nn.Module):
 
     def pdf(self, x: torch.Tensor, images: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
         """Normalised PDFs (B, G) on ``z_grid``; call in eval mode."""
-        head_out, _ = self(x, images)
-        return self.head.pdf(head_out, z_grid)
+        return self.head.pdf(self.head_output(x, images), z_grid)

@@ -28,6 +28,34 @@ def test_mdn_single_gaussian_nll_matches_the_formula():
     assert head.loss(out, z).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_mdn_pdf_matches_the_mixture_in_float64():
+    """Narrow, broad and off-grid components and a width scale: the chunked, clamped
+    evaluation equals the mixture density computed directly, renormalised on the grid."""
+    head = MDNHead(in_dim=4, n_components=3)
+    head.width_scale.fill_(0.8)
+    rows = 600  # more than one chunk
+    rng = np.random.default_rng(0)
+    log_w = np.log(rng.dirichlet(np.ones(3), rows))
+    mu = rng.uniform(-0.5, 4.0, (rows, 3))
+    sigma = np.exp(rng.uniform(np.log(0.003), np.log(0.5), (rows, 3)))
+    mu[0] = [0.5, 1.0, 1.5]  # a row with all mass on the grid, one very narrow component
+    sigma[0] = [0.003, 0.02, 0.3]
+    out = torch.tensor(np.stack([log_w, mu, sigma], axis=1), dtype=torch.float32)
+    log_w, mu, sigma = out.double().numpy().transpose(1, 0, 2)  # the float32 values, exactly
+    s = sigma * 0.8
+    z = Z.double().numpy()  # the float32 grid the head is given
+    dens = np.exp(log_w)[:, :, None] / s[:, :, None] * np.exp(
+        -0.5 * ((z - mu[:, :, None]) / s[:, :, None]) ** 2
+    )
+    expected = dens.sum(axis=1)
+    mass = (expected.sum(axis=1) - 0.5 * (expected[:, 0] + expected[:, -1])) * GRID.dz
+    on_grid = mass > 1e-3  # rows whose mixture lies off the grid renormalise noise
+    expected = expected[on_grid] / mass[on_grid, None]
+    got = head.pdf(out, Z).numpy()[on_grid]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6 * expected.max())
+    assert np.array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+
+
 @pytest.mark.parametrize("head_name", ["mdn", "binned"])
 def test_network_pdfs_are_normalised_and_trainable(head_name):
     torch.manual_seed(0)
@@ -35,6 +63,7 @@ def test_network_pdfs_are_normalised_and_trainable(head_name):
     x = torch.randn(64, 23)
     z = torch.rand(64) * 3
     net.eval()
+    torch.testing.assert_close(net.head_output(x), net(x)[0])  # the decoder is not needed
     p = net.pdf(x, Z)
     assert p.shape == (64, GRID.n) and torch.all(p >= 0)
     torch.testing.assert_close(_trapezoid(p), torch.ones(64), atol=1e-4, rtol=0)

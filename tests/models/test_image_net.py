@@ -49,6 +49,7 @@ def test_image_net_shapes_and_normalised_pdf(size, fusion):
     assert head_out.shape == (4, 3, 5) and domain is None
     assert net.loss((head_out, domain), x, torch.rand(4)).shape == (4,)
     net.eval()
+    torch.testing.assert_close(net.head_output(x, images), net(x, images)[0])
     pdf = net.pdf(x, images, z_grid=Z)
     mass = (pdf.sum(1) - 0.5 * (pdf[:, 0] + pdf[:, -1])) * float(Z[1] - Z[0])
     torch.testing.assert_close(mass, torch.ones(4))
