@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="most rows per HATS partition",
     )
     p.add_argument(
+        "--zstd-level",
+        type=int,
+        default=d.zstd_level,
+        help="zstd level of the partition files (hats uses 15: ~5%% smaller, 7x the CPU time)",
+    )
+    p.add_argument(
         "--histogram-order",
         type=int,
         default=d.histogram_order,
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus_per_actor=a.gpus_per_actor,
         cpus_per_actor=a.cpus_per_actor,
         max_rows_per_partition=a.max_rows_per_partition,
+        zstd_level=a.zstd_level,
         histogram_order=a.histogram_order,
         catalog_name=a.catalog_name,
         validate=a.validate,

@@ -19,6 +19,11 @@ from raypz.catalog._runs import run_starts
 from raypz.catalog.healpix import HEALPIX29_COLUMN, pixel_at_order
 from raypz.catalog.layout import partition_path
 
+ZSTD_LEVEL = 6
+"""zstd level of partition files. hats' own writer uses 15; on a 1e6-row PDF partition level 15
+took 48 s and 173 MB, level 6 6.7 s and 182 MB, level 3 2.9 s and 199 MB (one core): 6 keeps
+the files within 5% of the smallest at a seventh of the CPU (which at 15 rivals inference)."""
+
 
 def write_partition(
     root: str,
@@ -26,6 +31,7 @@ def write_partition(
     npix: int,
     table: pa.Table,
     metadata: Mapping[str, str] | None = None,
+    zstd_level: int = ZSTD_LEVEL,
 ) -> str:
     """Write the rows of one HATS partition to ``root/dataset/Norder=K/Dir=D/Npix=N.parquet``.
 
@@ -39,6 +45,7 @@ def write_partition(
         npix: nested pixel number of the partition at ``norder``.
         table: the partition's rows, with a ``_healpix_29`` int64 column.
         metadata: Parquet key-value metadata to add to the schema.
+        zstd_level: compression level (see :data:`ZSTD_LEVEL`).
 
     Returns:
         The path written.
@@ -60,8 +67,9 @@ def write_partition(
         )
     names = [HEALPIX29_COLUMN] + [n for n in table.column_names if n != HEALPIX29_COLUMN]
     table = _with_metadata(table.select(names), metadata)
-    table = table.take(pc.sort_indices(table, sort_keys=[(HEALPIX29_COLUMN, "ascending")]))
-    kwargs = get_parquet_write_table_kwargs(table.schema)
+    if (index[1:] < index[:-1]).any():  # a merged partition comes sorted already
+        table = table.take(pc.sort_indices(table, sort_keys=[(HEALPIX29_COLUMN, "ascending")]))
+    kwargs = {**get_parquet_write_table_kwargs(table.schema), "compression_level": zstd_level}
     path = partition_path(root, norder, npix)
     io.write_bytes_atomic(
         path, _parquet_bytes(table, sorting_columns=[pq.SortingColumn(0)], **kwargs)
@@ -99,6 +107,7 @@ def merge_partition(
     npix: int,
     metadata: Mapping[str, str] | None = None,
     unique_column: str | None = None,
+    zstd_level: int = ZSTD_LEVEL,
 ) -> int:
     """Merge the staged fragments of one partition into its partition file.
 
@@ -106,6 +115,7 @@ def merge_partition(
     by ``(_healpix_29, unique_column)`` and repeated rows (same position and id) are written
     once: a block retried after a killed worker may have staged its rows twice, under another
     fragment id. Running the merge again rewrites the same file, so it is safe to retry.
+    ``zstd_level`` is passed to :func:`write_partition`.
 
     Returns:
         Rows written.
@@ -124,7 +134,7 @@ def merge_partition(
         if table.num_rows:
             first = run_starts(table[HEALPIX29_COLUMN].to_numpy(), table[unique_column].to_numpy())
             table = table.take(pa.array(first))
-    write_partition(root, norder, npix, table, metadata)
+    write_partition(root, norder, npix, table, metadata, zstd_level)
     return table.num_rows
 
 

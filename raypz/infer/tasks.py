@@ -89,11 +89,17 @@ def histogram_block(batch: pa.Table, ra: str, dec: str, order: int) -> pa.Table:
 
 
 def merge_and_mark(
-    root: str, output: str, norder: int, npix: int, metadata: dict, id_column: str
+    root: str,
+    output: str,
+    norder: int,
+    npix: int,
+    metadata: dict,
+    id_column: str,
+    zstd_level: int,
 ) -> int:
     """Merge one partition's fragments into its catalog file and record which were merged."""
     fragments = io.list_parquet_files(fragment_directory(root, norder, npix))
-    rows = merge_partition(root, output, norder, npix, metadata, unique_column=id_column)
+    rows = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level)
     io.write_bytes_atomic(
         staging.merged_marker(root, norder, npix), json.dumps(sorted(fragments)).encode()
     )
