@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -108,32 +107,19 @@ class _PredictStage:
 
 
 def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHistogram:
-    ds = ray.data.read_parquet(
-        files,
-        filesystem=fs,
-        columns=[ra, dec],
-        include_paths=True,
-        ray_remote_args={"num_cpus": 0.25},
-    )
-    parts = ds.map_batches(
-        tasks.histogram_block,
-        batch_format="pyarrow",
-        num_cpus=0.25,
-        fn_kwargs={"ra": ra, "dec": dec, "order": order},
-    )
-    table = pa.concat_tables(ray.get(parts.to_arrow_refs()))
-    bad = table.filter(pc.equal(table["pixel"], tasks.NO_POSITION))
-    if bad.num_rows:
+    """HEALPix histogram of every input row's position, one task per file."""
+    task = ray.remote(num_cpus=0.25)(tasks.histogram_file)
+    results = ray.get([task.remote(f, fs, ra, dec, order) for f in files])
+    bad = [(f, n) for f, (_, n) in zip(files, results, strict=True) if n]
+    if bad:
         raise ContractError(
-            bad["file"][0].as_py(),
+            bad[0][0],
             f"{ra}/{dec}",
-            f"{pc.sum(bad['count']).as_py()} row(s) in {bad.num_rows} file(s) without a valid"
-            " sky position (finite RA, |Dec| <= 90 deg): they cannot be placed in a HEALPix"
+            f"{sum(n for _, n in bad)} row(s) in {len(bad)} file(s) without a valid sky"
+            " position (finite RA, |Dec| <= 90 deg): they cannot be placed in a HEALPix"
             " partition",
         )
-    pixels, counts = table["pixel"].to_numpy(), table["count"].to_numpy()
-    unique, index = np.unique(pixels, return_inverse=True)  # blocks share pixels
-    return PixelHistogram(order, unique, np.bincount(index, weights=counts).astype(np.int64))
+    return PixelHistogram.merge(h for h, _ in results)
 
 
 def _resources(config: InferConfig) -> tuple[int, float, float, int]:

@@ -56,36 +56,31 @@ def stage_block(batch: pa.Table, root: str, plan) -> pa.Table:
     )
 
 
-NO_POSITION = -1
-"""Pixel value under which :func:`histogram_block` reports rows without a valid sky position."""
+HISTOGRAM_READ_ROWS = 1_000_000
+"""Rows of RA/Dec read at a time by :func:`histogram_file` (16 MB of float64)."""
 
 
-def histogram_block(batch: pa.Table, ra: str, dec: str, order: int) -> pa.Table:
-    """Sparse HEALPix histogram of a block's positions as a table (pixel, count, file).
+def histogram_file(
+    path: str, filesystem, ra: str, dec: str, order: int
+) -> tuple[PixelHistogram, int]:
+    """Sparse HEALPix histogram of one input file's positions, and its number of rows without
+    a valid sky position (non-finite RA or Dec, or |Dec| > 90 deg), which cannot be placed in a
+    partition: the driver stops the job on them before any prediction.
 
-    Rows without a valid sky position (non-finite RA or Dec, or |Dec| > 90 deg) cannot be
-    placed in a partition; they are counted per input file under pixel :data:`NO_POSITION`
-    (``file`` names it) so the driver can stop the job before any prediction.
+    A plain task per file: through Ray Data the same pass spent ~16 s of scheduling on 1e6
+    rows for 0.6 s of work.
     """
-    ra_deg = batch[ra].to_numpy(zero_copy_only=False).astype(np.float64)
-    dec_deg = batch[dec].to_numpy(zero_copy_only=False).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(ra_deg) & np.isfinite(dec_deg) & (np.abs(dec_deg) <= 90.0)
-    h = PixelHistogram.from_healpix29(healpix29(ra_deg[ok], dec_deg[ok]), order)
-    pixels, counts, files = list(h.pixels), list(h.counts), [None] * len(h.pixels)
-    if not ok.all():
-        bad_files = pc.value_counts(batch[PATH_COLUMN].filter(pa.array(~ok))).to_pylist()
-        for entry in bad_files:
-            pixels.append(NO_POSITION)
-            counts.append(entry["counts"])
-            files.append(entry["values"])
-    return pa.table(
-        {
-            "pixel": pa.array(pixels, pa.int64()),
-            "count": pa.array(counts, pa.int64()),
-            "file": pa.array(files, pa.string()),
-        }
-    )
+    parts = [PixelHistogram.from_healpix29(np.zeros(0, dtype=np.int64), order)]  # empty file
+    bad = 0
+    reader = pq.ParquetFile(path, filesystem=filesystem)
+    for batch in reader.iter_batches(batch_size=HISTOGRAM_READ_ROWS, columns=[ra, dec]):
+        ra_deg = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
+        dec_deg = batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(ra_deg) & np.isfinite(dec_deg) & (np.abs(dec_deg) <= 90.0)
+        parts.append(PixelHistogram.from_healpix29(healpix29(ra_deg[ok], dec_deg[ok]), order))
+        bad += int((~ok).sum())
+    return PixelHistogram.merge(parts), bad
 
 
 def merge_and_mark(
