@@ -435,12 +435,19 @@ def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) 
 
 
 def _calibrate(
-    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
+    predictor: EnsemblePredictor,
+    labelled: LabelledArrays,
+    config: TrainConfig,
+    rows: np.ndarray,
+    every_member: bool = False,
 ) -> dict:
     """The width scale minimising the ensemble's validation log score (ties: closest to 1).
 
     The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
     member's own width; one scale of every member's widths undoes the excess (or a lack).
+    ``rows`` are predicted by the members the split assigns them (k-fold: member k predicts
+    fold k), or with ``every_member`` by all members of ``predictor`` (a member calibrated
+    alone on the rows it did not train on).
     """
     idx = np.flatnonzero(rows)
     if len(idx) > config.calibration_rows:
@@ -452,7 +459,11 @@ def _calibrate(
     # the networks run once; only the heads' PDFs are redone for each trial scale
     cached = [
         (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
-        for rows, members in _member_groups(sub.object_id, config, len(predictor.members))
+        for rows, members in (
+            [(np.ones(len(sub.z), dtype=bool), list(range(len(predictor.members))))]
+            if every_member
+            else _member_groups(sub.object_id, config, len(predictor.members))
+        )
     ]
 
     def pdfs() -> np.ndarray:

@@ -8,7 +8,8 @@ writes ``OUTPUT/member-NN.parquet`` (one predictions table per member, the forma
 The members carry the artifact's width scale, which was fitted to the *ensemble*; a member
 used alone deserves its own. ``--width-scale 1`` gives the members as trained, and
 ``--calibrate-on TRAIN`` fits each member's own scale on the validation split of the table the
-artifact was trained on (the same search as the ensemble calibration), so a member-vs-ensemble
+artifact was trained on (k-fold: the member's held-out fold; the same search as the ensemble
+calibration), so a member-vs-ensemble
 comparison is fair. In-process and
 chunked: meant for test sets of up to a few million rows, not for a survey (use
 ``jobs/infer_lsst.py`` there).
@@ -40,16 +41,16 @@ def member_file_name(index: int) -> str:
 
 
 def fit_member_scales(predictor: EnsemblePredictor, train: str) -> list[float]:
-    """Each member's own width scale, fitted on the validation rows of ``train``; the members
-    of ``predictor`` are left at those scales."""
+    """Each member's own width scale, fitted on the validation rows of ``train`` (in k-fold mode
+    on the member's held-out fold); the members of ``predictor`` are left at those scales."""
     config = TrainConfig.from_dict(predictor.artifact.meta["training"]["config"])
     labelled = read_labelled(train, config)
-    rows = ~train_mask(labelled.object_id, config, None)
     scales = []
-    for net in list(predictor.members):
+    for i, net in enumerate(list(predictor.members)):
+        rows = ~train_mask(labelled.object_id, config, i if config.kfold else None)
         alone = copy.copy(predictor)
         alone.members = [net]
-        scales.append(_calibrate(alone, labelled, config, rows)["width_scale"])
+        scales.append(_calibrate(alone, labelled, config, rows, every_member=True)["width_scale"])
     return scales
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from raypz.models import EnsemblePredictor, load_artifact
 from raypz.train import TrainConfig
-from raypz.train.data import read_labelled
+from raypz.train.data import read_labelled, train_mask
 from raypz.train.ensemble import WIDTH_SCALES, _calibrate, _validation_pdfs, log_score
+from raypz.train.members import fit_member_scales
 
 
 @pytest.mark.parametrize("kfold", [0, 2])
@@ -32,3 +33,23 @@ def test_calibrated_score_matches_full_prediction(small_model, small_survey, kfo
     r, pdf, _ = _validation_pdfs(predictor, sub, config)
     assert r.all()
     assert log_score(pdf, config.grid, sub.z) == pytest.approx(result["log_score"], abs=1e-5)
+
+
+@pytest.mark.parametrize("kfold", [0, 2])
+def test_members_alone_are_calibrated_on_their_own_held_out_rows(small_model, small_survey, kfold):
+    artifact = load_artifact(small_model)
+    config = TrainConfig(kfold=kfold, grid=artifact.grid, calibration_rows=400, seed=1)
+    artifact.meta["training"] = {**artifact.meta["training"], "config": config.to_dict()}
+    predictor = EnsemblePredictor(artifact, "cpu")
+    scales = fit_member_scales(predictor, small_survey)
+    assert len(scales) == 2
+    labelled = read_labelled(small_survey, config)
+    for i, (scale, member) in enumerate(zip(scales, predictor.members, strict=True)):
+        assert float(member.head.width_scale) == pytest.approx(scale)
+        # member i alone, on member i's held-out rows (fold i in k-fold mode), fits that scale
+        rows = ~train_mask(labelled.object_id, config, i if kfold else None)
+        alone = EnsemblePredictor(artifact, "cpu")
+        alone.members = [alone.members[i]]
+        result = _calibrate(alone, labelled, config, rows, every_member=True)
+        assert result["rows"] == min(400, int(rows.sum()))
+        assert result["width_scale"] == pytest.approx(scale)
