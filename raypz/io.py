@@ -10,6 +10,7 @@ import os
 import posixpath
 import uuid
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 
@@ -90,8 +91,9 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write a small file so that readers never see it half-written.
+def write_bytes_atomic(path: str, data: bytes | pa.Buffer) -> None:
+    """Write a file whole so that readers never see it half-written (``data``: bytes or an Arrow
+    buffer, written without a copy).
 
     Local files are written to a temporary name and renamed; object stores make a single PUT
     visible atomically already.

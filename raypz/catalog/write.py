@@ -146,7 +146,8 @@ def _with_metadata(table: pa.Table, metadata: Mapping[str, str] | None) -> pa.Ta
     return table.replace_schema_metadata(merged)
 
 
-def _parquet_bytes(table: pa.Table, **write_kwargs: object) -> bytes:
+def _parquet_bytes(table: pa.Table, **write_kwargs: object) -> pa.Buffer:
+    """The Parquet file of ``table`` in memory (an Arrow buffer: no copy into Python bytes)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **write_kwargs)
-    return sink.getvalue().to_pybytes()
+    return sink.getvalue()

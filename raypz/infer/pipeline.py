@@ -261,7 +261,8 @@ def _run(
 
     metadata = _provenance(artifact, input_path, config)
     to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
-    merge = ray.remote(num_cpus=0.5)(tasks.merge_and_mark)
+    # a merge holds one partition a few times over: one per CPU bounds the memory
+    merge = ray.remote(num_cpus=1)(tasks.merge_and_mark)
     ray.get(
         [
             merge.remote(root, output, k, n, metadata, cols.object_id, config.zstd_level)
