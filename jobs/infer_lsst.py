@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--target-block-mb", type=int, default=d.target_block_mb, help="Ray Data block size (MiB)"
     )
     p.add_argument(
+        "--object-store-mb-per-actor",
+        type=int,
+        default=d.object_store_mb_per_actor,
+        help="Ray Data object-store budget for blocks in flight, per predictor actor (MiB)",
+    )
+    p.add_argument(
         "--keep-staging", action="store_true", help="keep staging fragments after success"
     )
     p.add_argument(
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         validate=a.validate,
         device=a.device,
         target_block_mb=a.target_block_mb,
+        object_store_mb_per_actor=a.object_store_mb_per_actor,
         keep_staging=a.keep_staging,
     )
     init_ray(num_cpus=a.num_cpus)

@@ -181,7 +181,7 @@ def run_inference(
 def _ray_data_settings(config: InferConfig) -> Iterator[None]:
     """Ray Data settings of this run, restored afterwards (datasets keep a copy of them)."""
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.target_max_block_size, ctx.use_datasource_v2
+    saved = ctx.target_max_block_size, ctx.use_datasource_v2, ctx.execution_options.resource_limits
     ctx.target_max_block_size = config.target_block_mb * 1024**2
     # The V2 Parquet reader lists files in a task that always asks for 1 CPU; next to an actor
     # pool on a small node it can wait forever (RAY_NOTES). V1 read tasks honour num_cpus=0.25.
@@ -189,7 +189,8 @@ def _ray_data_settings(config: InferConfig) -> Iterator[None]:
     try:
         yield
     finally:
-        ctx.target_max_block_size, ctx.use_datasource_v2 = saved
+        ctx.target_max_block_size, ctx.use_datasource_v2 = saved[:2]
+        ctx.execution_options.resource_limits = saved[2]
 
 
 def _run(
@@ -222,6 +223,10 @@ def _run(
     pending = [i for i in range(len(files)) if i not in done]
     if pending:
         n_actors, gpa, cpa, threads = _resources(config)
+        options = ray.data.DataContext.get_current().execution_options
+        options.resource_limits = options.resource_limits.copy(
+            object_store_memory=n_actors * config.object_store_mb_per_actor * 2**20
+        )
         predictor_columns = input_columns(artifact)  # no need to build the members here
         ds = ray.data.read_parquet(
             [files[i] for i in pending],
