@@ -5,9 +5,9 @@ in-process on one file in the tests. The inference pipeline composes them into a
 streaming write in four steps; memory stays bounded by one block (steps 1-2) or by one
 partition of at most ``max_rows_per_partition`` rows (step 3), never by the catalog:
 
-1. **Histogram** (cheap first pass over ``coord_ra``/``coord_dec`` only): per block,
+1. **Histogram** (cheap first pass over ``coord_ra``/``coord_dec`` only): per input file,
    ``PixelHistogram.from_healpix29(healpix29(ra, dec), order=10)``; on the driver
-   ``PixelHistogram.merge(...)`` sums the small sparse per-block histograms.
+   ``PixelHistogram.merge(...)`` sums the small sparse per-file histograms.
 2. **Plan** on the driver: ``plan = plan_partitions(histogram, max_rows_per_partition)``,
    deterministic from the histogram, so a restarted job plans the same partitions.
 3. **Stage** (the inference pass): each output block goes through

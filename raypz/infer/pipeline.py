@@ -1,13 +1,15 @@
 """Ray Data inference: object shards -> predictor actor pool -> HATS PDF catalog (DESIGN 6).
 
-    first pass   read coord_ra/coord_dec -> HEALPix histogram -> partition plan (kept for reruns)
+    first pass   one task per file: coord_ra/coord_dec -> HEALPix histogram -> partition plan
+                 (kept for reruns)
     main pass    read_parquet (needed columns, path tag) -> CatalogPredictor actors (GPU if any)
                  -> stage tasks: split rows by partition, write fragments named by source file
     merge        one task per partition: dedupe by objectId, sort by _healpix_29, write Npix=N
     finalize     properties, partition_info.csv, _metadata, _common_metadata, run summary
 
-Memory is bounded by Ray Data's streaming window (blocks of ``target_block_mb``) in the main
-pass and by one partition in the merge. See :mod:`raypz.infer.staging` for how a rerun
+Memory is bounded by Ray Data's streaming window (blocks of ``target_block_mb``, at most
+``object_store_mb_per_actor`` per actor in flight) in the main pass and by one partition per
+CPU in the merge. See :mod:`raypz.infer.staging` for how a rerun
 finishes an interrupted job without redoing finished input files or duplicating rows.
 """
 
