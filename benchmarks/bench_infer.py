@@ -228,7 +228,7 @@ def ensemble_flops_per_row(members: int, n_features: int, grid_n: int) -> float:
     mlp = sum(a * b for a, b in itertools.pairwise(dims))
     encoder = n_features * c.dae_hidden + c.dae_hidden * c.latent_dim
     head = c.hidden[-1] * 3 * c.n_components
-    mixture = grid_n * c.n_components * 6  # fma, square, clamp, negate, exp, fma
+    mixture = grid_n * c.n_components * 6  # sub, scale, square, negate, exp, fma (not the clamp)
     return members * (2 * (mlp + encoder + head) + mixture)
 
 

@@ -191,8 +191,9 @@ def _ray_data_settings(config: InferConfig) -> Iterator[None]:
     try:
         yield
     finally:
-        ctx.target_max_block_size, ctx.use_datasource_v2 = saved[:2]
-        ctx.execution_options.resource_limits = saved[2]
+        ctx.target_max_block_size, ctx.use_datasource_v2, ctx.execution_options.resource_limits = (
+            saved
+        )
 
 
 def _run(

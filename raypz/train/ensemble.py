@@ -412,12 +412,13 @@ def _validation_pdfs(
 def _member_groups(
     object_id: np.ndarray, config: TrainConfig, n_members: int
 ) -> list[tuple[np.ndarray, list[int]]]:
-    """Which members predict which rows on the driver: in k-fold mode member k predicts fold k
-    (non-empty folds only), else every member predicts the validation rows."""
+    """Which members predict which of the given rows on the driver: in k-fold mode member k
+    predicts fold k (non-empty folds only), else every member predicts every row (the callers
+    pass the validation rows)."""
     if config.kfold:
         folds = fold_of(object_id, config.kfold)
         return [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
-    return [(~train_mask(object_id, config, None), list(range(n_members)))]
+    return [(np.ones(len(object_id), dtype=bool), list(range(n_members)))]
 
 
 def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -435,19 +436,13 @@ def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) 
 
 
 def _calibrate(
-    predictor: EnsemblePredictor,
-    labelled: LabelledArrays,
-    config: TrainConfig,
-    rows: np.ndarray,
-    every_member: bool = False,
+    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
 ) -> dict:
     """The width scale minimising the ensemble's validation log score (ties: closest to 1).
 
     The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
     member's own width; one scale of every member's widths undoes the excess (or a lack).
-    ``rows`` are predicted by the members the split assigns them (k-fold: member k predicts
-    fold k), or with ``every_member`` by all members of ``predictor`` (a member calibrated
-    alone on the rows it did not train on).
+    ``rows`` are predicted by the members :func:`_member_groups` assigns them.
     """
     idx = np.flatnonzero(rows)
     if len(idx) > config.calibration_rows:
@@ -459,11 +454,7 @@ def _calibrate(
     # the networks run once; only the heads' PDFs are redone for each trial scale
     cached = [
         (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
-        for rows, members in (
-            [(np.ones(len(sub.z), dtype=bool), list(range(len(predictor.members))))]
-            if every_member
-            else _member_groups(sub.object_id, config, len(predictor.members))
-        )
+        for rows, members in _member_groups(sub.object_id, config, len(predictor.members))
     ]
 
     def pdfs() -> np.ndarray:

@@ -9,10 +9,8 @@ The members carry the artifact's width scale, which was fitted to the *ensemble*
 used alone deserves its own. ``--width-scale 1`` gives the members as trained, and
 ``--calibrate-on TRAIN`` fits each member's own scale on the validation split of the table the
 artifact was trained on (k-fold: the member's held-out fold; the same search as the ensemble
-calibration), so a member-vs-ensemble
-comparison is fair. In-process and
-chunked: meant for test sets of up to a few million rows, not for a survey (use
-``jobs/infer_lsst.py`` there).
+calibration), so a member-vs-ensemble comparison is fair. In-process and chunked: meant for
+test sets of up to a few million rows, not for a survey (use ``jobs/infer_lsst.py`` there).
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -45,12 +44,13 @@ def fit_member_scales(predictor: EnsemblePredictor, train: str) -> list[float]:
     on the member's held-out fold); the members of ``predictor`` are left at those scales."""
     config = TrainConfig.from_dict(predictor.artifact.meta["training"]["config"])
     labelled = read_labelled(train, config)
+    solo = replace(config, kfold=0)  # one member predicts all the rows it did not train on
     scales = []
     for i, net in enumerate(list(predictor.members)):
         rows = ~train_mask(labelled.object_id, config, i if config.kfold else None)
         alone = copy.copy(predictor)
         alone.members = [net]
-        scales.append(_calibrate(alone, labelled, config, rows, every_member=True)["width_scale"])
+        scales.append(_calibrate(alone, labelled, solo, rows)["width_scale"])
     return scales
 
 

@@ -44,8 +44,10 @@ def test_mdn_pdf_matches_the_mixture_in_float64():
     log_w, mu, sigma = out.double().numpy().transpose(1, 0, 2)  # the float32 values, exactly
     s = sigma * 0.8
     z = Z.double().numpy()  # the float32 grid the head is given
-    dens = np.exp(log_w)[:, :, None] / s[:, :, None] * np.exp(
-        -0.5 * ((z - mu[:, :, None]) / s[:, :, None]) ** 2
+    dens = (
+        np.exp(log_w)[:, :, None]
+        / s[:, :, None]
+        * np.exp(-0.5 * ((z - mu[:, :, None]) / s[:, :, None]) ** 2)
     )
     expected = dens.sum(axis=1)
     mass = (expected.sum(axis=1) - 0.5 * (expected[:, 0] + expected[:, -1])) * GRID.dz

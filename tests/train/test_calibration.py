@@ -50,6 +50,7 @@ def test_members_alone_are_calibrated_on_their_own_held_out_rows(small_model, sm
         rows = ~train_mask(labelled.object_id, config, i if kfold else None)
         alone = EnsemblePredictor(artifact, "cpu")
         alone.members = [alone.members[i]]
-        result = _calibrate(alone, labelled, config, rows, every_member=True)
+        solo = TrainConfig(grid=artifact.grid, calibration_rows=400, seed=1)  # no folds
+        result = _calibrate(alone, labelled, solo, rows)
         assert result["rows"] == min(400, int(rows.sum()))
         assert result["width_scale"] == pytest.approx(scale)
