@@ -22,6 +22,7 @@ import sys
 
 from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
+from raypz.pdf import POINT_ESTIMATES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="redshift",
         help="true-redshift column of --truth and --train (default: %(default)s)",
     )
+    p.add_argument(
+        "--point-estimate",
+        default="mode",
+        choices=POINT_ESTIMATES,
+        help="z_phot of the point metrics and bins: the PDF's mode (DESIGN 8), median or mean"
+        " (default: %(default)s)",
+    )
     p.add_argument("--no-plots", action="store_true", help="write metrics.json and report.md only")
     args = p.parse_args(argv)
     compare = {}
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         mag_band=args.mag_band,
         z_column=args.z_column,
         plots=not args.no_plots,
+        point_estimate=args.point_estimate,
     )
     evaluate_predictions(request)
     return 0

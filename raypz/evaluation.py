@@ -41,6 +41,8 @@ class EvaluationRequest:
         mag_band: band whose AB magnitude bins the metrics.
         z_column: true-redshift column of ``truth`` and ``train``.
         plots: write PNG plots as well as metrics.json and report.md.
+        point_estimate: z_phot of every model: "mode" (DESIGN 8), "median" or "mean" of the
+            PDF.
     """
 
     predictions: str
@@ -52,6 +54,7 @@ class EvaluationRequest:
     mag_band: str = "i"
     z_column: str = "redshift"
     plots: bool = True
+    point_estimate: str = "mode"
 
     def model_names(self) -> list[str]:
         """Every model the report will hold."""
@@ -135,7 +138,7 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         models["knn"] = _Scored(pred.grid, pdf, flags, z_spec, mag)
         inputs.update(notes)
 
-    config = EvalConfig()
+    config = EvalConfig(point_estimate=request.point_estimate)
     results, images = {}, []
     for name, s in models.items():
         results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config)

@@ -119,6 +119,29 @@ def _quantiles_of_cdf(c: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.n
     return out
 
 
+POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean")
+"""Point estimates :func:`point_estimate` can take from a PDF."""
+
+
+def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarray:
+    """One redshift per row of the PDFs (N, G): their ``kind`` (see :data:`POINT_ESTIMATES`).
+
+    The mode is DESIGN 8's z_phot. The median is robust where the mode is not: in a mixture
+    (an ensemble mean) whose members split between two redshift solutions, a narrow peak of
+    little mass can be the highest, and the mode follows it (``docs/catalog_results.md``).
+    """
+    if kind == "mode":
+        return grid.values[np.argmax(pdf, axis=1)] if len(pdf) else np.empty(0)
+    if kind == "median":
+        return quantiles(pdf, grid, (0.5,))[:, 0]
+    if kind == "mean":
+        w = _trapezoid_weights(grid.n, grid.dz)
+        mass, first = (np.asarray(pdf, dtype=np.float64) @ np.stack([w, grid.values * w], 1)).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return first / mass
+    raise ValueError(f"unknown point estimate {kind!r}; choose one of {POINT_ESTIMATES}")
+
+
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "z_mode",
     "z_mean",

@@ -22,6 +22,7 @@ from raypz.metrics import (
     nz_stacks,
     pit,
     pit_metrics,
+    point_estimates,
     scaled_residual,
     scorable_rows,
 )
@@ -61,8 +62,11 @@ def _density(ax, x: np.ndarray, y: np.ndarray, x_range, y_range, cmap: str) -> N
     ax.figure.colorbar(mesh, ax=ax, label="objects per cell")
 
 
-def plot_zphot_vs_zspec(z_phot: np.ndarray, z_spec: np.ndarray, path: str, title: str = "") -> str:
-    """Density of z_phot against z_spec with the 1:1 line and the |dz| = 0.15 outlier lines."""
+def plot_zphot_vs_zspec(
+    z_phot: np.ndarray, z_spec: np.ndarray, path: str, title: str = "", point: str = "mode"
+) -> str:
+    """Density of z_phot (the PDF's ``point`` estimate) against z_spec with the 1:1 line and
+    the |dz| = 0.15 outlier lines."""
     z_phot, z_spec = np.asarray(z_phot, float), np.asarray(z_spec, float)
     top = max(float(np.nanmax(z_spec, initial=0.0)), float(np.nanmax(z_phot, initial=0.0)), 0.1)
     fig = Figure(figsize=(5.5, 4.5))
@@ -74,7 +78,7 @@ def plot_zphot_vs_zspec(z_phot: np.ndarray, z_spec: np.ndarray, path: str, title
         ax.plot(line, line + sign * OUTLIER_DZ * (1 + line), "r--", lw=0.8)
     ax.plot([], [], "r--", lw=0.8, label=f"|dz| = {OUTLIER_DZ}")
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="z_spec (true redshift)")
-    ax.set(ylabel="z_phot (PDF mode)", title=title or "z_phot vs z_spec")
+    ax.set(ylabel=f"z_phot (PDF {point})", title=title or "z_phot vs z_spec")
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)
 
@@ -240,7 +244,7 @@ def make_all_plots(
     keep, _ = scorable_rows(pdf, z_spec, flags)
     pdf = pdf if keep.all() else np.asarray(pdf)[keep]
     z_spec = np.asarray(z_spec, float)[keep]
-    z_phot = grid.values[np.argmax(pdf, axis=1)] if z_spec.size else np.empty(0)
+    z_phot = point_estimates(pdf, grid, config.point_estimate, config.chunk_rows)
     u = pit(pdf, grid, z_spec, config.chunk_rows)
     prefix = f"{title}: " if title else ""
 
@@ -249,7 +253,11 @@ def make_all_plots(
 
     written = [
         plot_zphot_vs_zspec(
-            z_phot, z_spec, path("zphot_vs_zspec.png"), f"{prefix}z_phot vs z_spec"
+            z_phot,
+            z_spec,
+            path("zphot_vs_zspec.png"),
+            f"{prefix}z_phot vs z_spec",
+            config.point_estimate,
         ),
         plot_dz_vs_zspec(z_phot, z_spec, path("dz_vs_zspec.png"), f"{prefix}dz vs z_spec"),
     ]

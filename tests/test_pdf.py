@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raypz.pdf import ZGrid, cdf, cdf_at, normalize, quantiles, summarize
+from raypz.pdf import ZGrid, cdf, cdf_at, normalize, point_estimate, quantiles, summarize
 
 GRID = ZGrid(0.0, 3.5, 351)
 
@@ -65,3 +65,24 @@ def test_quantiles_of_a_bimodal_pdf():
     q = quantiles(pdf, GRID, (0.25, 0.75))[0]
     assert q[0] == pytest.approx(0.5, abs=0.005)  # each mode holds half the mass
     assert q[1] == pytest.approx(2.0, abs=0.005)
+
+
+def test_point_estimates_of_a_narrow_minor_and_a_broad_major_peak():
+    # 30% of the mass in a narrow peak at 0.2, 70% in a broad one at 2.5 (an ensemble whose
+    # members split between two solutions): the mode follows the narrow peak's height, the
+    # median and mean follow the mass.
+    narrow = gaussian(np.array([0.2]), np.array([0.01]))
+    broad = gaussian(np.array([2.5]), np.array([0.15]))
+    pdf = 0.3 * narrow + 0.7 * broad
+    assert point_estimate(pdf, GRID, "mode")[0] == pytest.approx(0.2, abs=1e-9)
+    # the median is the 0.5/0.7 quantile of the broad peak: 2.5 + 0.15 * Phi^-1(2/7)
+    assert point_estimate(pdf, GRID, "median")[0] == pytest.approx(2.5 - 0.15 * 0.566, abs=4e-3)
+    assert point_estimate(pdf, GRID, "mean")[0] == pytest.approx(0.3 * 0.2 + 0.7 * 2.5, abs=1e-3)
+    s = summarize(pdf, GRID)
+    for kind in ("mode", "median", "mean"):
+        assert point_estimate(pdf, GRID, kind)[0] == pytest.approx(s[f"z_{kind}"][0], abs=1e-5)
+
+
+def test_point_estimate_rejects_an_unknown_kind():
+    with pytest.raises(ValueError, match="unknown point estimate 'peak'"):
+        point_estimate(gaussian(np.array([1.0]), np.array([0.1])), GRID, "peak")

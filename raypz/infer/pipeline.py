@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -66,6 +66,9 @@ class InferenceSummary:
         seconds: wall time; rows_per_second: rows processed by this run / seconds.
         pdf_bytes_per_object: mean encoded PDF size (bytes, before Parquet compression).
         catalog_bytes_per_object: Parquet bytes on disk per row (all columns, compressed).
+        stage_seconds: wall time of each stage of this run: ``setup`` (Ray, model, input
+            checks), ``first_pass``, ``main_pass`` (predict and stage), ``merge``, ``finalize``
+            (metadata files, statistics); where the time goes when tuning a run.
     """
 
     output: str
@@ -82,10 +85,24 @@ class InferenceSummary:
     rows_per_second: float
     pdf_bytes_per_object: float
     catalog_bytes_per_object: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return asdict(self)
+
+
+class _StageClock:
+    """Wall time per stage: :meth:`lap` closes the stage that ran since the previous lap."""
+
+    def __init__(self, start: float) -> None:
+        self.last = start
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self.last, 2)
+        self.last = now
 
 
 class _PredictStage:
@@ -208,6 +225,8 @@ def _run(
     t0: float,
 ) -> InferenceSummary:
     """The body of :func:`run_inference` once the input is checked."""
+    clock = _StageClock(t0)
+    clock.lap("setup")
     cols = artifact.transform.columns
     root = staging.staging_root(output)
     fingerprint = staging.input_fingerprint(files, fs, artifact.model_hash)
@@ -220,6 +239,7 @@ def _run(
         histogram = _first_pass(files, fs, cols.ra, cols.dec, config.histogram_order)
         staging.save_histogram(root, histogram, fingerprint)
     plan = plan_partitions(histogram, config.max_rows_per_partition)
+    clock.lap("first_pass")
 
     done, stale = staging.finished_sources(root, expected, cols.object_id)
     staging.delete(stale, root)
@@ -266,6 +286,7 @@ def _run(
         staged = sum(t.num_rows for t in ray.get(ds.to_arrow_refs()))
         print(f"staged fragments: {staged}")
     rows_done = sum(expected[i] for i in pending)
+    clock.lap("main_pass")
 
     metadata = _provenance(artifact, input_path, config)
     to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
@@ -277,6 +298,7 @@ def _run(
             for k, n in to_merge
         ]
     )
+    clock.lap("merge")
     finalize_catalog(
         output,
         config.catalog_name,
@@ -288,6 +310,7 @@ def _run(
     partition_stats = ray.remote(num_cpus=0.25)(tasks.partition_stats)
     stats = ray.get([partition_stats.remote(output, k, n) for k, n in plan.pixels()])
     rows_out = int(plan.nrows.sum())
+    clock.lap("finalize")
     seconds = time.perf_counter() - t0
     summary = InferenceSummary(
         output=output,
@@ -304,6 +327,7 @@ def _run(
         rows_per_second=round(rows_done / seconds, 1),
         pdf_bytes_per_object=round(sum(s[1] for s in stats) / max(rows_out, 1), 1),
         catalog_bytes_per_object=round(sum(s[2] for s in stats) / max(rows_out, 1), 1),
+        stage_seconds=clock.seconds,
     )
     io.write_bytes_atomic(
         io.join(output, SUMMARY_FILE), json.dumps(summary.to_dict(), indent=2).encode()

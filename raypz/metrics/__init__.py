@@ -33,6 +33,7 @@ from raypz.metrics.scoring import (
     aggregate,
     binned,
     evaluate,
+    point_estimates,
     scorable_rows,
     score_rows,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "nz_stacks",
     "pit",
     "pit_metrics",
+    "point_estimates",
     "point_metrics",
     "read_table",
     "render_markdown",

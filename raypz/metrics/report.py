@@ -39,7 +39,7 @@ BINNED_METRICS: tuple[str, ...] = ("sigma_mad", "eta_0.15", "crps_mean")
 _BINNING_TITLES = {
     "mag": "magnitude (AB)",
     "z_spec": "true redshift",
-    "z_phot": "photometric redshift (PDF mode)",
+    "z_phot": "photometric redshift (z_phot)",
 }
 
 
@@ -119,6 +119,12 @@ def _nz_table(results: dict[str, dict]) -> str:
     return _table(header, rows)
 
 
+def _point_estimate(results: dict[str, dict]) -> str:
+    """What z_phot is in these results (all models are scored alike); "mode" for results
+    written before the choice existed."""
+    return next(iter(results.values()), {}).get("point_estimate", "mode")
+
+
 def render_markdown(
     results: dict[str, dict], inputs: dict | None = None, images: list[str] | None = None
 ) -> str:
@@ -135,8 +141,8 @@ def render_markdown(
     parts += [
         "## Headline",
         "",
-        "dz = (z_phot - z_spec)/(1 + z_spec), z_phot = PDF mode; coverage_P = fraction of "
-        "true redshifts inside the central P% interval.",
+        f"dz = (z_phot - z_spec)/(1 + z_spec), z_phot = PDF {_point_estimate(results)}; "
+        "coverage_P = fraction of true redshifts inside the central P% interval.",
         "",
         headline_table(results),
         "",

@@ -27,7 +27,7 @@ from raypz.metrics.pdf_metrics import (
     pit_metrics,
 )
 from raypz.metrics.point import point_metrics, scaled_residual
-from raypz.pdf import ZGrid
+from raypz.pdf import POINT_ESTIMATES, ZGrid, point_estimate
 
 
 def _increasing(name: str, edges: tuple[float, ...]) -> None:
@@ -46,6 +46,8 @@ class EvalConfig:
         coverage_levels: probability contents of the central intervals whose coverage is given.
         pit_extreme: PIT below this or above 1 minus this is a catastrophic PDF failure.
         chunk_rows: rows per chunk when evaluating CDFs (memory ~ a few chunk_rows x G floats).
+        point_estimate: z_phot of the point metrics, binning and tomographic bins: "mode"
+            (DESIGN 8), "median" or "mean" of each PDF.
     """
 
     mag_edges: tuple[float, ...] = (
@@ -68,6 +70,7 @@ class EvalConfig:
     coverage_levels: tuple[float, ...] = COVERAGE_LEVELS
     pit_extreme: float = PIT_EXTREME
     chunk_rows: int = CHUNK_ROWS
+    point_estimate: str = "mode"
 
     def __post_init__(self) -> None:
         for name in ("mag_edges", "z_edges", "tomo_edges"):
@@ -80,6 +83,11 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.pit_extreme must lie in (0, 0.5): {self.pit_extreme}")
         if self.chunk_rows < 1:
             raise ValueError(f"EvalConfig.chunk_rows must be >= 1: {self.chunk_rows}")
+        if self.point_estimate not in POINT_ESTIMATES:
+            raise ValueError(
+                f"EvalConfig.point_estimate must be one of {POINT_ESTIMATES}: "
+                f"{self.point_estimate!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ class RowScores:
     """Per-row scores of the scorable rows, each of shape (M,).
 
     Attributes:
-        z_phot: point estimate, the PDF mode (redshift).
+        z_phot: point estimate (redshift), the PDF mode unless stated.
         z_spec: true redshift.
         pit: CDF at the true redshift.
         crps: continuous ranked probability score (redshift units).
@@ -135,14 +143,29 @@ def scorable_rows(
     return keep, counts
 
 
+def point_estimates(
+    pdf: np.ndarray, grid: ZGrid, point: str = "mode", chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
+    """:func:`~raypz.pdf.point_estimate` of PDFs (M, G), ``chunk_rows`` rows at a time (the
+    median needs a float64 CDF per row)."""
+    out = np.empty(len(pdf))
+    for lo in range(0, len(pdf), chunk_rows):
+        out[lo : lo + chunk_rows] = point_estimate(pdf[lo : lo + chunk_rows], grid, point)
+    return out
+
+
 def score_rows(
-    grid: ZGrid, pdf: np.ndarray, z_spec: np.ndarray, chunk_rows: int = CHUNK_ROWS
+    grid: ZGrid,
+    pdf: np.ndarray,
+    z_spec: np.ndarray,
+    chunk_rows: int = CHUNK_ROWS,
+    point: str = "mode",
 ) -> RowScores:
-    """Mode, PIT and CRPS of scorable PDFs (M, G) at their true redshifts (M,)."""
+    """Point estimate (``point``: see :func:`~raypz.pdf.point_estimate`), PIT and CRPS of
+    scorable PDFs (M, G) at their true redshifts (M,)."""
     z_spec = np.asarray(z_spec, dtype=np.float64)
-    z_phot = grid.values[np.argmax(pdf, axis=1)] if len(z_spec) else np.empty(0)
     return RowScores(
-        z_phot=z_phot,
+        z_phot=point_estimates(pdf, grid, point, chunk_rows),
         z_spec=z_spec,
         pit=pit(pdf, grid, z_spec, chunk_rows),
         crps=crps(pdf, grid, z_spec, chunk_rows),
@@ -199,15 +222,18 @@ def evaluate(
         config: binning and metric settings.
 
     Returns:
-        A JSON-ready dict: the counts of :func:`scorable_rows`, ``flag_counts`` (rows per
+        A JSON-ready dict: the counts of :func:`scorable_rows`, ``point_estimate`` (what z_phot
+        is), ``flag_counts`` (rows per
         flag bit, when flags are given), ``overall`` (:func:`aggregate` of all scored rows),
         ``binned`` (``z_spec``, ``z_phot`` and, with ``mag``, ``mag``: see :func:`binned`) and
         ``nz`` (:func:`~raypz.metrics.nz_metrics` in ``config.tomo_edges``).
     """
     keep, counts = scorable_rows(pdf, z_spec, flags)
     kept_pdf = pdf if keep.all() else np.asarray(pdf)[keep]
-    scores = score_rows(grid, kept_pdf, np.asarray(z_spec)[keep], config.chunk_rows)
-    result: dict = dict(counts)
+    scores = score_rows(
+        grid, kept_pdf, np.asarray(z_spec)[keep], config.chunk_rows, config.point_estimate
+    )
+    result: dict = {**counts, "point_estimate": config.point_estimate}
     if flags is not None:
         result["flag_counts"] = fl.count_flags(flags)
     result["overall"] = aggregate(scores, config)

@@ -41,6 +41,9 @@ def test_every_input_object_appears_exactly_once(catalog, small_survey):
     assert summary.rows_in == summary.rows_out == len(ids) == 3000
     stored = json.loads(Path(out, SUMMARY_FILE).read_text())
     assert stored["rows_out"] == 3000 and stored["sources"] == 3
+    stages = ["setup", "first_pass", "main_pass", "merge", "finalize"]
+    assert list(stored["stage_seconds"]) == stages
+    assert sum(stored["stage_seconds"].values()) <= stored["seconds"] + 0.05
 
 
 def test_hats_layout_and_metadata(catalog, small_model):

@@ -14,7 +14,7 @@ import pytest
 from raypz import flags as fl
 from raypz.columns import DEFAULT_COLUMNS as C
 from raypz.columns import flux_to_mag
-from raypz.metrics import evaluate
+from raypz.metrics import EvalConfig, evaluate
 from raypz.pdf import ZGrid, normalize
 from raypz.predictions import predictions_table
 
@@ -115,6 +115,27 @@ def test_job_writes_metrics_report_and_plots(inputs, capsys):
     assert len(pngs) == 18 and "ensemble/pit.png" in pngs and "wide_model/nz.png" in pngs
     assert all(f"]({p})" in text for p in pngs)
     assert "| metric | ensemble | wide model | knn |" in capsys.readouterr().out
+
+
+def test_job_scores_the_chosen_point_estimate(inputs):
+    root = inputs["root"]
+    report = root / "report-median"
+    argv = ["--predictions", str(root / "ens"), "--truth", str(root / "truth.parquet")]
+    argv += ["--report", str(report), "--point-estimate", "median", "--no-plots"]
+    assert load_job().main(argv) == 0
+    got = json.loads((report / "metrics.json").read_text())["models"]["model"]
+    ens, truth = inputs["ens"].slice(0, 550), inputs["truth"].slice(0, 550)
+    pdf = np.stack(ens["pdf"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    expected = evaluate(
+        GRID,
+        pdf,
+        truth[C.redshift].to_numpy(),
+        flags=ens["flags"].to_numpy(),
+        config=EvalConfig(point_estimate="median"),
+    )
+    assert got["point_estimate"] == "median"
+    assert got["overall"]["sigma_mad"] == pytest.approx(expected["overall"]["sigma_mad"])
+    assert "z_phot = PDF median" in (report / "report.md").read_text()
 
 
 def test_job_rejects_clashing_names():

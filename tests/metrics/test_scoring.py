@@ -16,7 +16,7 @@ from raypz.metrics import (
     pit_metrics,
     point_metrics,
 )
-from raypz.pdf import ZGrid, normalize
+from raypz.pdf import ZGrid, normalize, quantiles
 
 GRID = ZGrid(0.0, 3.0, 301)
 
@@ -44,6 +44,17 @@ def test_overall_metrics_equal_the_metric_functions(rng):
     }
     assert result["overall"] == pytest.approx(expected)
     assert result["nz"] == nz_metrics(pdf, GRID, z_mode, z)
+
+
+def test_point_metrics_use_the_stated_point_estimate(rng):
+    pdf, z = gaussian_sample(rng, 300)
+    pdf = normalize(pdf + 0.5 * np.roll(pdf, 40, axis=1), GRID)  # skewed: mode != median
+    result = evaluate(GRID, pdf, z, config=EvalConfig(point_estimate="median", chunk_rows=64))
+    z_median = quantiles(pdf, GRID, (0.5,))[:, 0]
+    assert result["point_estimate"] == "median"
+    assert result["overall"]["sigma_mad"] == pytest.approx(point_metrics(z_median, z)["sigma_mad"])
+    assert result["overall"]["sigma_mad"] != evaluate(GRID, pdf, z)["overall"]["sigma_mad"]
+    assert result["nz"] == nz_metrics(pdf, GRID, z_median, z)
 
 
 def test_unscorable_rows_are_excluded_and_counted(rng):
@@ -91,6 +102,7 @@ def test_binned_counts_add_up(rng):
         {"mag_edges": (20.0, 19.0)},
         {"coverage_levels": (1.2,)},
         {"pit_extreme": 0.7},
+        {"point_estimate": "z_best"},
     ],
 )
 def test_config_is_validated(kwargs):
