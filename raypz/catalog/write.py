@@ -87,8 +87,9 @@ def write_fragment(
 ) -> str:
     """Stage the rows of one block that belong to partition ``(norder, npix)``.
 
-    Fragments are temporary: written fast (default Parquet settings), merged by
-    :func:`merge_partition`. Writing the same ``fragment_id`` again replaces the fragment.
+    Fragments are temporary: written fast (lz4, no dictionaries: the PDF bytes are unique per
+    row, so building a dictionary of them is wasted work), merged by :func:`merge_partition`.
+    Writing the same ``fragment_id`` again replaces the fragment.
 
     Returns:
         The path written.
@@ -96,7 +97,7 @@ def write_fragment(
     if not fragment_id or "/" in fragment_id or fragment_id.startswith((".", "_")):
         raise ValueError(f"fragment_id must be a plain file stem, got {fragment_id!r}")
     path = io.join(fragment_directory(staging_root, norder, npix), f"{fragment_id}.parquet")
-    io.write_bytes_atomic(path, _parquet_bytes(table))
+    io.write_bytes_atomic(path, _parquet_bytes(table, compression="lz4", use_dictionary=False))
     return path
 
 
@@ -108,7 +109,7 @@ def merge_partition(
     metadata: Mapping[str, str] | None = None,
     unique_column: str | None = None,
     zstd_level: int = ZSTD_LEVEL,
-) -> int:
+) -> pa.Table:
     """Merge the staged fragments of one partition into its partition file.
 
     With ``unique_column`` (e.g. ``objectId``, unique by the input contract) rows are sorted
@@ -118,7 +119,7 @@ def merge_partition(
     ``zstd_level`` is passed to :func:`write_partition`.
 
     Returns:
-        Rows written.
+        The rows written (e.g. for statistics, without reading the file back).
 
     Raises:
         FileNotFoundError: if no fragment was staged for the partition.
@@ -133,9 +134,10 @@ def merge_partition(
         table = table.take(pc.sort_indices(table, sort_keys=keys))
         if table.num_rows:
             first = run_starts(table[HEALPIX29_COLUMN].to_numpy(), table[unique_column].to_numpy())
-            table = table.take(pa.array(first))
+            if len(first) < table.num_rows:
+                table = table.take(pa.array(first))
     write_partition(root, norder, npix, table, metadata, zstd_level)
-    return table.num_rows
+    return table
 
 
 def _with_metadata(table: pa.Table, metadata: Mapping[str, str] | None) -> pa.Table:

@@ -2,8 +2,8 @@
 
     first pass   one task per file: coord_ra/coord_dec -> HEALPix histogram -> partition plan
                  (kept for reruns)
-    main pass    read_parquet (needed columns, path tag) -> CatalogPredictor actors (GPU if any)
-                 -> stage tasks: split rows by partition, write fragments named by source file
+    main pass    read_parquet (needed columns, path tag) -> CatalogPredictor actors (GPU if any),
+                 which split their rows by partition and write fragments named by source file
     merge        one task per partition: dedupe by objectId, sort by _healpix_29, write Npix=N
     finalize     properties, partition_info.csv, _metadata, _common_metadata, run summary
 
@@ -106,10 +106,23 @@ class _StageClock:
 
 
 class _PredictStage:
-    """Actor body: predictor + HEALPix index + source number for every row."""
+    """Actor body: predict a block, add the HEALPix index, and stage its rows as fragments.
+
+    Staging inside the actor keeps the predicted rows (~0.8 kB each with the PDF) out of the
+    object store: the block that leaves the actor is a few row counts. As a separate Ray Data
+    stage, those rows filled the object-store budget and stalled the actors behind it.
+    """
 
     def __init__(
-        self, model: str, device: str, files: list[str], ra: str, dec: str, threads: int
+        self,
+        model: str,
+        device: str,
+        files: list[str],
+        ra: str,
+        dec: str,
+        threads: int,
+        root: str,
+        plan,
     ) -> None:
         import torch
 
@@ -117,12 +130,13 @@ class _PredictStage:
         self.predictor = CatalogPredictor(model, device)
         self.files = pa.array(files)  # a row's source number: its path's index here
         self.ra, self.dec = ra, dec
+        self.root, self.plan = root, plan
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        src = pc.index_in(batch[tasks.PATH_COLUMN], value_set=self.files).cast(pa.int32())
+        src = pc.index_in(batch[tasks.PATH_COLUMN], value_set=self.files).to_numpy()
         out = self.predictor(batch.drop_columns([tasks.PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
-        return out.append_column(tasks.SOURCE_COLUMN, src)
+        return tasks.stage_block(out, src, self.root, self.plan)
 
 
 def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHistogram:
@@ -267,6 +281,8 @@ def _run(
                 "ra": cols.ra,
                 "dec": cols.dec,
                 "threads": threads,
+                "root": root,
+                "plan": plan,
             },
             batch_size=config.rows_per_batch(
                 artifact.cutouts.shape if artifact.cutouts is not None else None
@@ -275,13 +291,6 @@ def _run(
             compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_gpus=gpa,
             num_cpus=cpa,
-        )
-        ds = ds.map_batches(
-            tasks.stage_block,
-            batch_format="pyarrow",
-            batch_size=None,
-            num_cpus=0.25,
-            fn_kwargs={"root": root, "plan": plan},
         )
         staged = sum(t.num_rows for t in ray.get(ds.to_arrow_refs()))
         print(f"staged fragments: {staged}")
@@ -292,7 +301,7 @@ def _run(
     to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
     # a merge holds one partition a few times over: one per CPU bounds the memory
     merge = ray.remote(num_cpus=1)(tasks.merge_and_mark)
-    ray.get(
+    merged = ray.get(
         [
             merge.remote(root, output, k, n, metadata, cols.object_id, config.zstd_level)
             for k, n in to_merge
@@ -307,8 +316,11 @@ def _run(
         extra_properties={"obs_description": f"raypz photo-z PDFs ({artifact.model_id})"},
         plan=plan,
     )
+    # partitions merged by an earlier run are read back for their statistics
     partition_stats = ray.remote(num_cpus=0.25)(tasks.partition_stats)
-    stats = ray.get([partition_stats.remote(output, k, n) for k, n in plan.pixels()])
+    merged_now = set(to_merge)
+    earlier = [p for p in plan.pixels() if p not in merged_now]
+    stats = merged + ray.get([partition_stats.remote(output, k, n) for k, n in earlier])
     rows_out = int(plan.nrows.sum())
     clock.lap("finalize")
     seconds = time.perf_counter() - t0

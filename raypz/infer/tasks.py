@@ -31,16 +31,15 @@ from raypz.infer import staging
 PATH_COLUMN = "path"
 """Column Ray Data adds with ``include_paths=True``: the input file of each row."""
 
-SOURCE_COLUMN = "_src"
-"""Column carrying each row's input-file number from the predict stage to the stage task."""
 
+def stage_block(batch: pa.Table, sources: np.ndarray, root: str, plan) -> pa.Table:
+    """Write a block's rows as fragments, one per (source, partition); return row counts.
 
-def stage_block(batch: pa.Table, root: str, plan) -> pa.Table:
-    """Write a block's rows as fragments, one per (source, partition); return row counts."""
+    ``sources`` (N,) is each row's input-file number, which names its fragments.
+    """
     norders, npixs, rows = [], [], []
-    sources = batch[SOURCE_COLUMN].to_numpy()
     for src in np.unique(sources):
-        part = batch.filter(pa.array(sources == src)).drop_columns([SOURCE_COLUMN])
+        part = batch.filter(pa.array(sources == src))
         unique = uuid.uuid4().hex[:12]
         for norder, npix, piece in split_by_partition(part, plan):
             write_fragment(root, norder, npix, staging.fragment_id(int(src), unique), piece)
@@ -91,21 +90,27 @@ def merge_and_mark(
     metadata: dict,
     id_column: str,
     zstd_level: int,
-) -> int:
-    """Merge one partition's fragments into its catalog file and record which were merged."""
+) -> tuple[dict[str, int], int, int]:
+    """Merge one partition's fragments into its catalog file and record which were merged;
+    returns the partition's :func:`partition_stats`, taken from the merged rows."""
     fragments = io.list_parquet_files(fragment_directory(root, norder, npix))
-    rows = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level)
+    table = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level)
     io.write_bytes_atomic(
         staging.merged_marker(root, norder, npix), json.dumps(sorted(fragments)).encode()
     )
-    return rows
+    return _stats(table, output, norder, npix)
 
 
 def partition_stats(output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
     """Rows per named flag, encoded PDF bytes and file bytes of one partition file."""
-    path = partition_path(output, norder, npix)
-    fs, inner = io.resolve(path)
-    table = pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"])
+    fs, inner = io.resolve(partition_path(output, norder, npix))
+    return _stats(
+        pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"]), output, norder, npix
+    )
+
+
+def _stats(table: pa.Table, output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
+    fs, inner = io.resolve(partition_path(output, norder, npix))
     flagged = fl.count_flags(table["flags"].to_numpy())
     pdf_bytes = int(pc.sum(pc.binary_length(table["pdf"])).as_py() or 0) + 2 * table.num_rows
     return flagged, pdf_bytes, fs.get_file_info(inner).size

@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from raypz import io
+from raypz.infer import staging
 from raypz.predictions import read_predictions
 from raypz.sim import SurveyConfig
 from raypz.sim.survey import write_shard
@@ -64,11 +67,16 @@ def test_killed_job_rerun_equals_uninterrupted_run(tmp_path, artifact_fitter):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    files = io.list_parquet_files(str(survey))  # the job's input file numbering
+    expected = [pq.read_metadata(f).num_rows for f in files]
+    root = staging.staging_root(str(killed))
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline and proc.poll() is None:
-        staged = list((killed / "_staging").rglob("src*.parquet"))
-        if len({p.name.split("-")[0] for p in staged}) >= 2:  # two input files staged
-            break
+        try:
+            if staging.finished_sources(root, expected, "objectId")[0]:  # one file fully staged
+                break
+        except OSError:  # a fragment renamed or deleted while listed
+            pass
         time.sleep(0.2)
     assert proc.poll() is None, "the job finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the whole embedded Ray
