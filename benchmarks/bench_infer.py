@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -170,7 +171,9 @@ def plain_subprocess(inputs: Path, model: Path, out: Path, batch: int, threads: 
 
 
 def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
-    """Run jobs/infer_lsst.py in a subprocess; its summary plus the memory peaks."""
+    """Run jobs/infer_lsst.py in a subprocess into a fresh ``out`` (a finished catalog there
+    would make the run a no-op); its summary plus the memory peaks."""
+    shutil.rmtree(out, ignore_errors=True)
     cmd = [
         sys.executable,
         str(REPO / "jobs" / "infer_lsst.py"),
@@ -191,6 +194,7 @@ def ray_pipeline(inputs: Path, model: Path, out: Path, batch: int) -> dict:
         "peak_rss": rss,
         "peak_pss": pss,
         "pdf_bytes_per_object": summary["pdf_bytes_per_object"],
+        "stage_seconds": summary["stage_seconds"],
     }
 
 
@@ -303,6 +307,7 @@ def main() -> None:
         f" {ray['peak_pss'] / plain['peak_rss']:.2f}x by PSS sum (target <= 1.5);"
         f" PDF {ray['pdf_bytes_per_object']:.0f} bytes/object"
     )
+    print("  seconds per stage of the job:", ray["stage_seconds"])
     if a.large_rows:
         big = ray_pipeline(
             make_inputs(work, a.large_rows), model, work / "ray_catalog_large", a.batch_size

@@ -8,7 +8,9 @@ restarted job never finds half a file under a final name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,12 +34,14 @@ def write_partition(
     table: pa.Table,
     metadata: Mapping[str, str] | None = None,
     zstd_level: int = ZSTD_LEVEL,
+    rows: np.ndarray | None = None,
 ) -> str:
     """Write the rows of one HATS partition to ``root/dataset/Norder=K/Dir=D/Npix=N.parquet``.
 
     The file gets ``_healpix_29`` as its first column and its rows sorted by it (a stable
     sort, so ties keep their order), hats' encodings and compression, and the schema metadata
-    of ``table`` updated with ``metadata`` (z grid, provenance, ...).
+    of ``table`` updated with ``metadata`` (z grid, provenance, ...). Rows are taken from
+    ``table`` one row group at a time, so no sorted copy of the whole table is held.
 
     Args:
         root: catalog root, a local path or a URI such as ``s3://bucket/photoz``.
@@ -46,6 +50,8 @@ def write_partition(
         table: the partition's rows, with a ``_healpix_29`` int64 column.
         metadata: Parquet key-value metadata to add to the schema.
         zstd_level: compression level (see :data:`ZSTD_LEVEL`).
+        rows: indices of the rows of ``table`` to write, in the order to write them (sorted by
+            ``_healpix_29``, e.g. without repeated rows); None: every row.
 
     Returns:
         The path written.
@@ -67,14 +73,25 @@ def write_partition(
         )
     names = [HEALPIX29_COLUMN] + [n for n in table.column_names if n != HEALPIX29_COLUMN]
     table = _with_metadata(table.select(names), metadata)
-    if (index[1:] < index[:-1]).any():  # a merged partition comes sorted already
-        table = table.take(pc.sort_indices(table, sort_keys=[(HEALPIX29_COLUMN, "ascending")]))
+    if rows is None:
+        rows = np.arange(table.num_rows)
+        if (index[1:] < index[:-1]).any():
+            rows = np.argsort(index, kind="stable")
+    elif (np.diff(index[rows]) < 0).any():
+        raise ValueError("rows must list the table's rows in _healpix_29 order")
     kwargs = {**get_parquet_write_table_kwargs(table.schema), "compression_level": zstd_level}
+    group = kwargs.pop("row_group_size", PARTITION_ROW_GROUP)
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, table.schema, sorting_columns=[pq.SortingColumn(0)], **kwargs) as w:
+        for lo in range(0, max(len(rows), 1), group):
+            w.write_table(table.take(pa.array(rows[lo : lo + group])), row_group_size=group)
     path = partition_path(root, norder, npix)
-    io.write_bytes_atomic(
-        path, _parquet_bytes(table, sorting_columns=[pq.SortingColumn(0)], **kwargs)
-    )
+    io.write_bytes_atomic(path, sink.getvalue())
     return path
+
+
+PARTITION_ROW_GROUP = 100_000
+"""Rows per row group of a partition file when hats' write settings do not say."""
 
 
 def fragment_directory(staging_root: str, norder: int, npix: int) -> str:
@@ -101,6 +118,14 @@ def write_fragment(
     return path
 
 
+class MergedPartition(NamedTuple):
+    """What :func:`merge_partition` merged: ``table``, the staged rows in staging order, and
+    ``rows``, the indices of those written, in the file's order."""
+
+    table: pa.Table
+    rows: np.ndarray
+
+
 def merge_partition(
     staging_root: str,
     root: str,
@@ -109,7 +134,7 @@ def merge_partition(
     metadata: Mapping[str, str] | None = None,
     unique_column: str | None = None,
     zstd_level: int = ZSTD_LEVEL,
-) -> pa.Table:
+) -> MergedPartition:
     """Merge the staged fragments of one partition into its partition file.
 
     With ``unique_column`` (e.g. ``objectId``, unique by the input contract) rows are sorted
@@ -119,7 +144,8 @@ def merge_partition(
     ``zstd_level`` is passed to :func:`write_partition`.
 
     Returns:
-        The rows written (e.g. for statistics, without reading the file back).
+        The staged rows and which of them were written (e.g. for statistics, without reading
+        the file back).
 
     Raises:
         FileNotFoundError: if no fragment was staged for the partition.
@@ -129,15 +155,15 @@ def merge_partition(
     table = pa.concat_tables(
         [pq.read_table(f, filesystem=fs) for f in io.list_parquet_files(directory)]
     )
+    rows = None
     if unique_column is not None:
         keys = [(HEALPIX29_COLUMN, "ascending"), (unique_column, "ascending")]
-        table = table.take(pc.sort_indices(table, sort_keys=keys))
-        if table.num_rows:
-            first = run_starts(table[HEALPIX29_COLUMN].to_numpy(), table[unique_column].to_numpy())
-            if len(first) < table.num_rows:
-                table = table.take(pa.array(first))
-    write_partition(root, norder, npix, table, metadata, zstd_level)
-    return table
+        rows = pc.sort_indices(table, sort_keys=keys).to_numpy()
+        if len(rows):
+            index = table[HEALPIX29_COLUMN].to_numpy()[rows]
+            rows = rows[run_starts(index, table[unique_column].to_numpy()[rows])]
+    write_partition(root, norder, npix, table, metadata, zstd_level, rows)
+    return MergedPartition(table, np.arange(table.num_rows) if rows is None else rows)
 
 
 def _with_metadata(table: pa.Table, metadata: Mapping[str, str] | None) -> pa.Table:

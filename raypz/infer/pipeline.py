@@ -66,9 +66,10 @@ class InferenceSummary:
         seconds: wall time; rows_per_second: rows processed by this run / seconds.
         pdf_bytes_per_object: mean encoded PDF size (bytes, before Parquet compression).
         catalog_bytes_per_object: Parquet bytes on disk per row (all columns, compressed).
-        stage_seconds: wall time of each stage of this run: ``setup`` (Ray, model, input
-            checks), ``first_pass``, ``main_pass`` (predict and stage), ``merge``, ``finalize``
-            (metadata files, statistics); where the time goes when tuning a run.
+        stage_seconds: wall time of each stage of this run: ``setup`` (Ray if this call
+            starts it, model, input checks), ``first_pass``, ``main_pass`` (predict and
+            stage), ``merge``, ``finalize`` (metadata files, statistics); where the time goes
+            when tuning a run.
     """
 
     output: str

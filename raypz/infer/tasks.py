@@ -94,23 +94,26 @@ def merge_and_mark(
     """Merge one partition's fragments into its catalog file and record which were merged;
     returns the partition's :func:`partition_stats`, taken from the merged rows."""
     fragments = io.list_parquet_files(fragment_directory(root, norder, npix))
-    table = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level)
+    merged = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level)
     io.write_bytes_atomic(
         staging.merged_marker(root, norder, npix), json.dumps(sorted(fragments)).encode()
     )
-    return _stats(table, output, norder, npix)
+    rows = pa.array(merged.rows)
+    flags = merged.table["flags"].take(rows).to_numpy()
+    return _stats(flags, pc.binary_length(merged.table["pdf"]).take(rows), output, norder, npix)
 
 
 def partition_stats(output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
     """Rows per named flag, encoded PDF bytes and file bytes of one partition file."""
     fs, inner = io.resolve(partition_path(output, norder, npix))
-    return _stats(
-        pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"]), output, norder, npix
-    )
+    table = pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"])
+    return _stats(table["flags"].to_numpy(), pc.binary_length(table["pdf"]), output, norder, npix)
 
 
-def _stats(table: pa.Table, output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
+def _stats(
+    flags: np.ndarray, pdf_lengths, output: str, norder: int, npix: int
+) -> tuple[dict[str, int], int, int]:
+    """:func:`partition_stats` from a partition's flags (N,) and encoded PDF lengths (N,)."""
     fs, inner = io.resolve(partition_path(output, norder, npix))
-    flagged = fl.count_flags(table["flags"].to_numpy())
-    pdf_bytes = int(pc.sum(pc.binary_length(table["pdf"])).as_py() or 0) + 2 * table.num_rows
-    return flagged, pdf_bytes, fs.get_file_info(inner).size
+    pdf_bytes = int(pc.sum(pdf_lengths).as_py() or 0) + 2 * len(flags)  # + uint16 pdf_start
+    return fl.count_flags(flags), pdf_bytes, fs.get_file_info(inner).size

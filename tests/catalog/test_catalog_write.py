@@ -147,6 +147,25 @@ def test_write_partition_checks_its_rows(tmp_path, patch_rows):
         write_partition(root, 0, 5, rows)  # the patch lies in base pixel 4
 
 
+def test_write_partition_writes_the_given_rows_in_row_groups(tmp_path, patch_rows, monkeypatch):
+    import raypz.catalog.write as write
+
+    hats_kwargs = write.get_parquet_write_table_kwargs
+    monkeypatch.setattr(  # row groups of 500 rows instead of hats' 100k
+        write, "get_parquet_write_table_kwargs", lambda s: {**hats_kwargs(s), "row_group_size": 500}
+    )
+    rows = with_healpix29(patch_rows, "coord_ra", "coord_dec")
+    index = rows["_healpix_29"].to_numpy()
+    root = str(tmp_path / "cat")
+    with pytest.raises(ValueError, match="_healpix_29 order"):
+        write_partition(root, 0, 4, rows, rows=np.arange(rows.num_rows)[::-1])
+    keep = np.argsort(index, kind="stable")[::2]  # every other row, sorted
+    path = write_partition(root, 0, 4, rows, rows=keep)
+    written = pq.read_table(path)
+    assert written["objectId"].to_pylist() == rows["objectId"].take(keep).to_pylist()
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 1500 rows
+
+
 def test_a_failed_write_leaves_nothing(tmp_path, patch_rows, monkeypatch):
     rows = with_healpix29(patch_rows, "coord_ra", "coord_dec").slice(0, 1)
     npix = int(rows["_healpix_29"][0].as_py()) >> 2 * 29
