@@ -74,20 +74,48 @@ def write_partition(
     names = [HEALPIX29_COLUMN] + [n for n in table.column_names if n != HEALPIX29_COLUMN]
     table = _with_metadata(table.select(names), metadata)
     if rows is None:
-        rows = np.arange(table.num_rows)
-        if (index[1:] < index[:-1]).any():
-            rows = np.argsort(index, kind="stable")
-    elif (np.diff(index[rows]) < 0).any():
+        rows = np.argsort(index, kind="stable")
+    rows = np.asarray(rows, dtype=np.int64)  # sort_indices gives uint64
+    if (np.diff(index[rows]) < 0).any():
         raise ValueError("rows must list the table's rows in _healpix_29 order")
     kwargs = {**get_parquet_write_table_kwargs(table.schema), "compression_level": zstd_level}
     group = kwargs.pop("row_group_size", PARTITION_ROW_GROUP)
+    source = _RowTaker(table)
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, table.schema, sorting_columns=[pq.SortingColumn(0)], **kwargs) as w:
         for lo in range(0, max(len(rows), 1), group):
-            w.write_table(table.take(pa.array(rows[lo : lo + group])), row_group_size=group)
+            w.write_table(source.take(rows[lo : lo + group]), row_group_size=group)
     path = partition_path(root, norder, npix)
     io.write_bytes_atomic(path, sink.getvalue())
     return path
+
+
+class _RowTaker:
+    """Rows of a table by index, taken chunk by chunk.
+
+    Arrow's ``take`` on a table of many chunks (one per staged fragment) first concatenates
+    every chunk of a binary column: for the PDF column of a 1e6-row partition that was a
+    0.7 GB copy and 1.7 s per row group. Taking from each chunk and reordering the small
+    result costs one row group.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        self.schema = table.schema
+        self.batches = table.to_batches()  # zero-copy views of the chunks
+        self.starts = np.cumsum([0] + [b.num_rows for b in self.batches])
+
+    def take(self, rows: np.ndarray) -> pa.Table:
+        """The rows ``rows`` (global indices), in that order."""
+        which = np.searchsorted(self.starts, rows, side="right") - 1
+        pieces = [
+            self.batches[b].take(pa.array(rows[which == b] - self.starts[b]))
+            for b in np.unique(which)
+        ]
+        grouped = pa.Table.from_batches(pieces, self.schema).combine_chunks()
+        by_batch = np.argsort(which, kind="stable")  # the order of ``grouped``
+        inverse = np.empty_like(by_batch)
+        inverse[by_batch] = np.arange(len(by_batch))
+        return grouped.take(pa.array(inverse))
 
 
 PARTITION_ROW_GROUP = 100_000
