@@ -106,13 +106,17 @@ class _RowTaker:
 
     def take(self, rows: np.ndarray) -> pa.Table:
         """The rows ``rows`` (global indices), in that order."""
-        which = np.searchsorted(self.starts, rows, side="right") - 1
+        which = np.searchsorted(self.starts, rows, side="right") - 1  # each row's chunk
+        by_batch = np.argsort(which, kind="stable")  # rows grouped by chunk: ``grouped``
+        chunk = which[by_batch]
+        local = rows[by_batch] - self.starts[chunk]
+        cuts = np.flatnonzero(np.diff(chunk)) + 1
         pieces = [
-            self.batches[b].take(pa.array(rows[which == b] - self.starts[b]))
-            for b in np.unique(which)
+            self.batches[int(chunk[lo])].take(pa.array(part))
+            for lo, part in zip(np.r_[0, cuts], np.split(local, cuts), strict=True)
+            if len(part)
         ]
         grouped = pa.Table.from_batches(pieces, self.schema).combine_chunks()
-        by_batch = np.argsort(which, kind="stable")  # the order of ``grouped``
         inverse = np.empty_like(by_batch)
         inverse[by_batch] = np.arange(len(by_batch))
         return grouped.take(pa.array(inverse))

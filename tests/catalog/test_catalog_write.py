@@ -155,6 +155,8 @@ def test_write_partition_writes_the_given_rows_in_row_groups(tmp_path, patch_row
         write, "get_parquet_write_table_kwargs", lambda s: {**hats_kwargs(s), "row_group_size": 500}
     )
     rows = with_healpix29(patch_rows, "coord_ra", "coord_dec")
+    rows = pa.concat_tables([rows.slice(0, 700), rows.slice(700, 1000), rows.slice(1700)])
+    assert rows["pdf"].num_chunks == 3  # as staged fragments are: rows come chunk by chunk
     index = rows["_healpix_29"].to_numpy()
     root = str(tmp_path / "cat")
     with pytest.raises(ValueError, match="_healpix_29 order"):
