@@ -32,6 +32,7 @@ import raypz
 from raypz import compact, io
 from raypz import flags as fl
 from raypz.catalog import (
+    PartitionPlan,
     PixelHistogram,
     finalize_catalog,
     partition_path,
@@ -123,7 +124,7 @@ class _PredictStage:
         dec: str,
         threads: int,
         root: str,
-        plan,
+        plan: PartitionPlan,
     ) -> None:
         import torch
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from raypz import flags as fl
 from raypz import io
 from raypz.catalog import (
+    PartitionPlan,
     PixelHistogram,
     healpix29,
     merge_partition,
@@ -32,7 +33,7 @@ PATH_COLUMN = "path"
 """Column Ray Data adds with ``include_paths=True``: the input file of each row."""
 
 
-def stage_block(batch: pa.Table, sources: np.ndarray, root: str, plan) -> pa.Table:
+def stage_block(batch: pa.Table, sources: np.ndarray, root: str, plan: PartitionPlan) -> pa.Table:
     """Write a block's rows as fragments, one per (source, partition); return row counts.
 
     ``sources`` (N,) is each row's input-file number, which names its fragments.
