@@ -75,9 +75,10 @@ def write_partition(
     table = _with_metadata(table.select(names), metadata)
     if rows is None:
         rows = np.argsort(index, kind="stable")
-    rows = np.asarray(rows, dtype=np.int64)  # sort_indices gives uint64
-    if (np.diff(index[rows]) < 0).any():
-        raise ValueError("rows must list the table's rows in _healpix_29 order")
+    else:
+        rows = np.asarray(rows, dtype=np.int64)  # sort_indices gives uint64
+        if (np.diff(index[rows]) < 0).any():
+            raise ValueError("rows must list the table's rows in _healpix_29 order")
     kwargs = {**get_parquet_write_table_kwargs(table.schema), "compression_level": zstd_level}
     group = kwargs.pop("row_group_size", PARTITION_ROW_GROUP)
     source = _RowTaker(table)

@@ -100,21 +100,24 @@ def merge_and_mark(
         staging.merged_marker(root, norder, npix), json.dumps(sorted(fragments)).encode()
     )
     rows = pa.array(merged.rows)
-    flags = merged.table["flags"].take(rows).to_numpy()
-    return _stats(flags, pc.binary_length(merged.table["pdf"]).take(rows), output, norder, npix)
+    fs, inner = io.resolve(partition_path(output, norder, npix))
+    return _stats(
+        merged.table["flags"].take(rows).to_numpy(),
+        pc.binary_length(merged.table["pdf"]).take(rows),
+        fs.get_file_info(inner).size,
+    )
 
 
 def partition_stats(output: str, norder: int, npix: int) -> tuple[dict[str, int], int, int]:
     """Rows per named flag, encoded PDF bytes and file bytes of one partition file."""
     fs, inner = io.resolve(partition_path(output, norder, npix))
     table = pq.read_table(inner, filesystem=fs, columns=["flags", "pdf"])
-    return _stats(table["flags"].to_numpy(), pc.binary_length(table["pdf"]), output, norder, npix)
+    flags, lengths = table["flags"].to_numpy(), pc.binary_length(table["pdf"])
+    return _stats(flags, lengths, fs.get_file_info(inner).size)
 
 
-def _stats(
-    flags: np.ndarray, pdf_lengths, output: str, norder: int, npix: int
-) -> tuple[dict[str, int], int, int]:
-    """:func:`partition_stats` from a partition's flags (N,) and encoded PDF lengths (N,)."""
-    fs, inner = io.resolve(partition_path(output, norder, npix))
+def _stats(flags: np.ndarray, pdf_lengths, file_bytes: int) -> tuple[dict[str, int], int, int]:
+    """:func:`partition_stats` from a partition's flags (N,), encoded PDF lengths (N,) and
+    file size."""
     pdf_bytes = int(pc.sum(pdf_lengths).as_py() or 0) + 2 * len(flags)  # + uint16 pdf_start
-    return fl.count_flags(flags), pdf_bytes, fs.get_file_info(inner).size
+    return fl.count_flags(flags), pdf_bytes, file_bytes
