@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -66,17 +67,73 @@ def normalize(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
         return np.where(norm[:, None] > 0, pdf / norm[:, None], 0.0)
 
 
+class _Cumulative:
+    """Trapezoid cumulative integrals of PDF rows (N, G), kept unnormalised, for CDF values,
+    quantiles and interpolation without materialising a normalised (N, G) CDF.
+
+    ``sums[:, k]`` is twice the integral from the first grid point to point k + 1, in units of
+    dz (dz and the factor 2 cancel in the normalisation); ``total`` is the last column. CDF
+    values are ``sums / total``, and the CDF is 0 at the first grid point.
+    """
+
+    def __init__(self, pdf: np.ndarray, grid: ZGrid) -> None:
+        pdf = np.asarray(pdf)
+        self.grid = grid
+        steps = np.add(pdf[:, 1:], pdf[:, :-1], dtype=np.float64)  # (N, G - 1)
+        # torch's cumsum along rows is 3x faster than numpy's (a scalar loop), same result
+        torch.cumsum(torch.from_numpy(steps), dim=1, out=torch.from_numpy(steps))
+        self.sums = steps
+        self.total = steps[:, -1].copy() if len(steps) else np.zeros(0)
+        self.rows = np.arange(len(steps))
+
+    def at_index(self, j: np.ndarray) -> np.ndarray:
+        """CDF of row i at grid indices ``j[i]`` (j: (N,) or (N, Q)); 0 for rows without
+        mass."""
+        rows = self.rows if j.ndim == 1 else self.rows[:, None]
+        total = self.total if j.ndim == 1 else self.total[:, None]
+        value = self.sums[rows, np.maximum(j - 1, 0)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((j > 0) & (total > 0), value / total, 0.0)
+
+    def full(self) -> np.ndarray:
+        """The normalised CDF at every grid point, (N, G)."""
+        out = np.zeros((len(self.total), self.grid.n))
+        np.divide(self.sums, self.total[:, None], out=out[:, 1:], where=self.total[:, None] > 0)
+        return out
+
+    def quantiles(self, qs: tuple[float, ...]) -> np.ndarray:
+        """Redshift quantiles of each row, (N, len(qs)), linear inside a grid interval.
+
+        The grid interval comes from one binary search over all rows at once: row i's sums
+        are shifted by ``i * span`` (span > every total), which makes the flattened array
+        non-decreasing; the search finds each row's first grid index whose CDF is >= q.
+        """
+        n_grid, q = self.grid.n, np.asarray(qs, dtype=np.float64)
+        shift = (float(self.total.max(initial=0.0)) + 1.0) * self.rows
+        flat = (self.sums + shift[:, None]).ravel()
+        found = np.searchsorted(flat, (self.total[:, None] * q + shift[:, None]).ravel())
+        hi = found.reshape(-1, len(q)) - (self.rows * (n_grid - 1))[:, None] + 1
+        hi = np.clip(hi, 1, n_grid - 1)  # (N, Q): first grid index with CDF >= q
+        c_lo, c_hi = self.at_index(hi - 1), self.at_index(hi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(c_hi > c_lo, (q - c_lo) / (c_hi - c_lo), 0.0)
+        return self.grid.values[hi - 1] + np.clip(frac, 0.0, 1.0) * self.grid.dz
+
+    def at(self, z: np.ndarray) -> np.ndarray:
+        """CDF of row i at its own redshift ``z[i]``, linear between grid points (clipped to
+        the grid); a non-finite ``z[i]`` gives NaN."""
+        grid = self.grid
+        finite = np.isfinite(z)
+        pos = np.clip((np.where(finite, z, grid.z_min) - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
+        lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
+        frac = pos - lo
+        out = (1 - frac) * self.at_index(lo) + frac * self.at_index(lo + 1)
+        return np.where(finite, out, np.nan)
+
+
 def cdf(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     """Cumulative distribution at each grid point, shape (N, G), from 0 to 1 (trapezoid rule)."""
-    pdf = np.asarray(pdf, dtype=np.float64)
-    # trapezoid partial sums: sum_{i<=j} p_i - (p_0 + p_j) / 2, in units of dz (dz cancels in
-    # the normalisation)
-    out = np.cumsum(pdf, axis=1)
-    half = 0.5 * pdf
-    half += half[:, :1]
-    out -= half
-    total = out[:, -1:].copy()
-    return np.divide(out, total, out=out, where=total > 0)
+    return _Cumulative(pdf, grid).full()
 
 
 def cdf_at(pdf: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
@@ -84,39 +141,12 @@ def cdf_at(pdf: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
 
     This is the PIT value when ``z`` is the true redshift.
     """
-    return _interp_rows(cdf(pdf, grid), grid, np.asarray(z, dtype=np.float64))
-
-
-def _interp_rows(values: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
-    """Row i of ``values`` (N, G) linearly interpolated at ``z[i]`` (clipped to the grid).
-
-    A non-finite ``z[i]`` gives NaN (instead of an invalid integer cast and an IndexError).
-    """
-    finite = np.isfinite(z)
-    pos = np.clip((np.where(finite, z, grid.z_min) - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
-    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
-    frac = pos - lo
-    rows = np.arange(values.shape[0])
-    out = (1 - frac) * values[rows, lo] + frac * values[rows, lo + 1]
-    return np.where(finite, out, np.nan)
+    return _Cumulative(pdf, grid).at(np.asarray(z, dtype=np.float64))
 
 
 def quantiles(pdf: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray:
     """Redshift quantiles of each row, shape (N, len(qs)), linear inside a grid interval."""
-    return _quantiles_of_cdf(cdf(pdf, grid), grid, qs)
-
-
-def _quantiles_of_cdf(c: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray:
-    z = grid.values
-    out = np.empty((c.shape[0], len(qs)))
-    rows = np.arange(c.shape[0])
-    for j, q in enumerate(qs):
-        hi = np.clip((c < q).sum(axis=1), 1, grid.n - 1)  # first index with cdf >= q
-        c_lo, c_hi = c[rows, hi - 1], c[rows, hi]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.where(c_hi > c_lo, (q - c_lo) / (c_hi - c_lo), 0.0)
-        out[:, j] = z[hi - 1] + np.clip(frac, 0.0, 1.0) * grid.dz
-    return out
+    return _Cumulative(pdf, grid).quantiles(qs)
 
 
 POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean")
@@ -162,15 +192,15 @@ def summarize(pdf: np.ndarray, grid: ZGrid, odds_width: float = 0.06) -> dict[st
     ``odds`` is the PDF mass within +-odds_width (1 + z_mode) of the mode. Intervals are
     central (16-84% and 2.5-97.5% quantiles). Values are float32 arrays of shape (N,).
     """
-    pdf = np.asarray(pdf, dtype=np.float64)
     z = grid.values
     w = _trapezoid_weights(grid.n, grid.dz)
     mode = z[np.argmax(pdf, axis=1)]
-    mass, mean, second = (pdf @ np.stack([w, z * w, z * z * w], axis=1)).T  # one pass
+    moments = np.stack([w, z * w, z * z * w], axis=1)
+    mass, mean, second = (np.asarray(pdf, dtype=np.float64) @ moments).T  # one pass
     var = second - 2 * mean * mean + mean * mean * mass  # integral of p (z - mean)^2
-    c = cdf(pdf, grid)
-    q = _quantiles_of_cdf(c, grid, (0.5, 0.16, 0.84, 0.025, 0.975))
+    c = _Cumulative(pdf, grid)
+    q = c.quantiles((0.5, 0.16, 0.84, 0.025, 0.975))
     half = odds_width * (1 + mode)
-    odds = _interp_rows(c, grid, mode + half) - _interp_rows(c, grid, mode - half)
+    odds = c.at(mode + half) - c.at(mode - half)
     cols = (mode, mean, q[:, 0], np.sqrt(np.maximum(var, 0)), *q[:, 1:].T, odds)
     return {name: col.astype(np.float32) for name, col in zip(SUMMARY_COLUMNS, cols, strict=True)}

