@@ -7,9 +7,9 @@
 Both paths use the same 5-member artifact (default CatalogNet architecture, MDN head) on the
 same simulated object shards. Printed, nothing asserted:
 
-* plain loop: pyarrow iter_batches -> CatalogPredictor -> Parquet writer, in one process,
-  with 1 torch thread and with one per core; its rows/s and peak RSS. The faster of the two
-  is the baseline the Ray pipeline is compared with;
+* plain loop: pyarrow iter_batches -> CatalogPredictor -> Parquet writer (the pipeline's
+  staging settings), in one process, with 1 torch thread and with one per core; its rows/s
+  and peak RSS. The faster of the two is the baseline the Ray pipeline is compared with;
 * Ray pipeline: ``jobs/infer_lsst.py`` in a subprocess (embedded Ray), rows/s over its whole
   run and the peak of the summed RSS of the job process and its descendants (the whole embedded Ray
   session), sampled every 0.2 s;
@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 import torch
 
 from raypz import io
+from raypz.catalog.write import FRAGMENT_WRITE_OPTIONS
 from raypz.features import FeatureTransform, flux_arrays
 from raypz.infer import CatalogPredictor
 from raypz.models import CatalogNet, CatalogNetConfig, save_artifact
@@ -109,14 +110,15 @@ def make_artifact(workdir: Path, inputs: Path, members: int) -> Path:
 
 
 def plain_loop(inputs: Path, model: Path, out: Path, batch: int, threads: int) -> dict:
-    """Rows/s of read -> predict -> write in this process."""
+    """Rows/s of read -> predict -> write in this process, written with the Ray pipeline's
+    staging settings (the same Parquet work per row as its predictor actors do)."""
     torch.set_num_threads(threads)
     predictor = CatalogPredictor(str(model), device="cpu")
     out.mkdir(parents=True, exist_ok=True)
     t0, rows = time.perf_counter(), 0
     for f in sorted(inputs.glob("*.parquet")):
         reader = pq.ParquetFile(f)
-        with pq.ParquetWriter(out / f.name, predictor.schema) as writer:
+        with pq.ParquetWriter(out / f.name, predictor.schema, **FRAGMENT_WRITE_OPTIONS) as writer:
             for b in reader.iter_batches(batch_size=batch, columns=predictor.input_columns):
                 result = predictor(pa.Table.from_batches([b]))
                 writer.write_table(result)

@@ -109,10 +109,13 @@ class _Cumulative:
         non-decreasing; the search finds each row's first grid index whose CDF is >= q.
         """
         n_grid, q = self.grid.n, np.asarray(qs, dtype=np.float64)
+        order = np.argsort(q)  # ascending keys: each search starts where the last ended
         shift = (float(self.total.max(initial=0.0)) + 1.0) * self.rows
         flat = (self.sums + shift[:, None]).ravel()
-        found = np.searchsorted(flat, (self.total[:, None] * q + shift[:, None]).ravel())
-        hi = found.reshape(-1, len(q)) - (self.rows * (n_grid - 1))[:, None] + 1
+        keys = self.total[:, None] * q[order] + shift[:, None]
+        found = np.empty((len(self.rows), len(q)), dtype=np.int64)
+        found[:, order] = np.searchsorted(flat, keys.ravel()).reshape(-1, len(q))
+        hi = found - (self.rows * (n_grid - 1))[:, None] + 1
         hi = np.clip(hi, 1, n_grid - 1)  # (N, Q): first grid index with CDF >= q
         c_lo, c_hi = self.at_index(hi - 1), self.at_index(hi)
         with np.errstate(invalid="ignore", divide="ignore"):

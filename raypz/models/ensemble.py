@@ -14,6 +14,7 @@ import torch
 from raypz import flags as fl
 from raypz.models.artifact import ModelArtifact
 from raypz.models.catalog_net import CatalogNet
+from raypz.models.folding import fold_batch_norms
 from raypz.models.image_net import ImageNet
 
 DISAGREEMENT_DZ = 0.1
@@ -55,7 +56,9 @@ class EnsemblePredictor:
     def __init__(self, artifact: ModelArtifact, device: str = "auto") -> None:
         self.artifact = artifact
         self.device = pick_device(device)
-        self.members: list[CatalogNet | ImageNet] = artifact.build_members(self.device)
+        self.members: list[CatalogNet | ImageNet] = [
+            fold_batch_norms(m) for m in artifact.build_members(self.device)
+        ]
         self.z_grid = torch.tensor(artifact.grid.values, dtype=torch.float32, device=self.device)
         self.uses_images = artifact.cutouts is not None
         if self.uses_images and self.device.type == "cuda":
@@ -95,7 +98,7 @@ class EnsemblePredictor:
             total += pdf
         spread = (modes.max(dim=0).values - modes.min(dim=0).values) / (1 + modes.mean(dim=0))
         flags = np.where(spread.cpu().numpy() > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0)
-        return (total / len(self.members)).cpu().numpy(), flags.astype(np.int32)
+        return total.div_(len(self.members)).cpu().numpy(), flags.astype(np.int32)
 
     @torch.inference_mode()
     def head_outputs(
