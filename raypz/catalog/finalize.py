@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import hats
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from hats.catalog import PartitionInfo, TableProperties
-from hats.io.skymap import write_skymap
-from hats.pixel_math import HealpixPixel
 
 import raypz
 from raypz import io
@@ -92,6 +88,12 @@ def finalize_catalog(
         ValueError: no partition files, a stray file in ``dataset/``, partitions whose
             schemas differ, or partitions that disagree with ``plan``.
     """
+    # hats takes 1.6 s to import: only the driver, which finalises, pays for it
+    import hats
+    from hats.catalog import PartitionInfo, TableProperties
+    from hats.io.skymap import write_skymap
+    from hats.pixel_math import HealpixPixel
+
     files = _partition_files(root)
     fs, _ = io.resolve(root)
     with ThreadPoolExecutor(_FOOTER_READERS) as pool:

@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from hats.io.file_io.file_io import get_parquet_write_table_kwargs
 
 from raypz import io
 from raypz.catalog._runs import run_starts
@@ -79,6 +78,8 @@ def write_partition(
         rows = np.asarray(rows, dtype=np.int64)  # sort_indices gives uint64
         if (np.diff(index[rows]) < 0).any():
             raise ValueError("rows must list the table's rows in _healpix_29 order")
+    from hats.io.file_io.file_io import get_parquet_write_table_kwargs  # slow import: here only
+
     kwargs = {**get_parquet_write_table_kwargs(table.schema), "compression_level": zstd_level}
     group = kwargs.pop("row_group_size", PARTITION_ROW_GROUP)
     source = _RowTaker(table)

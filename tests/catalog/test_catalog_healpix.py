@@ -10,7 +10,14 @@ import pyarrow as pa
 import pytest
 from astropy.coordinates import Latitude, Longitude
 
-from raypz.catalog import PixelHistogram, healpix29, pixel_at_order, with_healpix29
+from raypz.catalog import (
+    HEALPIX29_COLUMN,
+    HEALPIX29_ORDER,
+    PixelHistogram,
+    healpix29,
+    pixel_at_order,
+    with_healpix29,
+)
 
 
 def sphere_points(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,6 +36,12 @@ def test_matches_cdshealpix_at_order_29_and_coarser(rng):
     np.testing.assert_array_equal(
         pixel_at_order(index, 10), cdshealpix.lonlat_to_healpix(lon, lat, 10)
     )
+
+
+def test_column_name_and_order_are_hats_spatial_index():
+    from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER
+
+    assert (HEALPIX29_COLUMN, HEALPIX29_ORDER) == (SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER)
 
 
 def test_matches_the_index_lsdb_builds(rng):

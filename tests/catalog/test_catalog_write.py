@@ -148,11 +148,13 @@ def test_write_partition_checks_its_rows(tmp_path, patch_rows):
 
 
 def test_write_partition_writes_the_given_rows_in_row_groups(tmp_path, patch_rows, monkeypatch):
-    import raypz.catalog.write as write
+    import hats.io.file_io.file_io as hats_io  # where write_partition takes its settings
 
-    hats_kwargs = write.get_parquet_write_table_kwargs
+    hats_kwargs = hats_io.get_parquet_write_table_kwargs
     monkeypatch.setattr(  # row groups of 500 rows instead of hats' 100k
-        write, "get_parquet_write_table_kwargs", lambda s: {**hats_kwargs(s), "row_group_size": 500}
+        hats_io,
+        "get_parquet_write_table_kwargs",
+        lambda s: {**hats_kwargs(s), "row_group_size": 500},
     )
     rows = with_healpix29(patch_rows, "coord_ra", "coord_dec")
     rows = pa.concat_tables([rows.slice(0, 700), rows.slice(700, 1000), rows.slice(1700)])
