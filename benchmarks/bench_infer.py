@@ -140,9 +140,10 @@ def _tree_memory(root: psutil.Process) -> tuple[int, int]:
     return rss, pss
 
 
-def run_measured(cmd: list[str]) -> tuple[str, float, int, int]:
-    """Run ``cmd``; its output, wall seconds and the peaks of summed RSS and PSS (bytes)."""
-    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, float, int, int]:
+    """Run ``cmd`` (with extra ``env``); its output, wall seconds and the peaks of summed RSS
+    and PSS (bytes)."""
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", **(env or {})}
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak, stop = [0, 0], threading.Event()
@@ -164,10 +165,16 @@ def run_measured(cmd: list[str]) -> tuple[str, float, int, int]:
 
 
 def plain_subprocess(inputs: Path, model: Path, out: Path, batch: int, threads: int) -> dict:
-    """:func:`plain_loop` in a fresh process, so its memory is measured like Ray's."""
+    """:func:`plain_loop` in a fresh process, so its memory is measured like Ray's.
+
+    numpy's BLAS (used for the PDF moments) gets ``threads`` threads too, as Ray gives its
+    workers OMP_NUM_THREADS: by default OpenBLAS starts one thread per core, which made the
+    1-thread loop use both cores and, side by side with another process, halved both.
+    """
     cmd = [sys.executable, __file__, "--plain", str(inputs), str(model), str(out)]
     cmd += ["--batch-size", str(batch), "--threads", str(threads)]
-    log, _, rss, pss = run_measured(cmd)
+    blas = {"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    log, _, rss, pss = run_measured(cmd, env=blas)
     result = json.loads(log.strip().splitlines()[-1])
     return {**result, "peak_rss": rss, "peak_pss": pss}
 
