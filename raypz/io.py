@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -93,25 +95,36 @@ def read_bytes(path: str) -> bytes:
 
 def write_bytes_atomic(path: str, data: bytes | pa.Buffer) -> None:
     """Write a file whole so that readers never see it half-written (``data``: bytes or an Arrow
-    buffer, written without a copy).
+    buffer)."""
+    with atomic_output(path) as f:
+        f.write(data)
 
-    Local files are written to a temporary name and renamed; object stores make a single PUT
-    visible atomically already.
+
+@contextmanager
+def atomic_output(path: str) -> Iterator[pa.NativeFile]:
+    """An output stream for ``path`` whose file appears whole, and only if the block finishes
+    without an error.
+
+    Local files (also shared filesystems on HPC) stream to a hidden temporary name, renamed at
+    the end, so a large file is never held in memory. On object stores the bytes are gathered
+    in memory and sent as one PUT, which becomes visible atomically.
     """
     fs, inner = resolve(path)
     parent = posixpath.dirname(inner)
     if parent:
         fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        # Hidden name (dataset readers skip "." files), unique across processes and hosts.
-        tmp = posixpath.join(parent, f".{posixpath.basename(inner)}.tmp-{uuid.uuid4().hex}")
-        try:
-            with fs.open_output_stream(tmp) as f:
-                f.write(data)
-            os.replace(tmp, inner)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
+    if not isinstance(fs, pafs.LocalFileSystem):
+        sink = pa.BufferOutputStream()
+        yield sink
         with fs.open_output_stream(inner) as f:
-            f.write(data)
+            f.write(sink.getvalue())
+        return
+    # Hidden name (dataset readers skip "." files), unique across processes and hosts.
+    tmp = posixpath.join(parent, f".{posixpath.basename(inner)}.tmp-{uuid.uuid4().hex}")
+    try:
+        with fs.open_output_stream(tmp) as f:
+            yield f
+        os.replace(tmp, inner)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -95,15 +95,20 @@ def merge_and_mark(
     """Merge one partition's fragments into its catalog file and record which were merged;
     returns the partition's :func:`partition_stats`, taken from the merged rows."""
     fragments = io.list_parquet_files(fragment_directory(root, norder, npix))
-    merged = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level)
+    flags, pdf_lengths = [], []
+
+    def collect(rows: pa.Table) -> None:
+        flags.append(rows["flags"].to_numpy())
+        pdf_lengths.append(pc.binary_length(rows["pdf"]))
+
+    path = merge_partition(root, output, norder, npix, metadata, id_column, zstd_level, collect)
     io.write_bytes_atomic(
         staging.merged_marker(root, norder, npix), json.dumps(sorted(fragments)).encode()
     )
-    rows = pa.array(merged.rows)
-    fs, inner = io.resolve(partition_path(output, norder, npix))
+    fs, inner = io.resolve(path)
     return _stats(
-        merged.table["flags"].take(rows).to_numpy(),
-        pc.binary_length(merged.table["pdf"]).take(rows),
+        np.concatenate(flags),
+        pa.chunked_array(pdf_lengths, pa.int32()),
         fs.get_file_info(inner).size,
     )
 

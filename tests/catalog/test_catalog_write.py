@@ -17,9 +17,11 @@ from raypz.catalog import (
     PixelHistogram,
     finalize_catalog,
     healpix29,
+    merge_partition,
     partition_path,
     plan_partitions,
     with_healpix29,
+    write_fragment,
     write_partition,
 )
 
@@ -182,3 +184,52 @@ def test_a_failed_write_leaves_nothing(tmp_path, patch_rows, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_partition(root, 0, npix, rows)
     assert [p for p in Path(root).rglob("*") if p.is_file()] == []
+
+
+def test_merge_streams_sorted_fragments_into_row_groups(tmp_path, patch_rows, monkeypatch):
+    """Many fragments read a few rows at a time, many output row groups, positions shared by
+    two objects across group boundaries, and a block staged twice: the file holds every
+    (position, id) once, sorted by (_healpix_29, objectId)."""
+    import hats.io.file_io.file_io as hats_io
+
+    import raypz.catalog.write as write
+
+    hats_kwargs = hats_io.get_parquet_write_table_kwargs
+    monkeypatch.setattr(
+        hats_io,
+        "get_parquet_write_table_kwargs",
+        lambda s: {**hats_kwargs(s), "row_group_size": 100},
+    )
+    monkeypatch.setattr(write, "FRAGMENT_ROW_GROUP", 7)
+    rows = with_healpix29(patch_rows, "coord_ra", "coord_dec")
+    twins = rows.slice(0, 400)  # same positions, other objects: runs of equal _healpix_29
+    twins = twins.set_column(1, "objectId", pa.array(twins["objectId"].to_numpy() + 10**6))
+    rows = pa.concat_tables([rows, twins]).take(np.random.default_rng(5).permutation(3400))
+    staging, root = str(tmp_path / "staging"), str(tmp_path / "cat")
+    blocks = [rows.slice(lo, 500) for lo in range(0, rows.num_rows, 500)]
+    for i, block in enumerate(blocks):
+        write_fragment(staging, 0, 4, f"block-{i}", block)
+    write_fragment(staging, 0, 4, "block-3-retry", blocks[3])
+    seen = []
+    path = merge_partition(staging, root, 0, 4, {"k": "v"}, "objectId", on_rows=seen.append)
+
+    written = pq.read_table(path)
+    expected = rows.sort_by([("_healpix_29", "ascending"), ("objectId", "ascending")])
+    assert written.column_names[0] == "_healpix_29"
+    assert written["objectId"].to_pylist() == expected["objectId"].to_pylist()
+    assert written["pdf"].equals(expected["pdf"])
+    assert written.schema.metadata[b"k"] == b"v"
+    groups = pq.ParquetFile(path).metadata
+    assert groups.num_row_groups >= 34 and all(
+        groups.row_group(i).num_rows <= 100 for i in range(groups.num_row_groups)
+    )
+    assert sum(t.num_rows for t in seen) == 3400
+
+
+def test_merge_refuses_an_unsorted_fragment(tmp_path, patch_rows):
+    rows = with_healpix29(patch_rows, "coord_ra", "coord_dec")
+    staging = str(tmp_path / "staging")
+    path = write_fragment(staging, 0, 4, "block-0", rows)
+    pq.write_table(rows.sort_by([("_healpix_29", "descending")]), path)  # not as staged
+    with pytest.raises(ValueError, match=r"block-0\.parquet: staged fragment is not sorted"):
+        merge_partition(staging, str(tmp_path / "cat"), 0, 4)
