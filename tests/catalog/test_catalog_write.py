@@ -149,7 +149,7 @@ def test_write_partition_checks_its_rows(tmp_path, patch_rows):
         write_partition(root, 0, 5, rows)  # the patch lies in base pixel 4
 
 
-def test_write_partition_writes_the_given_rows_in_row_groups(tmp_path, patch_rows, monkeypatch):
+def test_write_partition_sorts_a_chunked_table_into_row_groups(tmp_path, patch_rows, monkeypatch):
     import hats.io.file_io.file_io as hats_io  # where write_partition takes its settings
 
     hats_kwargs = hats_io.get_parquet_write_table_kwargs
@@ -160,16 +160,13 @@ def test_write_partition_writes_the_given_rows_in_row_groups(tmp_path, patch_row
     )
     rows = with_healpix29(patch_rows, "coord_ra", "coord_dec")
     rows = pa.concat_tables([rows.slice(0, 700), rows.slice(700, 1000), rows.slice(1700)])
-    assert rows["pdf"].num_chunks == 3  # as staged fragments are: rows come chunk by chunk
-    index = rows["_healpix_29"].to_numpy()
-    root = str(tmp_path / "cat")
-    with pytest.raises(ValueError, match="_healpix_29 order"):
-        write_partition(root, 0, 4, rows, rows=np.arange(rows.num_rows)[::-1])
-    keep = np.argsort(index, kind="stable")[::2]  # every other row, sorted
-    path = write_partition(root, 0, 4, rows, rows=keep)
+    assert rows["pdf"].num_chunks == 3  # rows taken chunk by chunk (_RowTaker)
+    path = write_partition(str(tmp_path / "cat"), 0, 4, rows)
     written = pq.read_table(path)
-    assert written["objectId"].to_pylist() == rows["objectId"].take(keep).to_pylist()
-    assert pq.ParquetFile(path).metadata.num_row_groups == 3  # 1500 rows
+    order = np.argsort(rows["_healpix_29"].to_numpy(), kind="stable")
+    assert written["objectId"].to_pylist() == rows["objectId"].take(order).to_pylist()
+    assert written["pdf"].equals(rows["pdf"].take(order))
+    assert pq.ParquetFile(path).metadata.num_row_groups == 6  # 3000 rows
 
 
 def test_a_failed_write_leaves_nothing(tmp_path, patch_rows, monkeypatch):
