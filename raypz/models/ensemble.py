@@ -50,17 +50,24 @@ class EnsemblePredictor:
 
     Args:
         artifact: a loaded artifact.
-        device: "auto", "cpu" or "cuda[:n]". Mixed precision (bf16 autocast) only on CUDA.
+        device: "auto", "cpu" or "cuda[:n]".
+        amp: bf16 autocast for the networks' trunks (heads stay float32). None: only for image
+            models on CUDA. The catalog ensemble stays float32 on a GPU: on an H100, autocast
+            made it 2.3x slower (413k against 960k objects/s; casts around small matmuls) and
+            moved z_mode by more than a grid step for 1.3% of objects.
     """
 
-    def __init__(self, artifact: ModelArtifact, device: str = "auto") -> None:
+    def __init__(
+        self, artifact: ModelArtifact, device: str = "auto", amp: bool | None = None
+    ) -> None:
         self.artifact = artifact
         self.device = pick_device(device)
+        self.uses_images = artifact.cutouts is not None
+        self.amp = (self.device.type == "cuda" and self.uses_images) if amp is None else amp
         self.members: list[CatalogNet | ImageNet] = [
             fold_batch_norms(m) for m in artifact.build_members(self.device)
         ]
         self.z_grid = torch.tensor(artifact.grid.values, dtype=torch.float32, device=self.device)
-        self.uses_images = artifact.cutouts is not None
         if self.uses_images and self.device.type == "cuda":
             self.members = [m.to(memory_format=torch.channels_last) for m in self.members]
 
@@ -69,10 +76,9 @@ class EnsemblePredictor:
         device; image models in row chunks."""
         if self.uses_images and images is None:
             raise ValueError("this image model needs cutouts")
-        use_amp = self.device.type == "cuda"
         step = IMAGE_CHUNK_ROWS if self.uses_images else max(len(x), 1)
         parts = []
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             for lo in range(0, max(len(x), 1), step):
                 inputs = [to_device(x[lo : lo + step], self.device)]
                 if self.uses_images:
