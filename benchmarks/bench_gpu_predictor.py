@@ -45,14 +45,27 @@ def time_predictor(predictor: CatalogPredictor, table: pa.Table, batch: int) -> 
     return table.num_rows / (time.perf_counter() - t0)
 
 
-def time_ensemble(predictor: CatalogPredictor, x: np.ndarray, batch: int) -> float:
+def _inputs(predictor: CatalogPredictor, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features and, for an image model, stretched cutouts of the rows."""
+    x, _ = predictor.artifact.transform(table)
+    cutouts = predictor.artifact.cutouts
+    return x, cutouts.from_batch(table)[0] if cutouts is not None else None
+
+
+def time_ensemble(
+    predictor: CatalogPredictor, x: np.ndarray, images: np.ndarray | None, batch: int
+) -> float:
     """Objects/s of the ensemble alone (networks and mixture, PDFs back on the host)."""
     ensemble = predictor.ensemble
-    ensemble.predict(x[:batch])
+
+    def rows(lo: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return x[lo : lo + batch], None if images is None else images[lo : lo + batch]
+
+    ensemble.predict(*rows(0))
     _sync(ensemble.device)
     t0 = time.perf_counter()
     for lo in range(0, len(x), batch):
-        ensemble.predict(x[lo : lo + batch])
+        ensemble.predict(*rows(lo))
     _sync(ensemble.device)
     return len(x) / (time.perf_counter() - t0)
 
@@ -60,9 +73,9 @@ def time_ensemble(predictor: CatalogPredictor, x: np.ndarray, batch: int) -> flo
 def compare_precision(model: str, table: pa.Table, device: str, amp: bool) -> None:
     """``device`` (bf16 autocast or not) against float32 on the CPU, on the rows of ``table``."""
     gpu, cpu = CatalogPredictor(model, device, amp), CatalogPredictor(model, "cpu")
-    x, _ = cpu.artifact.transform(table)
-    p_gpu, _ = gpu.ensemble.predict(x)
-    p_cpu, _ = cpu.ensemble.predict(x)
+    x, images = _inputs(cpu, table)
+    p_gpu, _ = gpu.ensemble.predict(x, images)
+    p_cpu, _ = cpu.ensemble.predict(x, images)
     grid = cpu.artifact.grid
     peak = np.maximum(p_cpu.max(axis=1), 1e-30)
     rel = float((np.abs(p_gpu - p_cpu).max(axis=1) / peak).max())
@@ -103,10 +116,10 @@ def run(a: argparse.Namespace, amp: bool) -> None:
     threads = torch.get_num_threads()
     members = len(predictor.ensemble.members)
     print(f"# {members}-member ensemble on {name} ({threads} CPU threads), autocast {amp}")
-    x, _ = predictor.artifact.transform(table)
+    x, images = _inputs(predictor, table)
     for batch in (int(b) for b in a.batch_sizes.split(",")):
         whole = time_predictor(predictor, table, batch)
-        nets = time_ensemble(predictor, x, batch)
+        nets = time_ensemble(predictor, x, images, batch)
         print(
             f"batch {batch:>7,}: predictor {whole:>12,.0f} objects/s;"
             f" ensemble alone {nets:>12,.0f} objects/s"

@@ -50,13 +50,11 @@ class CatalogPredictor:
     Args:
         model: artifact directory (local or URI) or an already loaded artifact.
         device: "auto" (CUDA when available), "cpu" or "cuda[:n]".
-        amp: bf16 autocast for the networks' trunks; None: the ensemble's default (image
-            models on CUDA only).
+        amp: bf16 autocast for the networks' trunks (off by default: slower and less accurate
+            on the GPUs measured, see :class:`EnsemblePredictor`).
     """
 
-    def __init__(
-        self, model: str | ModelArtifact, device: str = "auto", amp: bool | None = None
-    ) -> None:
+    def __init__(self, model: str | ModelArtifact, device: str = "auto", amp: bool = False) -> None:
         artifact = load_artifact(model) if isinstance(model, str) else model
         self.artifact = artifact
         self.ensemble = EnsemblePredictor(artifact, device, amp)
