@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from raypz.models import CatalogNet, CatalogNetConfig
-from raypz.models.heads import BinnedHead, MDNHead
+from raypz.models.heads import BinnedHead, MDNHead, build_head
 from raypz.pdf import ZGrid
 
 GRID = ZGrid()
@@ -99,3 +99,16 @@ def test_binned_soft_labels_sum_to_one_and_peak_at_the_true_bin():
     labels = head.soft_labels(z)
     torch.testing.assert_close(labels.sum(dim=1), torch.ones(2))
     assert np.allclose(GRID.values[labels.argmax(dim=1).numpy()], [0.5, 2.0])
+
+
+@pytest.mark.parametrize("head_name", ["mdn", "binned"])
+def test_head_projection_stays_float32_under_bf16_autocast(head_name):
+    """bf16 would round an MDN mean near z = 2 to ~0.008: the heads compute in float32 even
+    inside autocast (the networks' trunks may use it)."""
+    torch.manual_seed(0)
+    head = build_head(head_name, 16, Z, n_components=5, label_sigma=0.01).eval()
+    h = torch.randn(32, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = head(h)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, head(h))
