@@ -222,7 +222,8 @@ def merge_partition(
     paths = io.list_parquet_files(directory)
     if not paths:
         raise FileNotFoundError(f"{directory}: no staged fragments")
-    keys = [_sorted_index(path, fs) for path in paths]
+    cursors = [_FragmentCursor(path, fs) for path in paths]
+    keys = [cursor.sorted_index() for cursor in cursors]
     index = np.concatenate(keys)
     _check_inside(index, norder, npix)
     order = np.argsort(index, kind="stable")  # each fragment's rows keep their order
@@ -230,7 +231,6 @@ def merge_partition(
     fragment = np.repeat(np.arange(len(paths)), sizes)[order]
     local = (np.arange(len(index)) - np.repeat(np.cumsum([0, *sizes[:-1]]), sizes))[order]
     index = index[order]
-    cursors = [_FragmentCursor(path, fs) for path in paths]
     empty = cursors[0].metadata.schema.to_arrow_schema().empty_table()
     schema = _with_metadata(_index_first(empty), metadata).schema
     with _partition_file(root, norder, npix, schema, zstd_level) as (writer, group_rows):
@@ -247,15 +247,6 @@ def merge_partition(
             # 1e6-row partition)
             pa.default_memory_pool().release_unused()
     return partition_path(root, norder, npix)
-
-
-def _sorted_index(path: str, filesystem: pafs.FileSystem) -> np.ndarray:
-    """The ``_healpix_29`` column of a fragment, checked to be sorted."""
-    index = pq.read_table(path, columns=[HEALPIX29_COLUMN], filesystem=filesystem)
-    index = index[HEALPIX29_COLUMN].to_numpy()
-    if (np.diff(index) < 0).any():
-        raise ValueError(f"{path}: staged fragment is not sorted by {HEALPIX29_COLUMN}")
-    return index
 
 
 def _group_bounds(index: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -307,6 +298,19 @@ class _FragmentCursor:
         self.starts = np.cumsum([0, *sizes])
         self.loaded: dict[int, pa.Table] = {}
 
+    def _open(self) -> pq.ParquetFile:
+        """The fragment, opened with the footer already read (close it after use)."""
+        return pq.ParquetFile(self.path, filesystem=self.filesystem, metadata=self.metadata)
+
+    def sorted_index(self) -> np.ndarray:
+        """The fragment's ``_healpix_29`` column, checked to be sorted."""
+        file = self._open()
+        index = file.read(columns=[HEALPIX29_COLUMN])[HEALPIX29_COLUMN].to_numpy()
+        file.close()
+        if (np.diff(index) < 0).any():
+            raise ValueError(f"{self.path}: staged fragment is not sorted by {HEALPIX29_COLUMN}")
+        return index
+
     def rows(self, lo: int, hi: int) -> pa.Table:
         """Rows [lo, hi); row groups that end before ``lo`` are released."""
         first = int(np.searchsorted(self.starts, lo, side="right")) - 1
@@ -314,7 +318,7 @@ class _FragmentCursor:
         self.loaded = {i: t for i, t in self.loaded.items() if i >= first}
         missing = [i for i in range(first, last + 1) if i not in self.loaded]
         if missing:
-            file = pq.ParquetFile(self.path, filesystem=self.filesystem, metadata=self.metadata)
+            file = self._open()
             self.loaded.update({i: file.read_row_group(i) for i in missing})
             file.close()
         span = pa.concat_tables([self.loaded[i] for i in range(first, last + 1)])
