@@ -73,8 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--point-estimate",
         default="mode",
         choices=POINT_ESTIMATES,
-        help="z_phot of the point metrics and bins: the PDF's mode (DESIGN 8), median or mean"
-        " (default: %(default)s)",
+        help="z_phot of the point metrics and bins: the PDF's mode (DESIGN 8), median, mean or"
+        " best (z_best: least expected loss, Tanaka 2015); the report also tabulates the point"
+        " metrics of every estimate (default: %(default)s)",
     )
     p.add_argument("--no-plots", action="store_true", help="write metrics.json and report.md only")
     args = p.parse_args(argv)

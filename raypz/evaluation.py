@@ -41,8 +41,8 @@ class EvaluationRequest:
         mag_band: band whose AB magnitude bins the metrics.
         z_column: true-redshift column of ``truth`` and ``train``.
         plots: write PNG plots as well as metrics.json and report.md.
-        point_estimate: z_phot of every model: "mode" (DESIGN 8), "median" or "mean" of the
-            PDF.
+        point_estimate: z_phot of every model: "mode" (DESIGN 8), "median", "mean" or "best"
+            (:func:`raypz.pdf.best_redshift`) of the PDF.
     """
 
     predictions: str

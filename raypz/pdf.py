@@ -7,6 +7,7 @@ whose rows integrate to 1 over the grid (trapezoid rule).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -152,7 +153,62 @@ def quantiles(pdf: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray
     return _Cumulative(pdf, grid).quantiles(qs)
 
 
-POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean")
+RISK_WIDTH = 0.15
+"""Width gamma of the loss that ``z_best`` minimises, in units of (1 + z): the value of
+Tanaka (2015, ApJ 801, 20) and of the HSC photo-z catalogs' ``photoz_best``."""
+
+
+@functools.lru_cache(maxsize=8)
+def _risk_kernel(grid: ZGrid) -> tuple[np.ndarray, torch.Tensor]:
+    """Candidate redshifts (C,), every grid point whose index is a multiple of a stride with
+    stride * dz <= RISK_WIDTH / 8, and the matrix (G, C) that turns a PDF row into each
+    candidate's expected score 1 - L: the loss's complement at every grid redshift, times the
+    trapezoid weight of that grid point."""
+    stride = max(1, min(int(RISK_WIDTH / 8 / grid.dz), (grid.n - 1) // 2))  # >= 3 candidates
+    z = grid.values
+    candidates = z[::stride]
+    dz = (candidates[None, :] - z[:, None]) / (1 + z[:, None])  # (G, C)
+    kernel = _trapezoid_weights(grid.n, grid.dz)[:, None] / (1 + (dz / RISK_WIDTH) ** 2)
+    return candidates, torch.from_numpy(kernel.astype(np.float32))
+
+
+def best_redshift(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
+    """The redshift of least expected loss under each PDF row (N, G), or NaN for a row without
+    mass: ``z_best``, Tanaka (2015)'s point estimate.
+
+    The loss of a guess z_c when the truth is z is L = 1 - 1 / (1 + (dz / RISK_WIDTH)^2),
+    dz = (z_c - z) / (1 + z): about dz^2 / gamma^2 near the truth and near 1 for an outlier.
+    Minimising its expectation weighs probability mass, not height. A narrow peak that holds
+    20% of the mass loses to a broad one with 80%, where the mode takes the narrow one:
+    the case of a colour degeneracy, whose low-z solution is narrow because widths grow as
+    (1 + z). Where the PDF has one peak, z_best is close to the mode.
+
+    The expected score is a matrix product at candidates spaced <= RISK_WIDTH / 8 apart
+    (C ~ G / 4 for the default grids); a parabola through the best candidate and its two
+    neighbours places the minimum between them. The score curve is smooth on that scale (the
+    loss is at least RISK_WIDTH wide), so this agrees with a search over every grid point to
+    within half a grid step (checked in the tests), at a quarter of its cost.
+    """
+    candidates, kernel = _risk_kernel(grid)
+    rows = np.ascontiguousarray(pdf, dtype=np.float32)
+    if not rows.flags.writeable:
+        rows = rows.copy()  # torch.from_numpy shares memory and wants a writeable array
+    score = (torch.from_numpy(rows) @ kernel).numpy().astype(np.float64)  # (N, C)
+    best = np.argmax(score, axis=1) if len(score) else np.zeros(0, dtype=np.int64)
+    k = np.clip(best, 1, len(candidates) - 2)
+    y0, y1, y2 = np.take_along_axis(score, np.stack([k - 1, k, k + 1], axis=1), axis=1).T
+    curvature = y0 - 2 * y1 + y2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.where(curvature < 0, 0.5 * (y0 - y2) / curvature, 0.0)
+    step = candidates[1] - candidates[0]
+    z = candidates[k] + np.clip(shift, -0.5, 0.5) * step
+    z = np.where(best == k, z, candidates[best])  # an end candidate: no neighbour on one side
+    with np.errstate(invalid="ignore"):
+        has_mass = score.max(axis=1, initial=0.0) > 0  # False for all-zero and NaN rows
+    return np.where(has_mass, z, np.nan)
+
+
+POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean", "best")
 """Point estimates :func:`point_estimate` can take from a PDF."""
 
 
@@ -162,6 +218,7 @@ def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarr
     The mode is DESIGN 8's z_phot. The median is robust where the mode is not: in a mixture
     (an ensemble mean) whose members split between two redshift solutions, a narrow peak of
     little mass can be the highest, and the mode follows it (``docs/catalog_results.md``).
+    "best" is :func:`best_redshift`, the estimate of least expected outlier-robust loss.
     """
     if kind == "mode":
         return grid.values[np.argmax(pdf, axis=1)] if len(pdf) else np.empty(0)
@@ -172,6 +229,8 @@ def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarr
         mass, first = (np.asarray(pdf, dtype=np.float64) @ np.stack([w, grid.values * w], 1)).T
         with np.errstate(invalid="ignore", divide="ignore"):
             return first / mass
+    if kind == "best":
+        return best_redshift(pdf, grid)
     raise ValueError(f"unknown point estimate {kind!r}; choose one of {POINT_ESTIMATES}")
 
 
@@ -179,6 +238,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "z_mode",
     "z_mean",
     "z_median",
+    "z_best",
     "z_std",
     "z_lo68",
     "z_hi68",
@@ -192,8 +252,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 def summarize(pdf: np.ndarray, grid: ZGrid, odds_width: float = 0.06) -> dict[str, np.ndarray]:
     """Point estimates, spreads and BPZ-style odds of normalised PDFs (N, G).
 
-    ``odds`` is the PDF mass within +-odds_width (1 + z_mode) of the mode. Intervals are
-    central (16-84% and 2.5-97.5% quantiles). Values are float32 arrays of shape (N,).
+    ``z_best`` is :func:`best_redshift`. ``odds`` is the PDF mass within +-odds_width
+    (1 + z_mode) of the mode. Intervals are central (16-84% and 2.5-97.5% quantiles). Values
+    are float32 arrays of shape (N,).
     """
     z = grid.values
     w = _trapezoid_weights(grid.n, grid.dz)
@@ -205,5 +266,6 @@ def summarize(pdf: np.ndarray, grid: ZGrid, odds_width: float = 0.06) -> dict[st
     q = c.quantiles((0.5, 0.16, 0.84, 0.025, 0.975))
     half = odds_width * (1 + mode)
     odds = c.at(mode + half) - c.at(mode - half)
-    cols = (mode, mean, q[:, 0], np.sqrt(np.maximum(var, 0)), *q[:, 1:].T, odds)
+    best = best_redshift(pdf, grid)
+    cols = (mode, mean, q[:, 0], best, np.sqrt(np.maximum(var, 0)), *q[:, 1:].T, odds)
     return {name: col.astype(np.float32) for name, col in zip(SUMMARY_COLUMNS, cols, strict=True)}

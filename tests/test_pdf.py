@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raypz.pdf import ZGrid, cdf, cdf_at, normalize, point_estimate, quantiles, summarize
+from raypz.pdf import (
+    RISK_WIDTH,
+    ZGrid,
+    best_redshift,
+    cdf,
+    cdf_at,
+    normalize,
+    point_estimate,
+    quantiles,
+    summarize,
+)
 
 GRID = ZGrid(0.0, 3.5, 351)
 
@@ -45,6 +55,11 @@ def test_gaussian_summaries_match_the_analytic_values():
     np.testing.assert_allclose(s["z_mean"], mu, atol=1e-3)
     np.testing.assert_allclose(s["z_median"], mu, atol=2e-3)
     np.testing.assert_allclose(s["z_mode"], mu, atol=GRID.dz / 2 + 1e-9)
+    # the loss divides by (1 + z), so a miss towards higher z costs less: z_best lies a
+    # little below the peak of a symmetric PDF, by less than the 2 sigma^2 / (1 + mu) of a
+    # quadratic loss (the loss flattens away from the truth)
+    assert np.all(s["z_best"] < mu)
+    assert np.all(s["z_best"] > mu - 2 * sigma**2 / (1 + mu))
     np.testing.assert_allclose(s["z_std"], sigma, rtol=0.02)
     np.testing.assert_allclose(s["z_lo68"], mu - 0.994 * sigma, atol=3e-3)
     np.testing.assert_allclose(s["z_hi95"], mu + 1.96 * sigma, atol=4e-3)
@@ -70,7 +85,7 @@ def test_quantiles_of_a_bimodal_pdf():
 def test_point_estimates_of_a_narrow_minor_and_a_broad_major_peak():
     # 30% of the mass in a narrow peak at 0.2, 70% in a broad one at 2.5 (an ensemble whose
     # members split between two solutions): the mode follows the narrow peak's height, the
-    # median and mean follow the mass.
+    # median, mean and best follow the mass.
     narrow = gaussian(np.array([0.2]), np.array([0.01]))
     broad = gaussian(np.array([2.5]), np.array([0.15]))
     pdf = 0.3 * narrow + 0.7 * broad
@@ -78,11 +93,53 @@ def test_point_estimates_of_a_narrow_minor_and_a_broad_major_peak():
     # the median is the 0.5/0.7 quantile of the broad peak: 2.5 + 0.15 * Phi^-1(2/7)
     assert point_estimate(pdf, GRID, "median")[0] == pytest.approx(2.5 - 0.15 * 0.566, abs=4e-3)
     assert point_estimate(pdf, GRID, "mean")[0] == pytest.approx(0.3 * 0.2 + 0.7 * 2.5, abs=1e-3)
+    # best: the minimum of the expected loss lies on the broad peak, pulled a little towards
+    # the narrow one by the loss's tail
+    assert point_estimate(pdf, GRID, "best")[0] == pytest.approx(2.5, abs=0.02)
     s = summarize(pdf, GRID)
-    for kind in ("mode", "median", "mean"):
+    for kind in ("mode", "median", "mean", "best"):
         assert point_estimate(pdf, GRID, kind)[0] == pytest.approx(s[f"z_{kind}"][0], abs=1e-5)
 
 
 def test_point_estimate_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="unknown point estimate 'peak'"):
         point_estimate(gaussian(np.array([1.0]), np.array([0.1])), GRID, "peak")
+
+
+def expected_loss(pdf: np.ndarray, grid: ZGrid, z_guess: np.ndarray) -> np.ndarray:
+    """Expected loss 1 - 1/(1 + (dz/gamma)^2) of guesses (N, C) under PDFs (N, G), by brute
+    force in float64 (trapezoid rule)."""
+    z = grid.values
+    w = np.full(grid.n, grid.dz)
+    w[0] = w[-1] = grid.dz / 2
+    dz = (z_guess[:, :, None] - z[None, None, :]) / (1 + z[None, None, :])  # (N, C, G)
+    loss = 1 - 1 / (1 + (dz / RISK_WIDTH) ** 2)
+    return np.einsum("ncg,ng,g->nc", loss, pdf, w)
+
+
+@pytest.mark.parametrize("grid", [GRID, ZGrid(0.0, 3.5, 701), ZGrid(0.0, 6.0, 301)])
+def test_best_redshift_has_the_least_expected_loss_of_any_grid_point(grid):
+    # mixtures of 1-3 Gaussians of random weights, means and widths 0.005-0.3
+    rng = np.random.default_rng(3)
+    n, z = 60, grid.values
+    pdf = np.zeros((n, grid.n))
+    for i in range(n):
+        for _ in range(rng.integers(1, 4)):
+            mu, sigma = rng.uniform(0, grid.z_max), rng.uniform(0.005, 0.3)
+            pdf[i] += rng.random() * np.exp(-0.5 * ((z - mu) / sigma) ** 2)
+    pdf = normalize(pdf, grid)
+    best = best_redshift(pdf, grid)
+    on_grid = expected_loss(pdf, grid, np.broadcast_to(z, (n, grid.n)))
+    at_best = expected_loss(pdf, grid, best[:, None])[:, 0]
+    # never worse than the best grid point by more than float32 rounding of the product
+    assert np.all(at_best <= on_grid.min(axis=1) + 1e-5)
+
+
+def test_best_redshift_of_rows_without_mass_is_nan():
+    pdf = gaussian(np.array([1.0, 1.0, 1.0]), np.array([0.02, 0.02, 0.02]))
+    pdf[1] = 0.0
+    pdf[2, 5] = np.nan
+    best = best_redshift(pdf, GRID)
+    assert best[0] == pytest.approx(1.0, abs=1e-3)
+    assert np.isnan(best[1:]).all()
+    assert best_redshift(np.zeros((0, GRID.n)), GRID).shape == (0,)

@@ -36,6 +36,9 @@ METRIC_LABELS: dict[str, str] = {
 BINNED_METRICS: tuple[str, ...] = ("sigma_mad", "eta_0.15", "crps_mean")
 """Metrics shown per bin in the Markdown tables (metrics.json has all of them)."""
 
+POINT_ESTIMATE_METRICS: tuple[str, ...] = ("bias_median", "sigma_mad", "eta_0.15", "eta_0.05")
+"""Metrics shown per point estimate in the Markdown table (metrics.json has all of them)."""
+
 _BINNING_TITLES = {
     "mag": "magnitude (AB)",
     "z_spec": "true redshift",
@@ -119,6 +122,19 @@ def _nz_table(results: dict[str, dict]) -> str:
     return _table(header, rows)
 
 
+def _point_estimate_table(results: dict[str, dict]) -> str:
+    """Markdown table of a few point metrics under each point estimate, models side by side."""
+    names = [n for n in results if "by_point_estimate" in results[n]]
+    kinds = list(results[names[0]]["by_point_estimate"])
+    rows = [
+        [kind, METRIC_LABELS.get(m, m)]
+        + [_fmt(results[n]["by_point_estimate"].get(kind, {}).get(m)) for n in names]
+        for kind in kinds
+        for m in POINT_ESTIMATE_METRICS
+    ]
+    return _table(["z_phot", "metric", *names], rows)
+
+
 def _point_estimate(results: dict[str, dict]) -> str:
     """What z_phot is in these results (all models are scored alike); "mode" for results
     written before the choice existed."""
@@ -147,6 +163,17 @@ def render_markdown(
         headline_table(results),
         "",
     ]
+    if any("by_point_estimate" in r for r in results.values()):
+        parts += [
+            "## Point estimates",
+            "",
+            "The point metrics with each point estimate as z_phot: the PDF's mode, median, mean"
+            " and best (z_best, the redshift of least expected loss 1 - 1/(1 + (dz/0.15)^2),"
+            " Tanaka 2015).",
+            "",
+            _point_estimate_table(results),
+            "",
+        ]
     for binning, title in _BINNING_TITLES.items():
         if any(binning in r["binned"] for r in results.values()):
             parts += [f"## Binned in {title}", "", _binned_table(results, binning), ""]

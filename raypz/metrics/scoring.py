@@ -47,7 +47,8 @@ class EvalConfig:
         pit_extreme: PIT below this or above 1 minus this is a catastrophic PDF failure.
         chunk_rows: rows per chunk when evaluating CDFs (memory ~ a few chunk_rows x G floats).
         point_estimate: z_phot of the point metrics, binning and tomographic bins: "mode"
-            (DESIGN 8), "median" or "mean" of each PDF.
+            (DESIGN 8), "median", "mean" or "best" (:func:`raypz.pdf.best_redshift`) of each
+            PDF.
     """
 
     mag_edges: tuple[float, ...] = (
@@ -223,8 +224,9 @@ def evaluate(
 
     Returns:
         A JSON-ready dict: the counts of :func:`scorable_rows`, ``point_estimate`` (what z_phot
-        is), ``flag_counts`` (rows per
-        flag bit, when flags are given), ``overall`` (:func:`aggregate` of all scored rows),
+        is), ``flag_counts`` (rows per flag bit, when flags are given), ``overall``
+        (:func:`aggregate` of all scored rows), ``by_point_estimate`` (the overall
+        :func:`~raypz.metrics.point_metrics` of each of :data:`~raypz.pdf.POINT_ESTIMATES`),
         ``binned`` (``z_spec``, ``z_phot`` and, with ``mag``, ``mag``: see :func:`binned`) and
         ``nz`` (:func:`~raypz.metrics.nz_metrics` in ``config.tomo_edges``).
     """
@@ -237,6 +239,15 @@ def evaluate(
     if flags is not None:
         result["flag_counts"] = fl.count_flags(flags)
     result["overall"] = aggregate(scores, config)
+    result["by_point_estimate"] = {
+        kind: point_metrics(
+            scores.z_phot
+            if kind == config.point_estimate
+            else point_estimates(kept_pdf, grid, kind, config.chunk_rows),
+            scores.z_spec,
+        )
+        for kind in POINT_ESTIMATES
+    }
     result["binned"] = {
         "z_spec": binned(scores, scores.z_spec, config.z_edges, config),
         "z_phot": binned(scores, scores.z_phot, config.z_edges, config),

@@ -41,6 +41,9 @@ def test_write_report_is_strict_json_and_markdown(rng, tmp_path):
         "## Headline",
         "| metric | ensemble | knn |",
         "Binned in magnitude",
+        "## Point estimates",
+        "| z_phot | metric | ensemble | knn |",
+        "| best | eta_0.15 (abs dz > 0.15) |",
         "![a/pit.png]",
     ):
         assert expected in text

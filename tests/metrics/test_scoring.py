@@ -16,7 +16,7 @@ from raypz.metrics import (
     pit_metrics,
     point_metrics,
 )
-from raypz.pdf import ZGrid, normalize, quantiles
+from raypz.pdf import POINT_ESTIMATES, ZGrid, normalize, point_estimate, quantiles
 
 GRID = ZGrid(0.0, 3.0, 301)
 
@@ -55,6 +55,18 @@ def test_point_metrics_use_the_stated_point_estimate(rng):
     assert result["overall"]["sigma_mad"] == pytest.approx(point_metrics(z_median, z)["sigma_mad"])
     assert result["overall"]["sigma_mad"] != evaluate(GRID, pdf, z)["overall"]["sigma_mad"]
     assert result["nz"] == nz_metrics(pdf, GRID, z_median, z)
+
+
+def test_point_metrics_of_every_point_estimate_are_listed(rng):
+    pdf, z = gaussian_sample(rng, 300)
+    pdf = normalize(pdf + 0.5 * np.roll(pdf, 40, axis=1), GRID)  # skewed: estimates differ
+    result = evaluate(GRID, pdf, z, config=EvalConfig(point_estimate="best", chunk_rows=64))
+    table = result["by_point_estimate"]
+    assert list(table) == list(POINT_ESTIMATES)
+    for kind in POINT_ESTIMATES:
+        assert table[kind] == pytest.approx(point_metrics(point_estimate(pdf, GRID, kind), z))
+    assert table["best"]["sigma_mad"] == pytest.approx(result["overall"]["sigma_mad"])
+    assert table["mode"]["sigma_mad"] != table["best"]["sigma_mad"]
 
 
 def test_unscorable_rows_are_excluded_and_counted(rng):
