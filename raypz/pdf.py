@@ -161,10 +161,11 @@ Tanaka (2015, ApJ 801, 20) and of the HSC photo-z catalogs' ``photoz_best``."""
 @functools.lru_cache(maxsize=8)
 def _risk_kernel(grid: ZGrid) -> tuple[np.ndarray, torch.Tensor]:
     """Candidate redshifts (C,), every grid point whose index is a multiple of a stride with
-    stride * dz <= RISK_WIDTH / 8, and the matrix (G, C) that turns a PDF row into each
+    stride * dz <= RISK_WIDTH / 7.5 (0.02), and the matrix (G, C) that turns a PDF row into each
     candidate's expected score 1 - L: the loss's complement at every grid redshift, times the
     trapezoid weight of that grid point."""
-    stride = max(1, min(int(RISK_WIDTH / 8 / grid.dz), (grid.n - 1) // 2))  # >= 3 candidates
+    stride = int(RISK_WIDTH / 7.5 / grid.dz + 1e-9)  # 4 on a grid of 0.005
+    stride = max(1, min(stride, (grid.n - 1) // 2))  # at least 3 candidates
     z = grid.values
     candidates = z[::stride]
     dz = (candidates[None, :] - z[:, None]) / (1 + z[:, None])  # (G, C)
@@ -183,7 +184,7 @@ def best_redshift(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     the case of a colour degeneracy, whose low-z solution is narrow because widths grow as
     (1 + z). Where the PDF has one peak, z_best is close to the mode.
 
-    The expected score is a matrix product at candidates spaced <= RISK_WIDTH / 8 apart
+    The expected score is a matrix product at candidates spaced <= RISK_WIDTH / 7.5 apart
     (C ~ G / 4 for the default grids); a parabola through the best candidate and its two
     neighbours places the minimum between them. The score curve is smooth on that scale (the
     loss is at least RISK_WIDTH wide), so this agrees with a search over every grid point to
@@ -193,10 +194,11 @@ def best_redshift(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     rows = np.ascontiguousarray(pdf, dtype=np.float32)
     if not rows.flags.writeable:
         rows = rows.copy()  # torch.from_numpy shares memory and wants a writeable array
-    score = (torch.from_numpy(rows) @ kernel).numpy().astype(np.float64)  # (N, C)
+    score = (torch.from_numpy(rows) @ kernel).numpy()  # (N, C) float32
     best = np.argmax(score, axis=1) if len(score) else np.zeros(0, dtype=np.int64)
     k = np.clip(best, 1, len(candidates) - 2)
-    y0, y1, y2 = np.take_along_axis(score, np.stack([k - 1, k, k + 1], axis=1), axis=1).T
+    around = np.take_along_axis(score, np.stack([k - 1, k, k + 1, best], axis=1), axis=1)
+    y0, y1, y2, top = around.astype(np.float64).T
     curvature = y0 - 2 * y1 + y2
     with np.errstate(invalid="ignore", divide="ignore"):
         shift = np.where(curvature < 0, 0.5 * (y0 - y2) / curvature, 0.0)
@@ -204,8 +206,7 @@ def best_redshift(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     z = candidates[k] + np.clip(shift, -0.5, 0.5) * step
     z = np.where(best == k, z, candidates[best])  # an end candidate: no neighbour on one side
     with np.errstate(invalid="ignore"):
-        has_mass = score.max(axis=1, initial=0.0) > 0  # False for all-zero and NaN rows
-    return np.where(has_mass, z, np.nan)
+        return np.where(top > 0, z, np.nan)  # NaN for rows all zero or with a NaN
 
 
 POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean", "best")
