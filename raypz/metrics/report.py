@@ -141,6 +141,14 @@ def _point_estimate(results: dict[str, dict]) -> str:
     return next(iter(results.values()), {}).get("point_estimate", "mode")
 
 
+def _point_estimate_label(results: dict[str, dict]) -> str:
+    """z_phot in words, for the headline."""
+    kind = _point_estimate(results)
+    if kind == "best":
+        return "z_best (the redshift of least expected loss, see Point estimates)"
+    return f"PDF {kind}"
+
+
 def render_markdown(
     results: dict[str, dict], inputs: dict | None = None, images: list[str] | None = None
 ) -> str:
@@ -157,7 +165,7 @@ def render_markdown(
     parts += [
         "## Headline",
         "",
-        f"dz = (z_phot - z_spec)/(1 + z_spec), z_phot = PDF {_point_estimate(results)}; "
+        f"dz = (z_phot - z_spec)/(1 + z_spec), z_phot = {_point_estimate_label(results)}; "
         "coverage_P = fraction of true redshifts inside the central P% interval.",
         "",
         headline_table(results),

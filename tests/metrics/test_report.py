@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from raypz.metrics import evaluate, headline_table, write_report
+from raypz.metrics import EvalConfig, evaluate, headline_table, render_markdown, write_report
 from raypz.pdf import ZGrid, normalize
 
 GRID = ZGrid(0.0, 3.0, 301)
@@ -48,3 +48,11 @@ def test_write_report_is_strict_json_and_markdown(rng, tmp_path):
     ):
         assert expected in text
     assert paths["markdown"].endswith("report.md")
+
+
+def test_headline_names_the_point_estimate(rng):
+    z = rng.uniform(0.1, 1.4, 50)
+    pdf = normalize(np.exp(-0.5 * ((GRID.values - z[:, None]) / 0.05) ** 2), GRID)
+    for kind, words in [("mode", "z_phot = PDF mode;"), ("best", "z_phot = z_best (")]:
+        result = evaluate(GRID, pdf, z, config=EvalConfig(point_estimate=kind))
+        assert words in render_markdown({"ensemble": result})
