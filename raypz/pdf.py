@@ -196,7 +196,7 @@ def best_redshift(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     if not rows.flags.writeable:
         rows = rows.copy()  # torch.from_numpy shares memory and wants a writeable array
     score = (torch.from_numpy(rows) @ kernel).numpy()  # (N, C) float32
-    best = np.argmax(score, axis=1) if len(score) else np.zeros(0, dtype=np.int64)
+    best = np.argmax(score, axis=1)  # (N,); also for N = 0
     k = np.clip(best, 1, len(candidates) - 2)
     around = np.take_along_axis(score, np.stack([k - 1, k, k + 1, best], axis=1), axis=1)
     y0, y1, y2, top = around.astype(np.float64).T
