@@ -16,6 +16,7 @@ from raypz.models.artifact import ModelArtifact
 from raypz.models.catalog_net import CatalogNet
 from raypz.models.folding import fold_batch_norms
 from raypz.models.image_net import ImageNet
+from raypz.rowops import argmax_rows
 
 DISAGREEMENT_DZ = 0.1
 IMAGE_CHUNK_ROWS = 512
@@ -29,13 +30,6 @@ def to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
     if t.dim() == 4 and device.type == "cuda":
         t = t.contiguous(memory_format=torch.channels_last)
     return t
-
-
-def _argmax_rows(t: torch.Tensor) -> torch.Tensor:
-    """Column index of each row's maximum; numpy's on CPU (8x faster there than torch's)."""
-    if t.device.type == "cpu":
-        return torch.from_numpy(np.argmax(t.numpy(), axis=1))
-    return t.argmax(dim=1)
 
 
 def pick_device(prefer: str = "auto") -> torch.device:
@@ -90,20 +84,27 @@ class EnsemblePredictor:
         return member.head.pdf(self._head_output(member, x, images), self.z_grid).float()
 
     @torch.inference_mode()
-    def predict(
+    def predict_tensor(
         self, x: np.ndarray, images: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (N, D) [and stretched cutouts (N, C, H, W) for image models] -> ensemble
-        PDFs (N, G) float32 and flags (N,) int32."""
+        PDFs (N, G) float32 and flags (N,) int32, both on the device."""
         total = torch.zeros(len(x), len(self.z_grid), device=self.device)  # (N, G)
         modes = torch.empty(len(self.members), len(x), device=self.device)  # (M, N)
         for i, member in enumerate(self.members):
             pdf = self._member_pdf(member, x, images)
-            modes[i] = self.z_grid[_argmax_rows(pdf)]
+            modes[i] = self.z_grid[argmax_rows(pdf)]
             total += pdf
-        spread = (modes.max(dim=0).values - modes.min(dim=0).values) / (1 + modes.mean(dim=0))
-        flags = np.where(spread.cpu().numpy() > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0)
-        return total.div_(len(self.members)).cpu().numpy(), flags.astype(np.int32)
+        spread = (modes.amax(dim=0) - modes.amin(dim=0)) / (1 + modes.mean(dim=0))
+        flags = torch.where(spread > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0).int()
+        return total.div_(len(self.members)), flags
+
+    def predict(
+        self, x: np.ndarray, images: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_tensor` with its results copied to host arrays."""
+        pdf, flags = self.predict_tensor(x, images)
+        return pdf.cpu().numpy(), flags.cpu().numpy()
 
     @torch.inference_mode()
     def head_outputs(
