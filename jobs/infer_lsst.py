@@ -9,6 +9,9 @@ Without RAY_ADDRESS an embedded local Ray starts; under `ray job submit` the job
 cluster. Rerunning the same command after an interruption finishes the job without redoing
 finished input files and without duplicating rows. A summary (rows in/out, rows flagged by
 reason, rows/s, PDF bytes per object) is printed and written to OUTPUT/raypz_run_summary.json.
+The summary also counts the rows this run predicted per node and per device. Predictor
+actors form an elastic pool: it starts with what the cluster's nodes hold and grows, up to
+--max-actors, as nodes join (an autoscaler's), unless --concurrency fixes its size.
 The catalog opens with lsdb.open_catalog(OUTPUT); PDFs decode with raypz.predictions.
 Image models (model.json "kind": "image") also read the cutout column named in model.json from
 the same shards, in batches sized by --image-batch-mb; rows without a usable cutout are kept
@@ -52,14 +55,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"cutout MB per predictor call when --batch-size is not given (default "
         f"{d.image_batch_mb})",
     )
-    p.add_argument(
-        "--concurrency", type=int, help="predictor actors (default: one per GPU, else per CPU)"
+    pool = p.add_mutually_exclusive_group()
+    pool.add_argument(
+        "--concurrency",
+        type=int,
+        help="a fixed pool of N predictor actors (default: an elastic pool, see --max-actors)",
+    )
+    pool.add_argument(
+        "--max-actors",
+        type=int,
+        help="most actors of the elastic pool, which starts with what the nodes hold and "
+        "grows as nodes join (default: no bound but the cluster's size)",
     )
     p.add_argument(
         "--gpus-per-actor", type=float, help="GPUs per actor (default: 1 if the cluster has GPUs)"
     )
     p.add_argument(
-        "--cpus-per-actor", type=float, help="CPUs per actor (default: chosen from the cluster)"
+        "--cpus-per-actor",
+        type=float,
+        help="CPUs per actor (default: 1 for a GPU actor, 0.75 for a CPU actor)",
     )
     p.add_argument(
         "--max-rows-per-partition",
@@ -114,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=a.batch_size,
         image_batch_mb=a.image_batch_mb,
         concurrency=a.concurrency,
+        max_actors=a.max_actors,
         gpus_per_actor=a.gpus_per_actor,
         cpus_per_actor=a.cpus_per_actor,
         max_rows_per_partition=a.max_rows_per_partition,

@@ -19,11 +19,15 @@ class InferConfig:
             None: 16384 rows for a catalog model; for an image model, as many rows as hold
             ``image_batch_mb`` of cutouts (the ensemble then runs them in device-sized chunks).
         image_batch_mb: cutout megabytes per predictor call when ``batch_size`` is None.
-        concurrency: predictor actors; None: one per GPU, else one per CPU of the cluster.
+        concurrency: a fixed pool of this many predictor actors; None: an elastic pool
+            (:mod:`raypz.infer.pool`) that starts with what the nodes hold and grows as nodes
+            join, up to ``max_actors``.
+        max_actors: most actors of the elastic pool; None: as many as the cluster holds as it
+            grows (its size, e.g. the autoscaler's ``max_workers``, bounds the cost).
         gpus_per_actor: GPUs per actor; None: 1 when the cluster has GPUs, else 0.
-        cpus_per_actor: CPUs per actor; None: 1 with GPUs, else what leaves 0.5 CPU of the
-            cluster for reading and writing (fractions avoid the starvation deadlock of
-            actors that take every CPU).
+        cpus_per_actor: CPUs per actor; None: 1 with GPUs, else 0.75 (a fraction: a node
+            keeps CPU for the read and staging tasks beside its actors, which avoids the
+            starvation deadlock of actors that take every CPU).
         max_rows_per_partition: most rows in one HATS partition file (``hats_max_rows``).
         zstd_level: compression level of the partition files (6: within 5% of hats' level 15
             in size at a seventh of its CPU time; see ``raypz.catalog.write.ZSTD_LEVEL``).
@@ -36,15 +40,17 @@ class InferConfig:
         target_block_mb: Ray Data's target block size; small blocks keep the stream moving
             and memory bounded.
         object_store_mb_per_actor: Ray Data's object-store budget for the run's blocks, per
-            predictor actor (MB). Without a budget Ray Data lets blocks fill up to half the
-            object store, so peak memory grew with the input until that was full (1.38x from
-            1e6 to 1e7 rows on 2 cores).
+            predictor actor (MB); it grows with the cluster (``pool.object_store_budget``).
+            Without a budget Ray Data lets blocks fill up to half the object store, so peak
+            memory grew with the input until that was full (1.38x from 1e6 to 1e7 rows on 2
+            cores).
         keep_staging: keep the staging fragments after a successful run (debugging).
     """
 
     batch_size: int | None = None
     image_batch_mb: int = 64
     concurrency: int | None = None
+    max_actors: int | None = None
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
     max_rows_per_partition: int = 1_000_000
@@ -62,6 +68,12 @@ class InferConfig:
             raise ValueError(f"InferConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"InferConfig.concurrency must be >= 1, got {self.concurrency}")
+        if self.max_actors is not None and self.max_actors < 1:
+            raise ValueError(f"InferConfig.max_actors must be >= 1, got {self.max_actors}")
+        if self.max_actors is not None and self.concurrency is not None:
+            raise ValueError(
+                "InferConfig: give concurrency (a fixed pool) or max_actors (an elastic one)"
+            )
         if self.object_store_mb_per_actor < 1:
             raise ValueError("InferConfig.object_store_mb_per_actor must be >= 1")
         if self.max_rows_per_partition < 1:

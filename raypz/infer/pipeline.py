@@ -2,8 +2,9 @@
 
     first pass   one task per file: coord_ra/coord_dec -> HEALPix histogram -> partition plan
                  (kept for reruns)
-    main pass    read_parquet (needed columns, path tag) -> CatalogPredictor actors (GPU if any),
-                 which split their rows by partition and write fragments named by source file
+    main pass    read_parquet (needed columns, path tag) -> an elastic pool of CatalogPredictor
+                 actors (GPU if any; it grows as nodes join, :mod:`raypz.infer.pool`), which
+                 split their rows by partition and write fragments named by source file
     merge        one task per partition: dedupe by objectId, sort by _healpix_29, write Npix=N
     finalize     properties, partition_info.csv, _metadata, _common_metadata, run summary
 
@@ -40,7 +41,7 @@ from raypz.catalog import (
     with_healpix29,
 )
 from raypz.catalog.write import fragment_directory
-from raypz.infer import staging, tasks
+from raypz.infer import pool, staging, tasks
 from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.models import load_artifact
@@ -71,6 +72,13 @@ class InferenceSummary:
             starts it, model, input checks), ``first_pass``, ``main_pass`` (predict and
             stage), ``merge``, ``finalize`` (metadata files, statistics); where the time goes
             when tuning a run.
+        rows_by_node: rows predicted by this run per Ray node: node id -> ``{"ip", "rows"}``.
+        rows_by_device: rows predicted by this run per device ("cpu", "cuda:<GPU name>").
+            Both count this run only: a rerun that skips finished sources counts the rows of
+            the sources it predicts (their sum is the rows of the sources not skipped), and a
+            block retried after a lost actor or node counts once, where it finally ran.
+        actor_pool: the predictor pool (:class:`raypz.infer.pool.PoolPlan`): size bounds,
+            resources per actor, and the actors the nodes present at the start held.
     """
 
     output: str
@@ -88,6 +96,9 @@ class InferenceSummary:
     pdf_bytes_per_object: float
     catalog_bytes_per_object: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    rows_by_node: dict[str, dict] = field(default_factory=dict)
+    rows_by_device: dict[str, int] = field(default_factory=dict)
+    actor_pool: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -133,12 +144,22 @@ class _PredictStage:
         self.files = pa.array(files)  # a row's source number: its path's index here
         self.ra, self.dec = ra, dec
         self.root, self.plan = root, plan
+        self.origin = _origin(self.predictor.ensemble.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         src = pc.index_in(batch[tasks.PATH_COLUMN], value_set=self.files).to_numpy()
         out = self.predictor(batch.drop_columns([tasks.PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
-        return tasks.stage_block(out, src, self.root, self.plan)
+        return tasks.stage_block(out, src, self.root, self.plan, self.origin)
+
+
+def _origin(device) -> dict[str, str]:
+    """This actor's node id, node IP and device name (``tasks.ORIGIN_COLUMNS``)."""
+    import torch
+
+    name = f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
+    node_id = ray.get_runtime_context().get_node_id()
+    return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "device": name}
 
 
 def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHistogram:
@@ -155,20 +176,6 @@ def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHis
             " partition",
         )
     return PixelHistogram.merge(h for h, _ in results)
-
-
-def _resources(config: InferConfig) -> tuple[int, float, float, int]:
-    """Actors, GPUs per actor, CPUs per actor, torch threads per actor."""
-    cluster = ray.cluster_resources()
-    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
-    gpa = config.gpus_per_actor if config.gpus_per_actor is not None else (1.0 if gpus else 0.0)
-    if gpa > 0:
-        n = config.concurrency or max(1, int(gpus // gpa))
-        cpa = config.cpus_per_actor or 1.0
-    else:
-        n = config.concurrency or max(1, int(cpus))
-        cpa = config.cpus_per_actor or max(0.25, (cpus - 0.5) / n)
-    return n, gpa, cpa, max(1, int(cpa))
 
 
 def _validate(input_path: str, files: list[str], fs, config: InferConfig, artifact) -> None:
@@ -216,7 +223,13 @@ def run_inference(
 def _ray_data_settings(config: InferConfig) -> Iterator[None]:
     """Ray Data settings of this run, restored afterwards (datasets keep a copy of them)."""
     ctx = ray.data.DataContext.get_current()
-    saved = ctx.target_max_block_size, ctx.use_datasource_v2, ctx.execution_options.resource_limits
+    options = ctx.execution_options
+    saved = (
+        ctx.target_max_block_size,
+        ctx.use_datasource_v2,
+        options.resource_limits,
+        ctx.override_object_store_memory_limit_fraction,
+    )
     ctx.target_max_block_size = config.target_block_mb * 1024**2
     # The V2 Parquet reader lists files in a task that always asks for 1 CPU; next to an actor
     # pool on a small node it can wait forever (RAY_NOTES). V1 read tasks honour num_cpus=0.25.
@@ -224,9 +237,12 @@ def _ray_data_settings(config: InferConfig) -> Iterator[None]:
     try:
         yield
     finally:
-        ctx.target_max_block_size, ctx.use_datasource_v2, ctx.execution_options.resource_limits = (
-            saved
-        )
+        (
+            ctx.target_max_block_size,
+            ctx.use_datasource_v2,
+            options.resource_limits,
+            ctx.override_object_store_memory_limit_fraction,
+        ) = saved
 
 
 def _run(
@@ -260,42 +276,9 @@ def _run(
     done, stale = staging.finished_sources(root, expected, cols.object_id)
     staging.delete(stale, root)
     pending = [i for i in range(len(files)) if i not in done]
-    if pending:
-        n_actors, gpa, cpa, threads = _resources(config)
-        options = ray.data.DataContext.get_current().execution_options
-        options.resource_limits = options.resource_limits.copy(
-            object_store_memory=n_actors * config.object_store_mb_per_actor * 2**20
-        )
-        predictor_columns = input_columns(artifact)  # no need to build the members here
-        ds = ray.data.read_parquet(
-            [files[i] for i in pending],
-            filesystem=fs,
-            columns=predictor_columns,
-            include_paths=True,
-            ray_remote_args={"num_cpus": 0.25},
-        )
-        ds = ds.map_batches(
-            _PredictStage,
-            fn_constructor_kwargs={
-                "model": model,
-                "device": config.device,
-                "files": files,
-                "ra": cols.ra,
-                "dec": cols.dec,
-                "threads": threads,
-                "root": root,
-                "plan": plan,
-            },
-            batch_size=config.rows_per_batch(
-                artifact.cutouts.shape if artifact.cutouts is not None else None
-            ),
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=n_actors),
-            num_gpus=gpa,
-            num_cpus=cpa,
-        )
-        staged = sum(t.num_rows for t in ray.get(ds.to_arrow_refs()))
-        print(f"staged fragments: {staged}")
+    predicted = (
+        _main_pass(model, artifact, files, pending, fs, root, plan, config) if pending else {}
+    )
     rows_done = sum(expected[i] for i in pending)
     clock.lap("main_pass")
 
@@ -342,6 +325,7 @@ def _run(
         pdf_bytes_per_object=round(sum(s[1] for s in stats) / max(rows_out, 1), 1),
         catalog_bytes_per_object=round(sum(s[2] for s in stats) / max(rows_out, 1), 1),
         stage_seconds=clock.seconds,
+        **predicted,
     )
     io.write_bytes_atomic(
         io.join(output, SUMMARY_FILE), json.dumps(summary.to_dict(), indent=2).encode()
@@ -349,6 +333,87 @@ def _run(
     if not config.keep_staging:
         _remove_tree(root)
     return summary
+
+
+def _node_resources() -> list[dict[str, float]]:
+    """Resources of each live node of the cluster now."""
+    return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+
+
+def _main_pass(
+    model: str,
+    artifact,
+    files: list[str],
+    pending: list[int],
+    fs,
+    root: str,
+    plan: PartitionPlan,
+    config: InferConfig,
+) -> dict:
+    """Read the ``pending`` input files, predict in the actor pool and stage fragments under
+    ``root``; returns the summary's ``rows_by_node``, ``rows_by_device`` and ``actor_pool``."""
+    actors = pool.plan_pool(config, _node_resources())
+    _set_object_store_budget(actors, config)
+    cols = artifact.transform.columns
+    ds = ray.data.read_parquet(
+        [files[i] for i in pending],
+        filesystem=fs,
+        columns=input_columns(artifact),  # no need to build the members here
+        include_paths=True,
+        ray_remote_args={"num_cpus": 0.25},
+    )
+    ds = ds.map_batches(
+        _PredictStage,
+        fn_constructor_kwargs={
+            "model": model,
+            "device": config.device,
+            "files": files,
+            "ra": cols.ra,
+            "dec": cols.dec,
+            "threads": actors.threads,
+            "root": root,
+            "plan": plan,
+        },
+        batch_size=config.rows_per_batch(
+            artifact.cutouts.shape if artifact.cutouts is not None else None
+        ),
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(
+            min_size=actors.min_size,
+            max_size=actors.max_size,
+            initial_size=actors.initial_size,
+        ),
+        num_gpus=actors.gpus,
+        num_cpus=actors.cpus,
+    )
+    counts = ray.get(ds.to_arrow_refs())
+    print(f"staged fragments: {sum(t.num_rows for t in counts)}")
+    by_node, by_device = _rows_by_origin(counts)
+    return {"rows_by_node": by_node, "rows_by_device": by_device, "actor_pool": actors.to_dict()}
+
+
+def _set_object_store_budget(actors: pool.PoolPlan, config: InferConfig) -> None:
+    """Ray Data's object-store budget for this run (``pool.object_store_budget``); the
+    caller's ``_ray_data_settings`` restores the previous one."""
+    store = ray.cluster_resources().get("object_store_memory", 0.0)
+    limit, share = pool.object_store_budget(actors, config.object_store_mb_per_actor, store)
+    ctx = ray.data.DataContext.get_current()
+    ctx.override_object_store_memory_limit_fraction = share
+    if limit is not None:
+        options = ctx.execution_options
+        options.resource_limits = options.resource_limits.copy(object_store_memory=limit)
+
+
+def _rows_by_origin(counts: list[pa.Table]) -> tuple[dict[str, dict], dict[str, int]]:
+    """Staged rows per node (id -> ``{"ip", "rows"}``) and per device, from the blocks of
+    row counts that ``tasks.stage_block`` returned."""
+    if not counts:  # input files without rows
+        return {}, {}
+    staged = pa.concat_tables(counts)
+    nodes = staged.group_by(["node_id", "node_ip"]).aggregate([("rows", "sum")]).to_pylist()
+    devices = staged.group_by("device").aggregate([("rows", "sum")]).to_pylist()
+    by_node = {n["node_id"]: {"ip": n["node_ip"], "rows": n["rows_sum"]} for n in nodes}
+    return by_node, {d["device"]: d["rows_sum"] for d in devices}
 
 
 def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:

@@ -33,10 +33,22 @@ PATH_COLUMN = "path"
 """Column Ray Data adds with ``include_paths=True``: the input file of each row."""
 
 
-def stage_block(batch: pa.Table, sources: np.ndarray, root: str, plan: PartitionPlan) -> pa.Table:
+ORIGIN_COLUMNS = ("node_id", "node_ip", "device")
+"""Where a staged block was predicted: columns of :func:`stage_block`'s row counts, which the
+driver sums per node and per device for the run summary."""
+
+
+def stage_block(
+    batch: pa.Table,
+    sources: np.ndarray,
+    root: str,
+    plan: PartitionPlan,
+    origin: dict[str, str],
+) -> pa.Table:
     """Write a block's rows as fragments, one per (source, partition); return row counts.
 
-    ``sources`` (N,) is each row's input-file number, which names its fragments.
+    ``sources`` (N,) is each row's input-file number, which names its fragments. ``origin``
+    (a value for each of :data:`ORIGIN_COLUMNS`) is repeated on every row of the counts.
     """
     norders, npixs, rows = [], [], []
     for src in np.unique(sources):
@@ -52,6 +64,7 @@ def stage_block(batch: pa.Table, sources: np.ndarray, root: str, plan: Partition
             "norder": pa.array(norders, pa.int64()),
             "npix": pa.array(npixs, pa.int64()),
             "rows": pa.array(rows, pa.int64()),
+            **{k: pa.array([origin[k]] * len(rows), pa.string()) for k in ORIGIN_COLUMNS},
         }
     )
 

@@ -1,0 +1,126 @@
+"""The predictor actor pool of an inference run: its size bounds and each actor's resources.
+
+The pool is elastic: Ray Data starts it at what the current nodes hold and grows it (up to
+``InferConfig.max_actors``) while input waits and the cluster has room, so nodes that an
+autoscaler adds during the run get actors too (Ray Data re-reads the cluster's resources every
+second and asks Ray's autoscaler for more while the pool is below its maximum). What each
+actor asks for therefore comes from the configuration and the kind of node, never from
+dividing a snapshot of the cluster: GPU actors take ``gpus_per_actor`` GPUs and 1 CPU, CPU
+actors a fixed :data:`CPU_ACTOR_CPUS`. ``InferConfig.concurrency`` still fixes the size.
+
+Pure functions of node resources (``ray.nodes()``'s ``Resources``), so they test without Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from raypz.infer.config import InferConfig
+
+CPU_ACTOR_CPUS = 0.75
+"""CPUs of a CPU-only predictor actor. Less than 1 so that every node keeps CPU for the read
+and staging tasks (0.25 each) beside its actors: actors that take every CPU starve the reads
+and the pipeline stalls without an error (RAY_NOTES). A node of C CPUs holds floor(C / 0.75)
+actors, e.g. 1 on 1 CPU, 2 on 2, 10 on 8."""
+
+GPU_ACTOR_CPUS = 1.0
+"""CPUs of a GPU predictor actor (feeding the device); GPU nodes keep the rest for reads."""
+
+RAY_DATA_STORE_FRACTION = 0.5
+"""Ray Data's own default share of the cluster's object store for a run's blocks: the
+per-actor budget never raises the share above it."""
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """Size bounds and per-actor resources of the predictor pool.
+
+    Attributes:
+        min_size: fewest actors (1 for an elastic pool: Ray Data may shrink it when idle).
+        max_size: most actors; None: no bound but the cluster (it grows with the cluster).
+        initial_size: actors started at once: what the current nodes hold, within bounds.
+        gpus: GPUs per actor.
+        cpus: CPUs per actor.
+        threads: torch threads per actor.
+        slots_now: actors of this shape the nodes present at the start hold.
+    """
+
+    min_size: int
+    max_size: int | None
+    initial_size: int
+    gpus: float
+    cpus: float
+    threads: int
+    slots_now: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, for the run summary."""
+        return asdict(self)
+
+
+def actor_shape(config: InferConfig, cluster_has_gpus: bool) -> tuple[float, float]:
+    """(GPUs, CPUs) per actor: from ``config`` where set, else by the kind of node the actors
+    run on (GPU actors when the cluster has GPUs)."""
+    gpus = config.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if cluster_has_gpus else 0.0
+    default_cpus = GPU_ACTOR_CPUS if gpus > 0 else CPU_ACTOR_CPUS
+    return gpus, config.cpus_per_actor or default_cpus
+
+
+def actor_slots(nodes: list[dict[str, float]], gpus: float, cpus: float) -> int:
+    """Actors of ``gpus`` GPUs and ``cpus`` CPUs (> 0) that ``nodes`` (each node's resources)
+    hold. An actor lives on one node, so each node counts on its own: three nodes of 1 CPU
+    hold three 0.75-CPU actors, not floor(3 / 0.75) = 4."""
+
+    def fits(have: float, need: float) -> int:
+        return math.floor(have / need + 1e-9)
+
+    slots = 0
+    for node in nodes:
+        n = fits(node.get("CPU", 0.0), cpus)
+        if gpus > 0:
+            n = min(n, fits(node.get("GPU", 0.0), gpus))
+        slots += n
+    return slots
+
+
+def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:
+    """The pool of a run on a cluster whose nodes have the resources ``nodes`` now.
+
+    ``config.concurrency`` fixes the size; otherwise the pool starts with what ``nodes`` hold
+    (at least 1, at most ``config.max_actors``) and may grow to ``config.max_actors``.
+    """
+    gpus, cpus = actor_shape(config, any(n.get("GPU", 0.0) > 0 for n in nodes))
+    slots = actor_slots(nodes, gpus, cpus)
+    if config.concurrency is not None:
+        low = high = start = config.concurrency
+    else:
+        low, high = 1, config.max_actors
+        start = max(low, slots if high is None else min(slots, high))
+    return PoolPlan(low, high, start, gpus, cpus, max(1, int(cpus)), slots)
+
+
+def object_store_budget(
+    plan: PoolPlan, mb_per_actor: int, store_bytes: float
+) -> tuple[float | None, float]:
+    """Ray Data's object-store budget for the run's blocks: (bytes or None, share of the store).
+
+    The budget is ``mb_per_actor`` per actor. Ray Data applies the smaller of an absolute limit
+    and a share of the cluster's object store, and re-reads the store's size every second. So:
+
+    - the absolute limit covers the pool at its largest: ``mb_per_actor`` x ``max_size``
+      (None for an unbounded pool);
+    - the share gives ``mb_per_actor`` to each actor the nodes hold now (at least
+      ``min_size``), as a fraction of their object store (``store_bytes``). When nodes of the
+      same kind join, the store, and with it the budget, grows with the actors they add.
+      A node with a store but no actors (a CPU-0 head) adds to the store only: as workers
+      join, the budget per actor falls towards ``mb_per_actor`` x (1 - the head's share of
+      the store at the start).
+    """
+    per_actor = mb_per_actor * 2**20
+    limit = per_actor * plan.max_size if plan.max_size is not None else None
+    actors_now = max(plan.slots_now, plan.min_size)
+    share = min(RAY_DATA_STORE_FRACTION, per_actor * actors_now / max(store_bytes, 1.0))
+    return limit, share

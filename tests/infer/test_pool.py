@@ -1,0 +1,82 @@
+"""The predictor pool plan (raypz.infer.pool): pure functions of node resources, no Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from raypz.infer import InferConfig
+from raypz.infer.pool import (
+    CPU_ACTOR_CPUS,
+    RAY_DATA_STORE_FRACTION,
+    actor_shape,
+    actor_slots,
+    object_store_budget,
+    plan_pool,
+)
+
+MB = 2**20
+CPU_NODE = {"CPU": 2.0, "object_store_memory": 1000.0 * MB}
+GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
+HEAD_CPU0 = {"CPU": 0.0}
+
+
+def test_actor_shape_from_config_or_the_kind_of_node():
+    assert actor_shape(InferConfig(), cluster_has_gpus=False) == (0.0, CPU_ACTOR_CPUS)
+    assert actor_shape(InferConfig(), cluster_has_gpus=True) == (1.0, 1.0)
+    assert actor_shape(InferConfig(gpus_per_actor=0.5, cpus_per_actor=2), True) == (0.5, 2)
+    assert actor_shape(InferConfig(gpus_per_actor=0), cluster_has_gpus=True) == (0.0, 0.75)
+
+
+def test_actor_slots_count_each_node_on_its_own():
+    assert actor_slots([{"CPU": 1.0}] * 3, 0.0, 0.75) == 3  # not floor(3 / 0.75) = 4
+    assert actor_slots([CPU_NODE], 0.0, 0.75) == 2
+    assert actor_slots([HEAD_CPU0, GPU_NODE, GPU_NODE], 1.0, 1.0) == 2
+    assert actor_slots([GPU_NODE], 0.5, 1.0) == 2
+    assert actor_slots([{"CPU": 0.5, "GPU": 4.0}], 1.0, 1.0) == 0  # no CPU to feed a GPU
+    assert actor_slots([], 0.0, 0.75) == 0
+
+
+def test_elastic_pool_starts_with_what_the_nodes_hold_and_has_no_bound():
+    plan = plan_pool(InferConfig(), [CPU_NODE, {"CPU": 1.0}])
+    assert (plan.min_size, plan.max_size, plan.initial_size, plan.slots_now) == (1, None, 3, 3)
+    assert (plan.gpus, plan.cpus, plan.threads) == (0.0, CPU_ACTOR_CPUS, 1)
+
+
+def test_elastic_pool_bounds():
+    capped = plan_pool(InferConfig(max_actors=2), [CPU_NODE, CPU_NODE])
+    assert (capped.min_size, capped.max_size, capped.initial_size) == (1, 2, 2)
+    empty = plan_pool(InferConfig(gpus_per_actor=1), [HEAD_CPU0])  # GPU nodes not there yet
+    assert (empty.initial_size, empty.slots_now, empty.gpus) == (1, 0, 1.0)
+
+
+def test_gpu_cluster_plans_gpu_actors():
+    plan = plan_pool(InferConfig(), [HEAD_CPU0, GPU_NODE])
+    assert (plan.gpus, plan.cpus, plan.initial_size, plan.max_size) == (1.0, 1.0, 1, None)
+
+
+def test_concurrency_fixes_the_pool():
+    plan = plan_pool(InferConfig(concurrency=4), [CPU_NODE])
+    assert (plan.min_size, plan.max_size, plan.initial_size, plan.slots_now) == (4, 4, 4, 2)
+
+
+def test_concurrency_and_max_actors_exclude_each_other():
+    with pytest.raises(ValueError, match="concurrency"):
+        InferConfig(concurrency=2, max_actors=4)
+    with pytest.raises(ValueError, match="max_actors"):
+        InferConfig(max_actors=0)
+
+
+def test_object_store_budget_per_actor_now_as_a_share_of_the_store():
+    plan = plan_pool(InferConfig(), [CPU_NODE])  # 2 actors, unbounded
+    limit, share = object_store_budget(plan, 256, store_bytes=4096 * MB)
+    assert limit is None
+    assert share == pytest.approx(2 * 256 / 4096)  # as the store grows, so does the budget
+
+
+def test_object_store_budget_caps():
+    fixed = plan_pool(InferConfig(concurrency=3), [CPU_NODE])
+    limit, share = object_store_budget(fixed, 256, store_bytes=8192 * MB)
+    assert limit == 3 * 256 * MB
+    assert share == pytest.approx(3 * 256 / 8192)  # the pool's actors, not the 2 slots
+    small_store = object_store_budget(fixed, 256, store_bytes=100 * MB)[1]
+    assert small_store == RAY_DATA_STORE_FRACTION  # never above Ray Data's own default
