@@ -1,34 +1,57 @@
-"""Predictor speed on one device, and how far bf16 autocast on a GPU moves the PDFs.
+"""Predictor speed on one device: the network alone, the whole predictor, its host work.
 
     python benchmarks/bench_gpu_predictor.py --input shard.parquet --model models/ens5
+    python benchmarks/bench_gpu_predictor.py --input shard.parquet --model models/ens5 \
+        --image-model models/cnn --device cuda
     python benchmarks/bench_gpu_predictor.py --input shard.parquet --model models/ens5 --device cpu
 
-In-process, no Ray: the same :class:`raypz.infer.CatalogPredictor` the pipeline's actors run,
-on batches of an object table already in memory (Parquet decoding is not timed). Printed,
-nothing asserted:
+In-process, no Ray needed: the same :class:`raypz.infer.CatalogPredictor` the pipeline's actors
+run, on batches of an object table already in memory (Parquet decoding is not timed; the input
+is tiled to ``--rows``). For the catalog ensemble (``--model``) and, with ``--image-model``, a
+cutout CNN (cutouts synthesised: sky noise at the model's fitted pixel noise plus a round
+galaxy; the speed does not depend on the pixels), it prints per batch size:
 
-* objects/s of the whole predictor (features -> ensemble PDFs -> summaries -> compact PDFs)
-  for each batch size, and of the ensemble alone (networks and mixture on the device, PDFs
-  copied back), so the share of the host-side summaries and encoding is visible;
-* on CUDA, with and without bf16 autocast: the speed, and the change against float32 on the
-  CPU on the first rows (largest PDF difference relative to each row's peak, differences of
-  every summary, rows whose z_mode moved by more than a grid step).
+* network alone: the members and their mixtures on the grid (``predict_tensor``), inputs
+  already on the device, nothing copied back;
+* whole predictor: Arrow batch in -> features -> members -> summaries -> compact PDFs -> Arrow
+  batch out, with 1 host thread and with ``--threads`` (what a Ray actor with that many
+  concurrent calls does: one thread's Arrow and Parquet work overlaps the other's device work);
+* host work per object outside torch (features, Arrow in and out, the HEALPix index and the
+  staging writes the actor does after predicting), profiled with cProfile: the time of every
+  call that is not a torch operation;
+* on CUDA, the catalog against float32 on the CPU: largest difference of each column, rows
+  whose z_mode moved by more than a grid step, compact-PDF levels that differ;
+* on CPU, the same figures per core (run it with ``--device cpu``; torch uses one thread).
 
-Needs only numpy, pyarrow, torch and safetensors (it runs on a bare GPU machine).
+With Ray installed and ``--end-to-end``, it also runs ``jobs/infer_lsst.py`` on the input and
+prints the job's rows/s. Needs numpy, pyarrow, torch, safetensors, astropy and cdshealpix.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import importlib.util
+import json
+import pstats
+import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from raypz.infer.predictor import CatalogPredictor
-from raypz.pdf import SUMMARY_COLUMNS, summarize
+from raypz.catalog import plan_partitions, with_healpix29
+from raypz.infer import CatalogPredictor, tasks
+from raypz.models.ensemble import to_device
+from raypz.pdf import SUMMARY_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _sync(device: torch.device) -> None:
@@ -36,97 +59,202 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_predictor(predictor: CatalogPredictor, table: pa.Table, batch: int) -> float:
-    """Objects/s of the whole predictor over ``table`` in batches (after one warm-up batch)."""
-    predictor(table.slice(0, batch))
-    t0 = time.perf_counter()
-    for lo in range(0, table.num_rows, batch):
-        predictor(table.slice(lo, batch))
-    return table.num_rows / (time.perf_counter() - t0)
+def _batches(table: pa.Table, batch: int) -> list[pa.Table]:
+    return [table.slice(lo, batch) for lo in range(0, table.num_rows, batch)]
 
 
-def _inputs(predictor: CatalogPredictor, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features and, for an image model, stretched cutouts of the rows."""
+def time_network(predictor: CatalogPredictor, table: pa.Table, batch: int) -> float:
+    """Objects/s of the members and mixtures alone: inputs on the device, nothing back."""
+    ensemble, device = predictor.ensemble, predictor.ensemble.device
     x, _ = predictor.artifact.transform(table)
-    cutouts = predictor.artifact.cutouts
-    return x, cutouts.from_batch(table)[0] if cutouts is not None else None
-
-
-def time_ensemble(
-    predictor: CatalogPredictor, x: np.ndarray, images: np.ndarray | None, batch: int
-) -> float:
-    """Objects/s of the ensemble alone (networks and mixture, PDFs back on the host)."""
-    ensemble = predictor.ensemble
-
-    def rows(lo: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return x[lo : lo + batch], None if images is None else images[lo : lo + batch]
-
-    ensemble.predict(*rows(0))
-    _sync(ensemble.device)
+    images = None
+    if predictor.artifact.cutouts is not None:
+        raw, _ = predictor.artifact.cutouts.raw_from_batch(table)
+        images = predictor.artifact.cutouts.stretch_tensor(to_device(raw, device))[0]
+    xs = to_device(x, device)
+    rows = [(xs[lo : lo + batch], None if images is None else images[lo : lo + batch])
+            for lo in range(0, len(x), batch)]  # fmt: skip
+    ensemble.predict_tensor(*rows[0])
+    _sync(device)
     t0 = time.perf_counter()
-    for lo in range(0, len(x), batch):
-        ensemble.predict(*rows(lo))
-    _sync(ensemble.device)
+    for r in rows:
+        ensemble.predict_tensor(*r)
+    _sync(device)
     return len(x) / (time.perf_counter() - t0)
 
 
-def compare_precision(model: str, table: pa.Table, device: str, amp: bool) -> None:
-    """``device`` (bf16 autocast or not) against float32 on the CPU, on the rows of ``table``."""
-    gpu, cpu = CatalogPredictor(model, device, amp), CatalogPredictor(model, "cpu")
-    x, images = _inputs(cpu, table)
-    p_gpu, _ = gpu.ensemble.predict(x, images)
-    p_cpu, _ = cpu.ensemble.predict(x, images)
-    grid = cpu.artifact.grid
-    peak = np.maximum(p_cpu.max(axis=1), 1e-30)
-    rel = float((np.abs(p_gpu - p_cpu).max(axis=1) / peak).max())
-    s_gpu, s_cpu = summarize(p_gpu, grid), summarize(p_cpu, grid)
-    label = "bf16 autocast" if amp else "float32"
-    print(f"{label} on {device} vs float32 on CPU, {len(x):,} rows: max |dPDF| / peak {rel:.2e}")
+def time_predictor(predictor: CatalogPredictor, table: pa.Table, batch: int, threads: int) -> float:
+    """Objects/s of the whole predictor (Arrow in -> Arrow out) with ``threads`` host threads
+    calling it concurrently, after a warm-up batch."""
+    batches = _batches(table, batch)
+    predictor(batches[0])
+    t0 = time.perf_counter()
+    if threads == 1:
+        for b in batches:
+            predictor(b)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(predictor, batches))
+    return table.num_rows / (time.perf_counter() - t0)
+
+
+def _is_torch(key: tuple) -> bool:
+    """A cProfile entry that is torch's work: a torch function or tensor method."""
+    filename, _, name = key
+    return "torch" in filename or "torch" in name
+
+
+def host_work(predictor: CatalogPredictor, table: pa.Table, batch: int, plan, root: str) -> dict:
+    """Microseconds per object of the actor's work per batch (predict, HEALPix index, staging
+    writes), split into torch operations (which wait for the device) and everything else."""
+    cols = predictor.columns
+    origin = {"node_id": "bench", "node_ip": "127.0.0.1", "device": str(predictor.ensemble.device)}
+    sources = np.zeros(batch, dtype=np.int64)
+
+    def actor_batch(b: pa.Table) -> None:
+        out = with_healpix29(predictor(b), cols.ra, cols.dec)
+        tasks.stage_block(out, sources[: b.num_rows], root, plan, origin)
+
+    batches = _batches(table, batch)
+    actor_batch(batches[0])
+    profile = cProfile.Profile()
+    t0 = time.perf_counter()
+    profile.enable()
+    for b in batches:
+        actor_batch(b)
+    profile.disable()
+    wall = time.perf_counter() - t0
+    stats = pstats.Stats(profile).stats  # {(file, line, name): (cc, nc, tottime, cumtime, ...)}
+    in_torch = sum(v[2] for k, v in stats.items() if _is_torch(k))
+    outside = sum(v[2] for k, v in stats.items() if not _is_torch(k))
+    us = 1e6 / table.num_rows
+    return {"wall": wall * us, "torch": in_torch * us, "host": outside * us}
+
+
+def compare_with_cpu(model: str, table: pa.Table, device: str) -> None:
+    """The catalog of ``device`` against float32 on the CPU, column by column."""
+    a = CatalogPredictor(model, device)(table)
+    b = CatalogPredictor(model, "cpu")(table)
+    grid = CatalogPredictor(model, "cpu").artifact.grid
+    print(f"  {device} vs CPU on {table.num_rows:,} rows, largest |difference|:")
     for name in SUMMARY_COLUMNS:
-        d = np.abs(s_gpu[name] - s_cpu[name])
-        print(f"  {name:9s} max |diff| {np.nanmax(d):.2e}  median {np.nanmedian(d):.2e}")
-    modes_differ = np.abs(s_gpu["z_mode"] - s_cpu["z_mode"]) > 1.5 * grid.dz
-    print(f"  rows whose z_mode moved by more than one grid step: {int(modes_differ.sum())}")
+        d = np.abs(a[name].to_numpy(zero_copy_only=False) - b[name].to_numpy(zero_copy_only=False))
+        print(f"    {name:9s} {np.nanmax(d):.2e} (median {np.nanmedian(d):.1e})")
+    moved = np.abs(a["z_mode"].to_numpy() - b["z_mode"].to_numpy()) > 1.5 * grid.dz
+    flags_differ = int((a["flags"].to_numpy() != b["flags"].to_numpy()).sum())
+    print(f"    rows whose z_mode moved by more than a grid step: {int(moved.sum())}")
+    print(f"    rows whose flags differ: {flags_differ}")
+    diff = np.abs(_levels(a, grid.n) - _levels(b, grid.n))
+    same = sum(x == y for x, y in zip(a["pdf"].to_pylist(), b["pdf"].to_pylist(), strict=True))
+    print(
+        f"    compact PDF levels: max difference {int(diff.max())} quanta; rows with any"
+        f" difference {int((diff > 0).any(axis=1).sum())}; rows with identical bytes {same}"
+    )
 
 
-def main() -> None:
+def _levels(catalog: pa.Table, n_grid: int) -> np.ndarray:
+    out = np.zeros((catalog.num_rows, n_grid), dtype=np.int16)
+    starts = catalog["pdf_start"].to_numpy()
+    for i, value in enumerate(catalog["pdf"].to_pylist()):
+        if value is not None:
+            out[i, starts[i] : starts[i] + len(value)] = np.frombuffer(value, np.uint8)
+    return out
+
+
+def with_synthetic_cutouts(table: pa.Table, predictor: CatalogPredictor, seed: int = 0) -> pa.Table:
+    """``table`` with a cutout column of the image model's shape: sky noise at its fitted
+    pixel noise and a round galaxy of random brightness (nJy/pixel). 8,192 distinct cutouts,
+    repeated."""
+    stretch = predictor.artifact.cutouts
+    c, h, w = stretch.shape
+    rng = np.random.default_rng(seed)
+    n = min(8192, table.num_rows)
+    sigma = np.asarray(stretch.sigma_njy, dtype=np.float32)[None, :, None, None]
+    images = rng.standard_normal((n, c, h, w), dtype=np.float32) * sigma
+    yy, xx = np.mgrid[:h, :w] - (h - 1) / 2
+    profile = np.exp(-(xx**2 + yy**2) / (2 * 2.0**2)).astype(np.float32)
+    images += rng.uniform(1, 200, (n, c, 1, 1)).astype(np.float32) * sigma * profile
+    tiled = np.resize(images, (table.num_rows, c, h, w))
+    column = pa.FixedShapeTensorArray.from_numpy_ndarray(tiled)
+    return table.append_column(stretch.column, column)
+
+
+def _tile(table: pa.Table, rows: int) -> pa.Table:
+    reps = -(-rows // table.num_rows)
+    return pa.concat_tables([table] * reps).slice(0, rows).combine_chunks()
+
+
+def run_model(a: argparse.Namespace, model: str, label: str, table: pa.Table, plan) -> None:
+    """Every figure for one model."""
+    predictor = CatalogPredictor(model, a.device)
+    device = predictor.ensemble.device
+    if predictor.artifact.cutouts is not None:
+        table = with_synthetic_cutouts(table, predictor)
+    table = table.select(predictor.input_columns)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    members = len(predictor.ensemble.members)
+    print(f"\n## {label}: {members} member(s) on {name} ({torch.get_num_threads()} torch threads)")
+    print(
+        f"| batch | network alone | whole predictor, 1 thread | whole predictor, {a.threads}"
+        " threads | host work outside torch | torch calls |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for batch in (int(b) for b in a.batch_sizes.split(",")):
+        net = time_network(predictor, table, batch)
+        one = time_predictor(predictor, table, batch, 1)
+        many = time_predictor(predictor, table, batch, a.threads)
+        with tempfile.TemporaryDirectory() as root:
+            work = host_work(predictor, table.slice(0, a.profile_rows), batch, plan, root)
+        print(
+            f"| {batch:,} | {net:,.0f}/s | {one:,.0f}/s | {many:,.0f}/s |"
+            f" {work['host']:.2f} us/object | {work['torch']:.2f} us/object |",
+            flush=True,
+        )
+    if device.type == "cuda":  # the CPU side of a CNN comparison is slow: fewer rows
+        rows = a.compare_rows if predictor.artifact.cutouts is None else a.compare_rows // 5
+        compare_with_cpu(model, table.slice(0, rows), str(device))
+
+
+def end_to_end(a: argparse.Namespace) -> None:
+    """``jobs/infer_lsst.py`` over the input file (embedded Ray): the job's rows/s."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job = str(REPO / "jobs" / "infer_lsst.py")
+        cmd = [sys.executable, job, "--input", a.input, "--model", a.model,
+               "--output", f"{tmp}/catalog", "--validate", "schema"]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True)
+        summary = json.loads(Path(tmp, "catalog", "raypz_run_summary.json").read_text())
+    print(f"\njobs/infer_lsst.py end to end: {summary['rows_per_second']:,.0f} rows/s")
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--input", required=True, help="object-table Parquet file")
-    p.add_argument("--model", required=True, help="artifact directory")
+    p.add_argument("--model", required=True, help="catalog ensemble artifact directory")
+    p.add_argument("--image-model", help="cutout CNN artifact directory (cutouts synthesised)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda[:n]")
-    p.add_argument("--rows", type=int, default=200_000, help="rows to time (from the file start)")
-    p.add_argument(
-        "--batch-sizes", default="16384,65536,200000", help="comma-separated rows per call"
-    )
-    p.add_argument("--compare-rows", type=int, default=20_000, help="rows for the bf16 check")
-    a = p.parse_args()
-    for amp in (True, False) if torch.cuda.is_available() and a.device != "cpu" else (False,):
-        run(a, amp)
-
-
-def run(a: argparse.Namespace, amp: bool) -> None:
-    """Timings and (on CUDA) the precision check, with or without autocast."""
-    predictor = CatalogPredictor(a.model, a.device, amp)
-    device = predictor.ensemble.device
-    table = pq.read_table(a.input, columns=predictor.input_columns).slice(0, a.rows)
-    table = table.combine_chunks()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    threads = torch.get_num_threads()
-    members = len(predictor.ensemble.members)
-    print(f"# {members}-member ensemble on {name} ({threads} CPU threads), autocast {amp}")
-    x, images = _inputs(predictor, table)
-    for batch in (int(b) for b in a.batch_sizes.split(",")):
-        whole = time_predictor(predictor, table, batch)
-        nets = time_ensemble(predictor, x, images, batch)
-        print(
-            f"batch {batch:>7,}: predictor {whole:>12,.0f} objects/s;"
-            f" ensemble alone {nets:>12,.0f} objects/s"
-        )
-    if device.type == "cuda":
-        compare_precision(a.model, table.slice(0, a.compare_rows), str(device), amp)
+    p.add_argument("--rows", type=int, default=400_000, help="rows timed (the input tiled)")
+    p.add_argument("--image-rows", type=int, default=65_536, help="rows timed for the CNN")
+    p.add_argument("--batch-sizes", default="16384,65536", help="comma-separated rows per call")
+    p.add_argument("--threads", type=int, default=2, help="host threads calling the predictor")
+    p.add_argument("--profile-rows", type=int, default=131_072, help="rows of the host profile")
+    p.add_argument("--compare-rows", type=int, default=20_000, help="rows of the CPU comparison")
+    p.add_argument("--end-to-end", action="store_true", help="also time jobs/infer_lsst.py")
+    a = p.parse_args(argv)
+    if a.device == "cpu":
+        torch.set_num_threads(1)
+    base = pq.read_table(a.input)
+    cols = CatalogPredictor(a.model, "cpu").columns
+    histogram = tasks.histogram_file(a.input, None, cols.ra, cols.dec, 10)[0]
+    plan = plan_partitions(histogram, 1_000_000)
+    run_model(a, a.model, "catalog ensemble", _tile(base, a.rows), plan)
+    if a.image_model:
+        run_model(a, a.image_model, "cutout CNN", _tile(base, a.image_rows), plan)
+    if a.end_to_end and importlib.util.find_spec("ray") is not None:
+        end_to_end(a)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

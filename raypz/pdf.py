@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from raypz.rowops import argmax_rows
+from raypz.rowops import argmax_rows, host_tensor
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,6 @@ def _grid_values(grid: ZGrid, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(grid.values).to(device)
 
 
-def as_tensor(pdf: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """PDF rows as a tensor: a tensor as it is, an array shared with a CPU tensor (copied only
-    when it is read-only, which torch cannot share)."""
-    if isinstance(pdf, torch.Tensor):
-        return pdf
-    pdf = np.asarray(pdf)
-    return torch.from_numpy(pdf if pdf.flags.writeable else pdf.copy())
-
-
 class _Cumulative:
     """Trapezoid cumulative integrals of PDF rows (N, G), kept unnormalised, for CDF values,
     quantiles and interpolation without materialising a normalised (N, G) CDF. Torch on the
@@ -144,7 +135,7 @@ class _Cumulative:
 
 def cdf(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     """Cumulative distribution at each grid point, shape (N, G), from 0 to 1 (trapezoid rule)."""
-    return _Cumulative(as_tensor(pdf), grid).full().numpy()
+    return _Cumulative(host_tensor(pdf), grid).full().numpy()
 
 
 def cdf_at(pdf: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
@@ -153,12 +144,12 @@ def cdf_at(pdf: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
     This is the PIT value when ``z`` is the true redshift.
     """
     z = torch.from_numpy(np.array(z, dtype=np.float64))
-    return _Cumulative(as_tensor(pdf), grid).at(z).numpy()
+    return _Cumulative(host_tensor(pdf), grid).at(z).numpy()
 
 
 def quantiles(pdf: np.ndarray, grid: ZGrid, qs: tuple[float, ...]) -> np.ndarray:
     """Redshift quantiles of each row, shape (N, len(qs)), linear inside a grid interval."""
-    return _Cumulative(as_tensor(pdf), grid).quantiles(qs).numpy()
+    return _Cumulative(host_tensor(pdf), grid).quantiles(qs).numpy()
 
 
 RISK_WIDTH = 0.15
@@ -217,7 +208,7 @@ def best_redshift(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     scoring every grid point.
     """
     rows = np.ascontiguousarray(pdf, dtype=np.float32)
-    return _best_redshift(as_tensor(rows), grid).numpy()
+    return _best_redshift(host_tensor(rows), grid).numpy()
 
 
 POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean", "best")
@@ -290,6 +281,6 @@ def summarize(pdf: np.ndarray, grid: ZGrid, odds_width: float = 0.06) -> dict[st
     (1 + z_mode) of the mode. Intervals are central (16-84% and 2.5-97.5% quantiles). Values
     are float32 arrays of shape (N,). The work is :func:`summarize_tensor` on the CPU.
     """
-    rows = as_tensor(np.ascontiguousarray(pdf, dtype=np.float32))
+    rows = host_tensor(np.ascontiguousarray(pdf, dtype=np.float32))
     table = summarize_tensor(rows, grid, odds_width).numpy()
     return {name: table[:, i] for i, name in enumerate(SUMMARY_COLUMNS)}

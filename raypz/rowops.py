@@ -10,6 +10,8 @@ tensor's memory: same inputs, same results.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -20,6 +22,17 @@ torch) on the CPU and compare."""
 
 def _numpy_kernel(t: torch.Tensor) -> bool:
     return NUMPY_ON_CPU and t.device.type == "cpu"
+
+
+def host_tensor(a: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``a``'s memory, also for a read-only array (a view of an Arrow
+    buffer, which torch warns about): callers never write to it in place."""
+    a = np.ascontiguousarray(a)
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return torch.from_numpy(a)
 
 
 def argmax_rows(t: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,9 @@ import torch
 from raypz import compact
 from raypz import flags as fl
 from raypz.models import EnsemblePredictor, ModelArtifact, load_artifact
+from raypz.models.ensemble import to_device
 from raypz.pdf import SUMMARY_COLUMNS, summarize_tensor
+from raypz.rowops import host_tensor
 
 PREDICT_CHUNK_ROWS = 1024
 """Rows predicted, summarised and encoded at a time inside a batch on CPU: the (rows, G) PDFs
@@ -70,17 +72,24 @@ class CatalogPredictor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Catalog rows (one per input row, same order) for a batch of the object table."""
         x, flags = self.artifact.transform(batch)
-        images = None
-        if self.artifact.cutouts is not None:
-            images, cutout_flags = self.artifact.cutouts.from_batch(batch)
-            flags |= cutout_flags
+        device = self.ensemble.device
+        images = usable = None
+        if self.artifact.cutouts is not None:  # raw pixels to the device, stretched there
+            raw, valid = self.artifact.cutouts.raw_from_batch(batch)
+            flags |= np.where(valid, 0, fl.NO_CUTOUT | fl.NO_PDF).astype(np.int32)
+            images, usable = self.artifact.cutouts.stretch_tensor(to_device(raw, device))
         parts = []
         # on a GPU, the whole batch in one pass (small chunks would leave it idle)
-        step = max(len(x), 1) if self.ensemble.device.type == "cuda" else PREDICT_CHUNK_ROWS
+        step = max(len(x), 1) if device.type == "cuda" else PREDICT_CHUNK_ROWS
         for lo in range(0, len(x), step):
             rows = slice(lo, lo + step)
             parts.append(
-                self._predict_rows(x[rows], None if images is None else images[rows], flags[rows])
+                self._predict_rows(
+                    x[rows],
+                    None if images is None else images[rows],
+                    None if usable is None else usable[rows],
+                    flags[rows],
+                )
             )
         cols: dict[str, pa.Array] = {
             name: pa.array(_as_numpy(batch[name]), type=self.schema.field(name).type)
@@ -91,25 +100,33 @@ class CatalogPredictor:
         return pa.Table.from_pydict(cols, schema=self.schema)
 
     def _predict_rows(
-        self, x: np.ndarray, images: np.ndarray | None, flags: np.ndarray
+        self,
+        x: np.ndarray,
+        images: torch.Tensor | None,
+        usable: torch.Tensor | None,
+        flags: np.ndarray,
     ) -> dict[str, pa.Array]:
         """Summary, flag and compact-PDF columns of some rows. Everything per object runs on
         the ensemble's device (:func:`summarize_tensor`, :func:`compact.encode_tensor`); the
         host receives the columns' buffers (~150 bytes per object instead of the (N, G)
-        PDFs). Rows flagged NO_PDF are predicted with the others (their features are zeros)
-        and then blanked: null summaries and PDF."""
-        ok = (flags & fl.NO_PDF) == 0
+        PDFs). ``usable`` marks rows whose cutout has only finite pixels (image models).
+        Rows that get NO_PDF are predicted with the others (on zeroed inputs) and then
+        blanked: null summaries and PDF."""
         pdf, ens_flags = self.ensemble.predict_tensor(x, images)
-        if not ok.all():
-            ok_rows = torch.from_numpy(ok).to(pdf.device)
-            pdf = torch.where(ok_rows[:, None], pdf, 0.0)
-            ens_flags = torch.where(ok_rows, ens_flags, 0)
+        row_flags = host_tensor(flags).to(pdf.device)
+        if usable is not None:
+            row_flags = row_flags | torch.where(usable, 0, fl.NO_CUTOUT | fl.NO_PDF).int()
+        if usable is not None or (flags & fl.NO_PDF).any():
+            ok = (row_flags & fl.NO_PDF) == 0
+            pdf = torch.where(ok[:, None], pdf, 0.0)
+            ens_flags = torch.where(ok, ens_flags, 0)
         stats = summarize_tensor(pdf, self.artifact.grid).T.contiguous()  # (S, N)
         start, values = compact.encode_tensor(pdf).to_arrow()
-        stats, ens_flags = stats.cpu().numpy(), ens_flags.cpu().numpy()
-        null = None if ok.all() else ~ok
+        stats, flags = stats.cpu().numpy(), (row_flags | ens_flags).cpu().numpy()
+        no_pdf = (flags & fl.NO_PDF) != 0
+        null = no_pdf if no_pdf.any() else None
         cols = {name: pa.array(stats[i], mask=null) for i, name in enumerate(SUMMARY_COLUMNS)}
-        cols["flags"] = pa.array(flags | ens_flags, pa.int32())
+        cols["flags"] = pa.array(flags, pa.int32())
         cols["pdf_start"] = pa.array(start, pa.uint16())
         cols["pdf"] = values
         return cols

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from raypz import flags as fl
 from raypz.features.cutouts import STRETCH_SIGMAS, CutoutStretch, cutout_array
@@ -90,3 +91,24 @@ def test_random_dihedral_applies_one_of_the_eight_symmetries_per_image(rng):
         assert len(matches) == 1
         seen.add(matches[0])
     assert len(seen) == 8, "every symmetry is drawn"
+
+
+def test_raw_cutouts_are_a_view_and_the_device_stretch_flags_non_finite_rows(rng):
+    """The predictor's image path: raw pixels (a view of the Arrow buffer when no row is null)
+    go to the device, where the stretch zeroes and reports rows with a non-finite pixel."""
+    images = rng.normal(size=(4, 6, 8, 8)).astype(np.float32) * 30
+    images[2, 5, 7, 7] = np.inf
+    stretch = CutoutStretch("cutout", (6, 8, 8), tuple(np.linspace(1.0, 6.0, 6)))
+    column = _tensor_column(images)
+    raw, valid = stretch.raw_from_batch(pa.table({"cutout": column}))
+    assert valid.all() and not raw.flags.writeable, "no copy of the Arrow buffer"
+    assert np.shares_memory(raw, column.storage.flatten().to_numpy())
+    out, usable = stretch.stretch_tensor(torch.from_numpy(images))
+    assert usable.tolist() == [True, True, False, True]
+    assert not out[2].any()
+    scale = STRETCH_SIGMAS * np.asarray(stretch.sigma_njy, np.float32)[None, :, None, None]
+    expected = np.arcsinh(images[[0, 1, 3]] / scale)
+    np.testing.assert_allclose(out[[0, 1, 3]].numpy(), expected, rtol=2e-7, atol=1e-7)
+    stretched, flags = stretch.from_batch(pa.table({"cutout": column}))
+    assert flags.tolist() == [0, 0, fl.NO_CUTOUT | fl.NO_PDF, 0]
+    np.testing.assert_array_equal(stretched, out.numpy())
