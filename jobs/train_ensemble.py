@@ -67,7 +67,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gpu",
         choices=["auto", "yes", "no"],
         default="auto",
-        help="use GPUs (auto: if the cluster has any)",
+        help="use GPUs (auto: if the cluster has any; yes: one GPU per worker, DDP over NCCL, "
+        "bf16 autocast in the trunk; fails at once if the cluster cannot provide them)",
+    )
+    p.add_argument(
+        "--worker-resources",
+        nargs="+",
+        default=[],
+        metavar="NAME=AMOUNT",
+        help="extra Ray resources per training worker, e.g. a custom resource that some nodes "
+        "advertise (`ray start --resources '{\"trainer\": 1}'`): trainer=1 puts the workers on "
+        "those nodes, one per node where each has 1",
     )
     p.add_argument(
         "--max-concurrent-members",
@@ -156,6 +166,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _resources(pairs: list[str]) -> dict[str, float]:
+    """``["name=1", ...]`` -> ``{"name": 1.0, ...}``."""
+    out = {}
+    for pair in pairs:
+        name, sep, amount = pair.partition("=")
+        try:
+            out[name.strip()] = float(amount)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SystemExit(f"--worker-resources: expected NAME=AMOUNT, got {pair!r}")
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe."""
     if args.domain_adapt != (args.target is not None):
@@ -186,6 +210,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         cpus_per_worker=args.cpus_per_worker,
         use_gpu={"auto": None, "yes": True, "no": False}[args.gpu],
         max_concurrent_members=args.max_concurrent_members,
+        worker_resources=_resources(args.worker_resources),
         flux_noise=args.flux_noise,
         balanced=args.balanced,
         calibrate=not args.no_calibrate,

@@ -33,6 +33,11 @@ class TrainConfig:
             one CPU for Ray Data across the concurrently trained members.
         use_gpu: None uses GPUs when the cluster has any.
         max_concurrent_members: members trained at once; None fits as many as resources allow.
+        worker_resources: extra Ray resources each training worker requests besides its CPUs
+            and GPU, e.g. ``{"trainer": 1}`` for a custom resource that only some nodes
+            advertise (one per node places the workers one per node), or
+            ``{"accelerator_type:H100": 0.001}``. CPU and GPU come from ``cpus_per_worker``
+            and ``use_gpu``.
         flux_noise: augmentation: extra Gaussian flux noise of up to this many catalog
             errors per row (the error column is inflated to match). 0 by default: use it when
             the target photometry is shallower than the training photometry.
@@ -74,6 +79,7 @@ class TrainConfig:
     cpus_per_worker: float | None = None
     use_gpu: bool | None = None
     max_concurrent_members: int | None = None
+    worker_resources: dict[str, float] = field(default_factory=dict, hash=False)
     flux_noise: float = 0.0
     coadd_fraction: tuple[float, float] = (0.5, 1.0)
     balanced: bool = False
@@ -103,6 +109,9 @@ class TrainConfig:
             "lr > 0": self.lr > 0,
             "flux_noise >= 0": self.flux_noise >= 0,
             "domain_weight >= 0": self.domain_weight >= 0,
+            "worker_resources: names other than CPU and GPU, amounts > 0": all(
+                k not in ("CPU", "GPU") and float(v) > 0 for k, v in self.worker_resources.items()
+            ),
             "0 < coadd_fraction[0] <= coadd_fraction[1] <= 1": 0
             < self.coadd_fraction[0]
             <= self.coadd_fraction[1]

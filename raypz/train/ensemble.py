@@ -52,6 +52,7 @@ from raypz.train.data import (
     train_mask,
 )
 from raypz.train.loop import load_best_state, numpy_state, train_loop_per_worker
+from raypz.train.resources import check_worker_resources
 from raypz.train.splits import fold_of
 
 WIDTH_SCALES = np.round(np.arange(0.5, 1.5001, 0.1), 3)
@@ -123,6 +124,7 @@ def _fit(
             resources_per_worker={
                 "CPU": res.cpus_per_worker,
                 **({"GPU": 1} if res.use_gpu else {}),
+                **config.worker_resources,
             },
         ),
         run_config=ray.train.RunConfig(
@@ -138,7 +140,7 @@ def _fit(
     return load_best_state(result.checkpoint), dict(result.metrics or {})
 
 
-_NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members")
+_NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members", "worker_resources")
 """Config fields that do not change what a Ray Train run computes (post-training steps, or
 scheduling): changing them reuses the finished runs."""
 
@@ -189,6 +191,7 @@ def train_ensemble(
         )
     t0 = time.perf_counter()
     init_ray()
+    check_worker_resources(config)  # fail now, not after reading the data (or never)
     storage = storage_path or io.join(output, "_checkpoints")
     images = config.image is not None
     for path in [train] + ([pretrain] if pretrain else []):

@@ -52,3 +52,15 @@ def test_fusion_with_domain_adaptation(job):
 def test_inconsistent_domain_flags_are_refused(job, flags):
     with pytest.raises(SystemExit):
         _config(job, *flags)
+
+
+def test_gpu_and_worker_resources(job):
+    config = _config(
+        job, "--gpu", "yes", "--workers", "2", "--worker-resources", "trainer=1", "x=0.5"
+    )
+    assert config.use_gpu is True and config.workers == 2
+    assert config.worker_resources == {"trainer": 1.0, "x": 0.5}
+    assert _config(job).worker_resources == {}
+    for bad in ("trainer", "=1", "trainer=many"):
+        with pytest.raises(SystemExit):
+            _config(job, "--worker-resources", bad)

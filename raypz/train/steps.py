@@ -1,0 +1,146 @@
+"""The optimisation steps of the training loop, without Ray: one epoch over batches, the mixed
+precision policy, and checkpointable training state.
+
+:mod:`raypz.train.loop` runs these inside Ray Train workers; ``benchmarks/gpu_train_step.py``
+runs the same steps under a plain ``torch.distributed`` process group on a machine that has
+CUDA but no Ray. Nothing here imports Ray.
+
+Precision: on CUDA the forward pass and the loss run under bf16 autocast (the trunk's matrix
+products in bf16; the PDF heads force float32, see ``raypz.models.heads._full_precision``);
+bf16 has float32's exponent range, so no gradient scaler is needed. On CPU everything is
+float32. Weights, gradients and optimiser state stay float32 everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from raypz.models.domain import DomainClassifier
+from raypz.models.ensemble import to_device
+
+AMP_DTYPE = torch.bfloat16
+"""Autocast dtype of the trunk on CUDA."""
+MAX_GRAD_NORM = 5.0
+"""Gradient-norm clip of every optimiser step."""
+
+Batch = tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]
+"""(network inputs, redshifts z (N,), weights w (N,)) as numpy arrays (see BatchPreparer)."""
+
+
+def amp_enabled(device: torch.device) -> bool:
+    """bf16 autocast is used on CUDA only (CPU autocast was slower and is not needed)."""
+    return device.type == "cuda"
+
+
+def sum_over_workers(values: torch.Tensor | list[float], device: torch.device) -> list[float]:
+    """``values`` summed over the workers of the process group (as they are without one)."""
+    t = torch.as_tensor(values, dtype=torch.float64).to(device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def join_target(source: Batch, target: Batch) -> tuple[tuple, np.ndarray, np.ndarray, np.ndarray]:
+    """A source batch and a target batch as one: inputs, z, w (0 on target rows) and the
+    is-target label of every row (one forward pass, so DDP sees each parameter once)."""
+    (s_in, s_z, s_w), (t_in, t_z, _) = source, target
+    inputs = tuple(np.concatenate([a, b]) for a, b in zip(s_in, t_in, strict=True))
+    z = np.concatenate([s_z, t_z])
+    w = np.concatenate([s_w, np.zeros(len(t_z), np.float32)])
+    is_target = np.concatenate([np.zeros(len(s_z), np.float32), np.ones(len(t_z), np.float32)])
+    return inputs, z, w, is_target
+
+
+def run_epoch(
+    model: torch.nn.Module,
+    net: torch.nn.Module,
+    batches: Iterable[Batch],
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+    target: Iterator[Batch] | None = None,
+) -> tuple[float, float, int]:
+    """One pass over a shard's batches; trains when an optimiser is given.
+
+    ``model`` is what is called (the DDP wrapper, or ``net`` itself); ``net`` is the bare
+    network, whose ``loss`` is used. ``target`` yields unlabelled target batches for
+    domain-adversarial training. Each step: inputs to ``device``; forward and loss under bf16
+    autocast on CUDA; weighted mean loss; backward; gradient clip; optimiser step. The sums are
+    kept on the device and read once at the end (no host sync per step).
+
+    Returns the weighted mean redshift loss, the mean domain loss (NaN without a target) and
+    the rows seen, all over all workers.
+    """
+    acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, weight sum, domain sum
+    rows_seen, dom_rows = 0, 0
+    amp = amp_enabled(device)
+    for source in batches:
+        is_target = None
+        if target is not None:
+            inputs, z, w, is_target = join_target(source, next(target))
+        else:
+            inputs, z, w = source
+        n_source = len(source[1])
+        xs = [to_device(a, device) for a in inputs]
+        zt, wt = to_device(z, device), to_device(w, device)
+        with (
+            torch.autocast(device.type, dtype=AMP_DTYPE, enabled=amp),
+            torch.set_grad_enabled(optimizer is not None),
+        ):
+            outputs = model(*xs)
+            rows = net.loss(outputs, xs[0], zt)
+        loss = (rows * wt).sum() / wt.sum().clamp_min(1e-6)
+        if is_target is not None:
+            dom = DomainClassifier.loss(outputs[1], to_device(is_target, device)).mean()
+            loss = loss + dom
+            acc[2] += dom.detach().double() * len(z)
+            dom_rows += len(z)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+        acc[0] += (rows.detach() * wt).sum().double()
+        acc[1] += wt.sum().double()
+        rows_seen += n_source
+    total, count, dom_total, rows_seen, dom_rows = sum_over_workers(
+        torch.cat([acc, torch.tensor([rows_seen, dom_rows], dtype=torch.float64, device=device)]),
+        device,
+    )
+    dom_loss = dom_total / dom_rows if dom_rows else math.nan
+    return total / max(count, 1.0), dom_loss, int(rows_seen)
+
+
+def to_cpu(obj: Any) -> Any:
+    """A copy of ``obj`` (tensors in dicts, lists and tuples) with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def training_state(
+    net: torch.nn.Module, optimizer: torch.optim.Optimizer, **extra: Any
+) -> dict[str, Any]:
+    """Model and optimiser state (CPU tensors, so a checkpoint written on a GPU loads on any
+    device) plus ``extra`` bookkeeping, for ``torch.save``."""
+    return {"model": to_cpu(net.state_dict()), "optimizer": to_cpu(optimizer.state_dict()), **extra}
+
+
+def restore_training_state(
+    net: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Load :func:`training_state` into ``net`` and ``optimizer``. Call it once ``net`` is on
+    its device and ``optimizer`` holds its parameters: the optimiser moves its restored state
+    to the device of each parameter (restoring first and moving the net afterwards would leave
+    the Adam moments on the CPU beside CUDA weights)."""
+    net.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
