@@ -352,8 +352,9 @@ def _main_pass(
 ) -> dict:
     """Read the ``pending`` input files, predict in the actor pool and stage fragments under
     ``root``; returns the summary's ``rows_by_node``, ``rows_by_device`` and ``actor_pool``."""
-    actors = pool.plan_pool(config, _node_resources())
-    _set_object_store_budget(actors, config)
+    nodes = _node_resources()
+    actors = pool.plan_pool(config, nodes)
+    _set_object_store_budget(actors, config, nodes)
     cols = artifact.transform.columns
     ds = ray.data.read_parquet(
         [files[i] for i in pending],
@@ -392,11 +393,12 @@ def _main_pass(
     return {"rows_by_node": by_node, "rows_by_device": by_device, "actor_pool": actors.to_dict()}
 
 
-def _set_object_store_budget(actors: pool.PoolPlan, config: InferConfig) -> None:
+def _set_object_store_budget(
+    actors: pool.PoolPlan, config: InferConfig, nodes: list[dict[str, float]]
+) -> None:
     """Ray Data's object-store budget for this run (``pool.object_store_budget``); the
     caller's ``_ray_data_settings`` restores the previous one."""
-    store = ray.cluster_resources().get("object_store_memory", 0.0)
-    limit, share = pool.object_store_budget(actors, config.object_store_mb_per_actor, store)
+    limit, share = pool.object_store_budget(actors, config.object_store_mb_per_actor, nodes)
     ctx = ray.data.DataContext.get_current()
     ctx.override_object_store_memory_limit_fraction = share
     if limit is not None:

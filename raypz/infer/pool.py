@@ -103,24 +103,27 @@ def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:
 
 
 def object_store_budget(
-    plan: PoolPlan, mb_per_actor: int, store_bytes: float
+    plan: PoolPlan, mb_per_actor: int, nodes: list[dict[str, float]]
 ) -> tuple[float | None, float]:
     """Ray Data's object-store budget for the run's blocks: (bytes or None, share of the store).
 
     The budget is ``mb_per_actor`` per actor. Ray Data applies the smaller of an absolute limit
-    and a share of the cluster's object store, and re-reads the store's size every second. So:
+    and a share of the object store of the nodes with CPUs or GPUs (a head with neither is left
+    out), whose size it re-reads as nodes join. So:
 
     - the absolute limit covers the pool at its largest: ``mb_per_actor`` x ``max_size``
       (None for an unbounded pool);
-    - the share gives ``mb_per_actor`` to each actor the nodes hold now (at least
-      ``min_size``), as a fraction of their object store (``store_bytes``). When nodes of the
-      same kind join, the store, and with it the budget, grows with the actors they add.
-      A node with a store but no actors (a CPU-0 head) adds to the store only: as workers
-      join, the budget per actor falls towards ``mb_per_actor`` x (1 - the head's share of
-      the store at the start).
+    - the share gives ``mb_per_actor`` to each actor that ``nodes`` (the nodes now) hold, at
+      least ``min_size``, as a fraction of their store. When nodes of the same kind join, the
+      store, and with it the budget, grows with the actors they add.
     """
     per_actor = mb_per_actor * 2**20
     limit = per_actor * plan.max_size if plan.max_size is not None else None
+    store = sum(
+        n.get("object_store_memory", 0.0)
+        for n in nodes
+        if n.get("CPU", 0.0) > 0 or n.get("GPU", 0.0) > 0
+    )
     actors_now = max(plan.slots_now, plan.min_size)
-    share = min(RAY_DATA_STORE_FRACTION, per_actor * actors_now / max(store_bytes, 1.0))
+    share = min(RAY_DATA_STORE_FRACTION, per_actor * actors_now / max(store, 1.0))
     return limit, share

@@ -15,7 +15,7 @@ from raypz.infer.pool import (
 )
 
 MB = 2**20
-CPU_NODE = {"CPU": 2.0, "object_store_memory": 1000.0 * MB}
+CPU_NODE = {"CPU": 2.0}
 GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
 HEAD_CPU0 = {"CPU": 0.0}
 
@@ -67,16 +67,23 @@ def test_concurrency_and_max_actors_exclude_each_other():
 
 
 def test_object_store_budget_per_actor_now_as_a_share_of_the_store():
-    plan = plan_pool(InferConfig(), [CPU_NODE])  # 2 actors, unbounded
-    limit, share = object_store_budget(plan, 256, store_bytes=4096 * MB)
+    nodes = [
+        {"CPU": 0.0, "object_store_memory": 4096.0 * MB},
+        {"CPU": 2.0, "object_store_memory": 2048.0 * MB},
+    ]
+    plan = plan_pool(InferConfig(), nodes)  # 2 actors, unbounded
+    limit, share = object_store_budget(plan, 256, nodes)
     assert limit is None
-    assert share == pytest.approx(2 * 256 / 4096)  # as the store grows, so does the budget
+    # of the store of nodes that run work (Ray Data leaves out a head without CPUs or GPUs):
+    # as that store grows with the nodes that join, so does the budget
+    assert share == pytest.approx(2 * 256 / 2048)
 
 
 def test_object_store_budget_caps():
-    fixed = plan_pool(InferConfig(concurrency=3), [CPU_NODE])
-    limit, share = object_store_budget(fixed, 256, store_bytes=8192 * MB)
+    nodes = [{"CPU": 2.0, "object_store_memory": 8192.0 * MB}]
+    fixed = plan_pool(InferConfig(concurrency=3), nodes)
+    limit, share = object_store_budget(fixed, 256, nodes)
     assert limit == 3 * 256 * MB
     assert share == pytest.approx(3 * 256 / 8192)  # the pool's actors, not the 2 slots
-    small_store = object_store_budget(fixed, 256, store_bytes=100 * MB)[1]
-    assert small_store == RAY_DATA_STORE_FRACTION  # never above Ray Data's own default
+    small_store = [{"CPU": 2.0, "object_store_memory": 100.0 * MB}]
+    assert object_store_budget(fixed, 256, small_store)[1] == RAY_DATA_STORE_FRACTION
