@@ -120,11 +120,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def fit_small_artifact(path: str, table, members: int = 2, steps: int = 60, seed: int = 0) -> str:
+def fit_small_artifact(
+    path: str,
+    table,
+    members: int = 2,
+    steps: int = 60,
+    seed: int = 0,
+    hidden: tuple[int, ...] = (64, 64),
+) -> str:
     """Fit a small catalog ensemble in-process (no Ray) on ``table`` and save it at ``path``.
 
     A real artifact with briefly trained members: fast enough for fixtures, and its PDFs
-    already follow the data (so summaries and calibration checks are meaningful).
+    already follow the data (so summaries and calibration checks are meaningful). ``hidden``
+    layers: wide ones make a predictor slow enough for tests that act while it runs.
     """
     from raypz.features import FeatureTransform, flux_arrays
     from raypz.models import CatalogNet, CatalogNetConfig, save_artifact
@@ -137,7 +145,7 @@ def fit_small_artifact(path: str, table, members: int = 2, steps: int = 60, seed
     xt = torch.from_numpy(x)
     zt = torch.tensor(table["redshift"].to_numpy(), dtype=torch.float32)
     z_grid = torch.tensor(grid.values, dtype=torch.float32)
-    config = CatalogNetConfig(hidden=(64, 64))
+    config = CatalogNetConfig(hidden=hidden)
     states, info = [], []
     for m in range(members):
         torch.manual_seed(seed + m)

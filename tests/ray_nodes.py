@@ -16,11 +16,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 
@@ -173,6 +177,101 @@ def wait_started(proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"ray start did not come up:\n{log.read_text()}")
+
+
+@dataclass
+class PrivateCluster:
+    """A private head (see :func:`private_cluster`) and the worker nodes added to it.
+
+    Attributes:
+        address: the head's GCS address (``RAY_ADDRESS`` of a driver that joins).
+        env: environment of the nodes and of their clients (:func:`private_env`).
+        logs: directory of the nodes' logs.
+        nodes: ``ray start --block`` processes, the head first.
+        temp_dirs: their ``--temp-dir`` directories, removed at the end.
+    """
+
+    address: str
+    env: dict[str, str]
+    logs: Path
+    nodes: list[subprocess.Popen] = field(default_factory=list)
+    temp_dirs: list[str] = field(default_factory=list)
+
+    def add_node(self, args: list[str]) -> subprocess.Popen:
+        """Start a worker node (``ray start --address ADDRESS ARGS``) and wait until it is up."""
+        temp_dir = tempfile.mkdtemp(prefix="rpzw", dir="/tmp")  # short: Unix socket paths
+        self.temp_dirs.append(temp_dir)
+        log = self.logs / f"node{len(self.nodes)}.log"
+        proc = start_node(["--address", self.address, *args, "--temp-dir", temp_dir], self.env, log)
+        self.nodes.append(proc)
+        wait_started(proc, log, timeout_s=120)
+        return proc
+
+    def wait_cpus(self, cpus: float, timeout_s: float) -> None:
+        """Wait until ``ray status`` shows ``cpus`` CPUs in the cluster."""
+        deadline = time.monotonic() + timeout_s
+        said = ""
+        while time.monotonic() < deadline:
+            status = subprocess.run(
+                [ray_cli(), "status", "--address", self.address],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            said = status.stdout + status.stderr
+            if f"/{cpus:.1f} CPU" in said:
+                return
+            time.sleep(2)
+        raise TimeoutError(f"the cluster never showed {cpus} CPUs:\n{said}")
+
+
+@contextlib.contextmanager
+def private_cluster(tmp: Path, head_args: list[str]) -> Iterator[PrivateCluster]:
+    """A head node on loopback (``ray start --head HEAD_ARGS``, no dashboard, a private auth
+    token); every node of the cluster is stopped at the end, and none may leave a process."""
+    head_dir = tempfile.mkdtemp(prefix="rpzh", dir="/tmp")
+    gcs_port, client_port = free_ports(2)
+    cluster = PrivateCluster(
+        f"127.0.0.1:{gcs_port}", private_env(head_dir), tmp, temp_dirs=[head_dir]
+    )
+    try:
+        log = tmp / "head.log"
+        head = start_node(
+            [
+                "--head", "--port", str(gcs_port),
+                "--include-dashboard", "false",
+                "--ray-client-server-port", str(client_port),
+                "--temp-dir", head_dir,
+                *head_args,
+            ],
+            cluster.env,
+            log,
+        )  # fmt: skip
+        cluster.nodes.append(head)
+        wait_started(head, log, timeout_s=120)
+        yield cluster
+    finally:
+        left = [pid for p in reversed(cluster.nodes) for pid in stop_node(p)]
+        for temp_dir in cluster.temp_dirs:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"processes of the test's Ray nodes still alive: {left}"
+
+
+def replicate_survey(small_survey: str, out: Path, n_files: int) -> int:
+    """``n_files`` files of 1000 rows: replicas of ``small_survey``'s shards with shifted
+    objectIds; returns their rows."""
+    out.mkdir()
+    shards = [pq.read_table(f) for f in sorted(Path(small_survey).glob("*.parquet"))]
+    rows = 0
+    for i in range(n_files):
+        table = shards[i % len(shards)]
+        shift = (i // len(shards)) * 10**12  # ids are code*1e15 + shard*1e8 + row
+        ids = pa.array(table["objectId"].to_numpy() + shift, pa.int64())
+        table = table.set_column(table.schema.get_field_index("objectId"), "objectId", ids)
+        pq.write_table(table, out / f"part-{i:03d}.parquet")
+        rows += table.num_rows
+    return rows
 
 
 def ray_process_pids(title: str, busy: bool = False) -> list[int]:

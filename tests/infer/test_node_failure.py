@@ -23,31 +23,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 import pytest
-from ray_nodes import (
-    cmdline,
-    descendants,
-    free_ports,
-    kill_node,
-    private_env,
-    ray_cli,
-    start_node,
-    stop_node,
-    wait_started,
-)
+from ray_nodes import cmdline, descendants, kill_node, private_cluster, replicate_survey
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -71,77 +57,13 @@ def _busy_predictors(proc: subprocess.Popen) -> list[int]:
     ]
 
 
-def _wait_cluster_cpus(address: str, env: dict[str, str], cpus: float, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    said = ""
-    while time.monotonic() < deadline:
-        status = subprocess.run(
-            [ray_cli(), "status", "--address", address],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        said = status.stdout + status.stderr
-        if f"/{cpus:.1f} CPU" in said:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"the cluster never showed {cpus} CPUs:\n{said}")
-
-
 @contextlib.contextmanager
 def two_nodes(tmp: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
     """A head (1 CPU) and a worker node (2 CPUs) on loopback; yields (GCS address, env, worker)."""
-    head_dir = tempfile.mkdtemp(prefix="rpzh", dir="/tmp")  # short: Unix socket paths
-    worker_dir = tempfile.mkdtemp(prefix="rpzw", dir="/tmp")
-    env = private_env(head_dir)
-    gcs_port, client_port = free_ports(2)
-    address = f"127.0.0.1:{gcs_port}"
-    procs: list[subprocess.Popen] = []
-    try:
-        head_log = tmp / "head.log"
-        head = start_node(
-            [
-                "--head", "--port", str(gcs_port), "--num-cpus", "1",
-                "--include-dashboard", "false",
-                "--ray-client-server-port", str(client_port),
-                "--temp-dir", head_dir,
-            ],
-            env,
-            head_log,
-        )  # fmt: skip
-        procs.append(head)
-        wait_started(head, head_log, timeout_s=120)
-        worker_log = tmp / "worker.log"
-        worker = start_node(
-            ["--address", address, "--num-cpus", "2", "--temp-dir", worker_dir],
-            env,
-            worker_log,
-        )
-        procs.append(worker)
-        wait_started(worker, worker_log, timeout_s=120)
-        _wait_cluster_cpus(address, env, 3.0, timeout_s=120)
-        yield address, env, worker
-    finally:
-        left = [pid for p in reversed(procs) for pid in stop_node(p)]
-        shutil.rmtree(head_dir, ignore_errors=True)
-        shutil.rmtree(worker_dir, ignore_errors=True)
-        assert not left, f"processes of the test's Ray nodes still alive: {left}"
-
-
-def _survey(small_survey: str, out: Path, n_files: int) -> int:
-    """``n_files`` files of 1000 rows: replicas of ``small_survey`` with shifted objectIds."""
-    out.mkdir()
-    shards = [pq.read_table(f) for f in sorted(Path(small_survey).glob("*.parquet"))]
-    rows = 0
-    for i in range(n_files):
-        table = shards[i % len(shards)]
-        shift = (i // len(shards)) * 10**12  # ids are code*1e15 + shard*1e8 + row
-        ids = pa.array(table["objectId"].to_numpy() + shift, pa.int64())
-        table = table.set_column(table.schema.get_field_index("objectId"), "objectId", ids)
-        pq.write_table(table, out / f"part-{i:03d}.parquet")
-        rows += table.num_rows
-    return rows
+    with private_cluster(tmp, ["--num-cpus", "1"]) as cluster:
+        worker = cluster.add_node(["--num-cpus", "2"])
+        cluster.wait_cpus(3.0, timeout_s=120)
+        yield cluster.address, cluster.env, worker
 
 
 def _files_under(path: Path) -> int:
@@ -155,7 +77,7 @@ def _tail(path: Path, n: int = 4000) -> str:
 def test_worker_node_killed_mid_job_every_object_once(small_survey, small_model, tmp_path):
     n_files = int(os.environ.get("RAYPZ_NODE_FAIL_FILES", "30"))
     survey = tmp_path / "survey"
-    rows = _survey(small_survey, survey, n_files)
+    rows = replicate_survey(small_survey, survey, n_files)
     output = tmp_path / "catalog"
     job = [
         sys.executable, str(REPO / "jobs" / "infer_lsst.py"),
@@ -184,8 +106,8 @@ def test_worker_node_killed_mid_job_every_object_once(small_survey, small_model,
             while time.monotonic() < deadline and driver.poll() is None:
                 staged = list((output / "_staging").rglob("src*.parquet"))
                 busy = busy or _busy_predictors(worker)
-                # With 3 actors of ~0.83 CPU, at most one fits the head: the others are on the
-                # worker node during the predict stage, whether or not their titles are seen.
+                # Actors of 0.75 CPU: one fits the head (1 CPU), two the worker: two of the three
+                # are on the worker node during the predict stage, whether or not titles are seen.
                 if len(staged) >= 10:
                     break
                 time.sleep(0.1)
