@@ -37,7 +37,8 @@ from raypz.ray_runtime import init_ray
 from raypz.train.batches import BatchPreparer
 from raypz.train.config import TrainConfig
 from raypz.train.data import member_datasets, read_labelled, train_mask
-from raypz.train.ensemble import _fit, _Resources
+from raypz.train.ensemble import _fit
+from raypz.train.schedule import Resources
 
 
 def _subset(path: str, rows: int | None, tmp: str) -> str:
@@ -58,7 +59,7 @@ def ray_case(path: str, config: TrainConfig, transform: FeatureTransform, worker
     """Train one member with ``workers`` Ray Train workers; returns the figures."""
     config = dataclasses.replace(config, workers=workers)
     cpus = ray.cluster_resources().get("CPU", 2.0)
-    res = _Resources(False, max(0.25, min(1.0, (cpus - 1.0) / workers)), 1)
+    res = Resources(False, max(0.25, min(1.0, (cpus - 1.0) / workers)))
     datasets = member_datasets(path, config, None, None, False)
     loop = {
         "train": config.to_dict(),

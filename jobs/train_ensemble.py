@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, default=t.workers, help="Ray Train workers per member (DDP if > 1)"
     )
     p.add_argument(
-        "--cpus-per-worker", type=float, help="CPUs per worker (default: chosen from the cluster)"
+        "--cpus-per-worker",
+        type=float,
+        help="CPUs per worker (default: 1 with GPUs, else 0.5)",
     )
     p.add_argument(
         "--gpu",
@@ -82,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-concurrent-members",
         type=int,
-        help="members trained at once (default: as resources allow)",
+        help="most members trained at once (default: as many as the cluster holds; more start "
+        "as nodes join)",
     )
     p.add_argument(
         "--inputs",

@@ -29,10 +29,12 @@ class TrainConfig:
         lr: peak AdamW learning rate (cosine decay over ``epochs``).
         weight_decay: AdamW weight decay.
         workers: Ray Train workers per member (DDP when > 1).
-        cpus_per_worker: CPUs reserved per worker; None picks 1 with GPUs, else what leaves
-            one CPU for Ray Data across the concurrently trained members.
+        cpus_per_worker: CPUs reserved per worker; None: 1 with GPUs, else 0.5
+            (:mod:`raypz.train.schedule`).
         use_gpu: None uses GPUs when the cluster has any.
-        max_concurrent_members: members trained at once; None fits as many as resources allow.
+        max_concurrent_members: most members trained at once; None: as many as the cluster
+            holds (leaving one CPU for Ray Data on CPU-only clusters), re-checked as members
+            start and finish and every few seconds, so that nodes that join take members.
         worker_resources: extra Ray resources each training worker requests besides its CPUs
             and GPU, e.g. ``{"trainer": 1}`` for a custom resource that only some nodes
             advertise (one per node places the workers one per node), or

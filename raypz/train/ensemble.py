@@ -5,7 +5,8 @@ Flow: validate the labelled table -> fit the feature transform (and balance weig
 training rows, and for image models the cutout stretch on a sample of training cutouts ->
 optionally pre-train one network on a simulated survey -> train M members
 (each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the pre-trained
-weights when there are some), several at once when the cluster has room -> calibrate one PDF
+weights when there are some), as many at once as the cluster has room for, re-planned as it
+grows (:mod:`raypz.train.schedule`) -> calibrate one PDF
 width scale on the validation (or out-of-fold) rows -> save the artifact
 -> predict the validation rows and record their metrics (raypz.metrics) in model.json.
 Domain-adversarial image models also stream the unlabelled rows of a ``target`` table.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,7 @@ from raypz.models import EnsemblePredictor, load_artifact, save_artifact
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid, cdf_at
 from raypz.predictions import predictions_table
-from raypz.ray_runtime import init_ray
+from raypz.ray_runtime import cluster_has_gpus, init_ray
 from raypz.schema import validate_dataset
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.config import TrainConfig
@@ -53,6 +53,7 @@ from raypz.train.data import (
 )
 from raypz.train.loop import load_best_state, numpy_state, train_loop_per_worker
 from raypz.train.resources import check_worker_resources
+from raypz.train.schedule import Resources, members_that_fit, plan_workers, run_as_room_allows
 from raypz.train.splits import fold_of
 
 WIDTH_SCALES = np.round(np.arange(0.5, 1.5001, 0.1), 3)
@@ -83,36 +84,13 @@ class TrainResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class _Resources:
-    use_gpu: bool
-    cpus_per_worker: float
-    concurrent: int
-
-
-def _plan_resources(config: TrainConfig) -> _Resources:
-    """GPUs when present; otherwise fractional CPUs so Ray Data keeps a CPU for reading."""
-    cluster = ray.cluster_resources()
-    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
-    use_gpu = gpus > 0 if config.use_gpu is None else config.use_gpu
-    fit = max(1, int((gpus if use_gpu else cpus) // config.workers))
-    concurrent = min(config.max_concurrent_members or fit, config.n_members)
-    if config.cpus_per_worker is not None:
-        cpw = config.cpus_per_worker
-    elif use_gpu:
-        cpw = 1.0
-    else:
-        cpw = max(0.25, min(1.0, (cpus - 1.0) / (concurrent * config.workers)))
-    return _Resources(use_gpu, cpw, concurrent)
-
-
 def _fit(
     run_name: str,
     storage: str,
     datasets: dict,
     loop_config: dict,
     config: TrainConfig,
-    res: _Resources,
+    res: Resources,
 ) -> tuple[dict, dict]:
     fs, inner = io.resolve(storage)
     trainer = TorchTrainer(
@@ -215,7 +193,7 @@ def train_ensemble(
         else None
     )
     stretch = _fit_cutout_stretch(train, config) if images else None
-    res = _plan_resources(config)
+    res = plan_workers(config, cluster_has_gpus())
     base_loop = {
         "train": config.to_dict(),
         "features": transform.to_dict(),
@@ -273,8 +251,10 @@ def train_ensemble(
         print(f"member {i}: {info}")
         return state, info
 
-    with ThreadPoolExecutor(max_workers=res.concurrent) as executor:
-        trained = list(executor.map(member, range(config.n_members)))
+    bundle = {**res.bundle(), **config.worker_resources}
+    trained, most_at_once = run_as_room_allows(
+        member, config.n_members, lambda: members_that_fit(bundle, config, ray.cluster_resources())
+    )
     states = [s for s, _ in trained]
     members = [m for _, m in trained]
     training = {
@@ -285,7 +265,7 @@ def train_ensemble(
         "resources": {
             "use_gpu": res.use_gpu,
             "cpus_per_worker": res.cpus_per_worker,
-            "concurrent_members": res.concurrent,
+            "most_concurrent_members": most_at_once,
         },
     }
     artifact_kwargs = {

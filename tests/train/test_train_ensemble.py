@@ -58,6 +58,12 @@ def test_artifact_metrics_and_validation_predictions(trained):
     for key in ("sigma_mad", "crps_mean", "pit_ks", "coverage_68", "eta_0.15"):
         assert np.isfinite(metrics["overall"][key]), key
     assert metrics["mag_i"]["bins"], "magnitude-binned validation metrics"
+    # 2 CPUs: one is left to Ray Data, the other holds both members' 0.5-CPU workers at once
+    assert meta["training"]["resources"] == {
+        "use_gpu": False,
+        "cpus_per_worker": 0.5,
+        "most_concurrent_members": 2,
+    }
     scale = metrics["calibration"]["width_scale"]
     assert 0.5 <= scale <= 1.5
     for state in artifact.states:  # the calibration travels with the (hashed) weights
