@@ -1,9 +1,10 @@
 """The predictor actor pool of an inference run: its size bounds and each actor's resources.
 
 The pool is elastic: Ray Data starts it at what the current nodes hold and grows it (up to
-``InferConfig.max_actors``) while input waits and the cluster has room, so nodes that an
-autoscaler adds during the run get actors too (Ray Data re-reads the cluster's resources every
-second and asks Ray's autoscaler for more while the pool is below its maximum). What each
+``InferConfig.max_actors``) while input waits and the cluster has room, so nodes that join
+during the run get actors too (Ray Data 2.60 sees them within ~20 s, at the refresh of its
+autoscaling coordinator, and asks Ray's autoscaler for more while the busy pool is below its
+maximum). What each
 actor asks for therefore comes from the configuration and the kind of node, never from
 dividing a snapshot of the cluster: GPU actors take ``gpus_per_actor`` GPUs and 1 CPU, CPU
 actors a fixed :data:`CPU_ACTOR_CPUS`. ``InferConfig.concurrency`` still fixes the size.
