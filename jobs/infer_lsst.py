@@ -45,15 +45,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=d.batch_size,
-        help="rows per predictor call (default: 16384 for a catalog model; for an image model "
-        "the rows that hold --image-batch-mb of cutouts)",
+        help="rows per predictor call (default: for a catalog model 16384 on CPUs, 65536 on "
+        "GPUs; for an image model the rows that hold --image-batch-mb of cutouts)",
     )
     p.add_argument(
         "--image-batch-mb",
         type=int,
         default=d.image_batch_mb,
-        help=f"cutout MB per predictor call when --batch-size is not given (default "
-        f"{d.image_batch_mb})",
+        help="cutout MB per predictor call when --batch-size is not given (default: 64 on CPUs, "
+        "384 on GPUs)",
+    )
+    p.add_argument(
+        "--calls-per-gpu-actor",
+        type=int,
+        default=d.calls_per_gpu_actor,
+        help="batches a GPU actor works on at once, each in its own thread and with its own "
+        "CPU, so host work overlaps device work (default "
+        f"{d.calls_per_gpu_actor}; CPU actors take one at a time)",
     )
     pool = p.add_mutually_exclusive_group()
     pool.add_argument(
@@ -73,7 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--cpus-per-actor",
         type=float,
-        help="CPUs per actor (default: 1 for a GPU actor, 0.75 for a CPU actor)",
+        help="CPUs per actor (default: --calls-per-gpu-actor for a GPU actor, 0.75 for a CPU "
+        "actor)",
     )
     p.add_argument(
         "--max-rows-per-partition",
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     config = InferConfig(
         batch_size=a.batch_size,
         image_batch_mb=a.image_batch_mb,
+        calls_per_gpu_actor=a.calls_per_gpu_actor,
         concurrency=a.concurrency,
         max_actors=a.max_actors,
         gpus_per_actor=a.gpus_per_actor,

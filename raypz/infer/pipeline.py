@@ -120,6 +120,8 @@ class _StageClock:
 
 class _PredictStage:
     """Actor body: predict a block, add the HEALPix index, and stage its rows as fragments.
+    A GPU actor runs ``calls_per_gpu_actor`` of these calls at once, in threads (the predictor
+    holds no per-call state; each call writes fragments under names of its own).
 
     Staging inside the actor keeps the predicted rows (~0.8 kB each with the PDF) out of the
     object store: the block that leaves the actor is a few row counts. As a separate Ray Data
@@ -376,13 +378,14 @@ def _main_pass(
             "plan": plan,
         },
         batch_size=config.rows_per_batch(
-            artifact.cutouts.shape if artifact.cutouts is not None else None
+            artifact.cutouts.shape if artifact.cutouts is not None else None, actors.gpus > 0
         ),
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
             min_size=actors.min_size,
             max_size=actors.max_size,
             initial_size=actors.initial_size,
+            max_concurrent_calls_per_actor=actors.calls,
         ),
         num_gpus=actors.gpus,
         num_cpus=actors.cpus,

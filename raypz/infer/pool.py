@@ -6,8 +6,9 @@ during the run get actors too (Ray Data 2.60 sees them within ~20 s, at the refr
 autoscaling coordinator, and asks Ray's autoscaler for more while the busy pool is below its
 maximum). What each
 actor asks for therefore comes from the configuration and the kind of node, never from
-dividing a snapshot of the cluster: GPU actors take ``gpus_per_actor`` GPUs and 1 CPU, CPU
-actors a fixed :data:`CPU_ACTOR_CPUS`. ``InferConfig.concurrency`` still fixes the size.
+dividing a snapshot of the cluster: GPU actors take ``gpus_per_actor`` GPUs and a CPU for each
+of their ``calls_per_gpu_actor`` concurrent calls, CPU actors a fixed :data:`CPU_ACTOR_CPUS`
+and one call at a time. ``InferConfig.concurrency`` still fixes the size.
 
 Pure functions of node resources (``ray.nodes()``'s ``Resources``), so they test without Ray.
 """
@@ -25,9 +26,6 @@ and staging tasks (0.25 each) beside its actors: actors that take every CPU star
 and the pipeline stalls without an error (RAY_NOTES). A node of C CPUs holds floor(C / 0.75)
 actors, e.g. 1 on 1 CPU, 2 on 2, 10 on 8."""
 
-GPU_ACTOR_CPUS = 1.0
-"""CPUs of a GPU predictor actor (feeding the device); GPU nodes keep the rest for reads."""
-
 RAY_DATA_STORE_FRACTION = 0.5
 """Ray Data's own default share of the cluster's object store for a run's blocks: the
 per-actor budget never raises the share above it."""
@@ -44,6 +42,7 @@ class PoolPlan:
         gpus: GPUs per actor.
         cpus: CPUs per actor.
         threads: torch threads per actor.
+        calls: batches an actor works on at once, each in its own thread.
         slots_now: actors of this shape the nodes present at the start hold.
     """
 
@@ -53,6 +52,7 @@ class PoolPlan:
     gpus: float
     cpus: float
     threads: int
+    calls: int
     slots_now: int
 
     def to_dict(self) -> dict:
@@ -66,7 +66,7 @@ def actor_shape(config: InferConfig, cluster_has_gpus: bool) -> tuple[float, flo
     gpus = config.gpus_per_actor
     if gpus is None:
         gpus = 1.0 if cluster_has_gpus else 0.0
-    default_cpus = GPU_ACTOR_CPUS if gpus > 0 else CPU_ACTOR_CPUS
+    default_cpus = float(config.calls_per_gpu_actor) if gpus > 0 else CPU_ACTOR_CPUS
     return gpus, config.cpus_per_actor or default_cpus
 
 
@@ -100,7 +100,8 @@ def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:
     else:
         low, high = 1, config.max_actors
         start = max(low, slots if high is None else min(slots, high))
-    return PoolPlan(low, high, start, gpus, cpus, max(1, int(cpus)), slots)
+    calls = config.calls_per_gpu_actor if gpus > 0 else 1
+    return PoolPlan(low, high, start, gpus, cpus, max(1, int(cpus)), calls, slots)
 
 
 def object_store_budget(

@@ -22,7 +22,8 @@ HEAD_CPU0 = {"CPU": 0.0}
 
 def test_actor_shape_from_config_or_the_kind_of_node():
     assert actor_shape(InferConfig(), cluster_has_gpus=False) == (0.0, CPU_ACTOR_CPUS)
-    assert actor_shape(InferConfig(), cluster_has_gpus=True) == (1.0, 1.0)
+    assert actor_shape(InferConfig(), cluster_has_gpus=True) == (1.0, 2.0)  # 2 calls
+    assert actor_shape(InferConfig(calls_per_gpu_actor=3), True) == (1.0, 3.0)
     assert actor_shape(InferConfig(gpus_per_actor=0.5, cpus_per_actor=2), True) == (0.5, 2)
     assert actor_shape(InferConfig(gpus_per_actor=0), cluster_has_gpus=True) == (0.0, 0.75)
 
@@ -39,7 +40,7 @@ def test_actor_slots_count_each_node_on_its_own():
 def test_elastic_pool_starts_with_what_the_nodes_hold_and_has_no_bound():
     plan = plan_pool(InferConfig(), [CPU_NODE, {"CPU": 1.0}])
     assert (plan.min_size, plan.max_size, plan.initial_size, plan.slots_now) == (1, None, 3, 3)
-    assert (plan.gpus, plan.cpus, plan.threads) == (0.0, CPU_ACTOR_CPUS, 1)
+    assert (plan.gpus, plan.cpus, plan.threads, plan.calls) == (0.0, CPU_ACTOR_CPUS, 1, 1)
 
 
 def test_elastic_pool_bounds():
@@ -51,7 +52,8 @@ def test_elastic_pool_bounds():
 
 def test_gpu_cluster_plans_gpu_actors():
     plan = plan_pool(InferConfig(), [HEAD_CPU0, GPU_NODE])
-    assert (plan.gpus, plan.cpus, plan.initial_size, plan.max_size) == (1.0, 1.0, 1, None)
+    assert (plan.gpus, plan.cpus, plan.initial_size, plan.max_size) == (1.0, 2.0, 1, None)
+    assert plan.calls == 2  # batches a GPU actor works on at once
 
 
 def test_concurrency_fixes_the_pool():
@@ -87,3 +89,15 @@ def test_object_store_budget_caps():
     assert share == pytest.approx(3 * 256 / 8192)  # the pool's actors, not the 2 slots
     small_store = [{"CPU": 2.0, "object_store_memory": 100.0 * MB}]
     assert object_store_budget(fixed, 256, small_store)[1] == RAY_DATA_STORE_FRACTION
+
+
+def test_rows_per_call_default_by_kind_of_actor():
+    config, cutout = InferConfig(), (6, 32, 32)  # 24 kB per cutout
+    assert config.rows_per_batch(None) == 16384
+    assert config.rows_per_batch(None, on_gpu=True) == 65536
+    assert config.rows_per_batch(cutout) == 64 * 2**20 // (4 * 6 * 32 * 32)
+    assert config.rows_per_batch(cutout, on_gpu=True) == 16384
+    assert InferConfig(batch_size=100).rows_per_batch(cutout, on_gpu=True) == 100
+    assert InferConfig(image_batch_mb=24).rows_per_batch(cutout, on_gpu=True) == 1024
+    with pytest.raises(ValueError, match="calls_per_gpu_actor"):
+        InferConfig(calls_per_gpu_actor=0)

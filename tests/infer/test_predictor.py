@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,3 +87,14 @@ def _levels(catalog: pa.Table, n_grid: int) -> np.ndarray:
         if value is not None:
             out[i, starts[i] : starts[i] + len(value)] = np.frombuffer(value, np.uint8)
     return out
+
+
+def test_concurrent_calls_give_the_same_rows(small_survey, small_model):
+    """A GPU actor runs several predictor calls at once, in threads (calls_per_gpu_actor)."""
+    predictor = CatalogPredictor(small_model, device="cpu")
+    table = _one_file(small_survey).select(predictor.input_columns)
+    parts = [table.slice(lo, 97) for lo in range(0, table.num_rows, 97)]
+    alone = [predictor(part) for part in parts]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(predictor, parts))
+    assert all(a.equals(b) for a, b in zip(alone, together, strict=True))
