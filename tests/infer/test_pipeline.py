@@ -44,6 +44,8 @@ def test_every_input_object_appears_exactly_once(catalog, small_survey):
     stages = ["setup", "first_pass", "main_pass", "merge", "finalize"]
     assert list(stored["stage_seconds"]) == stages
     assert sum(stored["stage_seconds"].values()) <= stored["seconds"] + 0.05
+    (node,) = stored["rows_by_node"].values()  # the test session's one local node
+    assert node["rows"] == 3000 and stored["rows_by_device"] == {"cpu": 3000}
 
 
 def test_hats_layout_and_metadata(catalog, small_model):
@@ -120,12 +122,14 @@ def test_interrupted_job_finishes_without_redoing_finished_work(
         f.unlink()
     summary = run_inference(small_survey, small_model, str(part), CONFIG)
     assert (summary.sources_skipped, summary.rows_out) == (2, 3000)
+    assert summary.rows_by_device == {"cpu": 1000}  # this run predicted one file's rows only
 
     (part / SUMMARY_FILE).unlink()
     victim = sorted((part / "dataset").rglob("Npix=*.parquet"))[0]
     victim.unlink()  # killed during the merge: only this partition is redone, nothing predicted
     summary = run_inference(small_survey, small_model, str(part), CONFIG)
     assert (summary.sources_skipped, summary.partitions_merged) == (3, 1)
+    assert summary.rows_by_node == {} and summary.actor_pool == {}  # nothing predicted
 
     original, resumed = read_predictions(out), read_predictions(str(part))
     order_a, order_b = np.argsort(original.object_id), np.argsort(resumed.object_id)
