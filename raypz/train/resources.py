@@ -63,8 +63,10 @@ def check_worker_resources(config: TrainConfig) -> None:
     """Raise ValueError when the connected cluster cannot hold ``config.workers`` workers with
     the resources the configuration asks for, now or after autoscaling.
 
-    Only what the configuration fixes is checked (see :func:`requested_per_worker`); the
-    defaults (``--gpu auto``, CPUs chosen from the cluster) always fit.
+    Only what the configuration fixes is checked (see :func:`requested_per_worker`). The
+    defaults are not: ``--gpu auto`` uses GPUs only where the cluster has them, and the default
+    worker CPUs (0.5, or 1 with a GPU: :func:`raypz.train.schedule.plan_workers`) fit any node
+    that can run work.
     """
     per_worker = requested_per_worker(config)
     if not per_worker:
