@@ -10,12 +10,13 @@ CATALOG_BATCH_ROWS = 16384
 """Default rows per predictor call of a catalog model on a CPU."""
 CATALOG_BATCH_ROWS_GPU = 65536
 """Default rows per predictor call of a catalog model on a GPU: 1.13M objects/s against 0.85M
-at 16384 (5-member ensemble, H200, 2 calls at a time; docs/production.md)."""
+at 16384 (5-member ensemble, H200, 2 calls at a time; 131072 rows were slower; see
+docs/production.md)."""
 IMAGE_BATCH_MB = 64
 """Default cutout megabytes per predictor call of an image model on a CPU."""
 IMAGE_BATCH_MB_GPU = 384
 """Default cutout megabytes per predictor call on a GPU: 16384 cutouts of 6 x 32 x 32 (146k
-cutouts/s; 65536 gave 134k/s and 131072 80k/s, H200, 2 calls at a time)."""
+cutouts/s; 65536 gave 134k/s and 131072 77-81k/s, H200)."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,9 @@ class InferConfig:
             64 on CPUs, 384 on GPUs.
         calls_per_gpu_actor: batches a GPU actor works on at once, each in its own thread (and
             with its own CPU): one call's host work (features, Arrow, HEALPix index, staging
-            writes) overlaps another's device work. 2 took the 5-member catalog ensemble from
-            0.66M to 1.13M objects/s on an H200 (4: 1.41M). CPU actors take one call at a
-            time.
+            writes) overlaps another's device work. The 5-member catalog ensemble on two H200
+            machines: 0.51-0.73M objects/s with 1, 0.75-1.13M with 2, 1.12-1.41M with 4 (the
+            hosts' CPUs differed). CPU actors take one call at a time.
         concurrency: a fixed pool of this many predictor actors; None: an elastic pool
             (:mod:`raypz.infer.pool`) that starts with what the nodes hold and grows as nodes
             join, up to ``max_actors``.
@@ -65,7 +66,7 @@ class InferConfig:
 
     batch_size: int | None = None
     image_batch_mb: int | None = None
-    calls_per_gpu_actor: int = 2
+    calls_per_gpu_actor: int = 4
     concurrency: int | None = None
     max_actors: int | None = None
     gpus_per_actor: float | None = None

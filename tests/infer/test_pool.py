@@ -22,7 +22,7 @@ HEAD_CPU0 = {"CPU": 0.0}
 
 def test_actor_shape_from_config_or_the_kind_of_node():
     assert actor_shape(InferConfig(), cluster_has_gpus=False) == (0.0, CPU_ACTOR_CPUS)
-    assert actor_shape(InferConfig(), cluster_has_gpus=True) == (1.0, 2.0)  # 2 calls
+    assert actor_shape(InferConfig(), cluster_has_gpus=True) == (1.0, 4.0)  # 4 calls
     assert actor_shape(InferConfig(calls_per_gpu_actor=3), True) == (1.0, 3.0)
     assert actor_shape(InferConfig(gpus_per_actor=0.5, cpus_per_actor=2), True) == (0.5, 2)
     assert actor_shape(InferConfig(gpus_per_actor=0), cluster_has_gpus=True) == (0.0, 0.75)
@@ -52,8 +52,8 @@ def test_elastic_pool_bounds():
 
 def test_gpu_cluster_plans_gpu_actors():
     plan = plan_pool(InferConfig(), [HEAD_CPU0, GPU_NODE])
-    assert (plan.gpus, plan.cpus, plan.initial_size, plan.max_size) == (1.0, 2.0, 1, None)
-    assert plan.calls == 2  # batches a GPU actor works on at once
+    assert (plan.gpus, plan.cpus, plan.initial_size, plan.max_size) == (1.0, 4.0, 1, None)
+    assert plan.calls == 4  # batches a GPU actor works on at once
 
 
 def test_concurrency_fixes_the_pool():
