@@ -62,8 +62,9 @@ def sqrt_levels(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     Values must lie in [0, 255.5) where finite."""
     if _numpy_kernel(t):
         a = np.multiply(t.numpy(), scale.numpy())
+        np.fmax(a, 0.0, out=a)  # NaN -> 0 in one pass (nan_to_num makes three)
         np.rint(np.sqrt(a, out=a), out=a)
-        return torch.from_numpy(np.nan_to_num(a, copy=False, nan=0.0).astype(np.uint8))
+        return torch.from_numpy(a.astype(np.uint8))
     return (t * scale).sqrt_().round_().nan_to_num_(0.0).to(torch.uint8)
 
 
