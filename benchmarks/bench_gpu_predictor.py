@@ -22,9 +22,14 @@ galaxy; the speed does not depend on the pixels), it prints per batch size:
 * on CUDA, the catalog against float32 on the CPU: largest difference of each column, rows
   whose z_mode moved by more than a grid step, compact-PDF levels that differ;
 * on CPU, the same figures per core (run it with ``--device cpu``; torch uses one thread).
+  There the host-work column also holds numpy's kernels of :mod:`raypz.rowops` and the work of
+  tensor operators (``@``, ``*``, indexing), which cProfile books to their Python caller; on a
+  GPU those are kernel launches, so the column is an upper bound of the host's own work.
 
-With Ray installed and ``--end-to-end``, it also runs ``jobs/infer_lsst.py`` on the input and
-prints the job's rows/s. Needs numpy, pyarrow, torch, safetensors, astropy and cdshealpix.
+Where Ray is installed (unless ``--end-to-end-rows 0``), it also runs ``jobs/infer_lsst.py`` on
+``--end-to-end-rows`` of the same rows (with their cutouts for the CNN), written to a Parquet
+file, and prints the job's rows/s (embedded Ray, start-up included). Needs numpy, pyarrow,
+torch, safetensors, astropy and cdshealpix.
 """
 
 from __future__ import annotations
@@ -210,20 +215,27 @@ def run_model(a: argparse.Namespace, model: str, label: str, table: pa.Table, pl
             f" {work['host']:.2f} us/object | {work['torch']:.2f} us/object |",
             flush=True,
         )
+    if a.end_to_end_rows and importlib.util.find_spec("ray") is not None:
+        rows = table.slice(0, min(a.end_to_end_rows, a.distinct_rows))  # no tiled repeats
+        rate = end_to_end(model, rows, a.device)
+        print(f"jobs/infer_lsst.py on {rows.num_rows:,} rows, end to end: {rate:,.0f} rows/s")
     if device.type == "cuda":  # the CPU side of a CNN comparison is slow: fewer rows
         rows = a.compare_rows if predictor.artifact.cutouts is None else a.compare_rows // 5
         compare_with_cpu(model, table.slice(0, rows), str(device))
 
 
-def end_to_end(a: argparse.Namespace) -> None:
-    """``jobs/infer_lsst.py`` over the input file (embedded Ray): the job's rows/s."""
+def end_to_end(model: str, table: pa.Table, device: str) -> float:
+    """``jobs/infer_lsst.py`` (embedded Ray) over ``table`` written as one Parquet file: the
+    rows/s its run summary reports."""
     with tempfile.TemporaryDirectory() as tmp:
+        pq.write_table(table, f"{tmp}/objects.parquet", row_group_size=16384)
         job = str(REPO / "jobs" / "infer_lsst.py")
-        cmd = [sys.executable, job, "--input", a.input, "--model", a.model,
-               "--output", f"{tmp}/catalog", "--validate", "schema"]  # fmt: skip
+        cmd = [sys.executable, job, "--input", f"{tmp}/objects.parquet", "--model", model,
+               "--output", f"{tmp}/catalog", "--validate", "schema",
+               "--device", device]  # fmt: skip
         subprocess.run(cmd, check=True, capture_output=True)
         summary = json.loads(Path(tmp, "catalog", "raypz_run_summary.json").read_text())
-    print(f"\njobs/infer_lsst.py end to end: {summary['rows_per_second']:,.0f} rows/s")
+    return summary["rows_per_second"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,19 +252,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="host threads calling the predictor")
     p.add_argument("--profile-rows", type=int, default=131_072, help="rows of the host profile")
     p.add_argument("--compare-rows", type=int, default=20_000, help="rows of the CPU comparison")
-    p.add_argument("--end-to-end", action="store_true", help="also time jobs/infer_lsst.py")
+    p.add_argument(
+        "--end-to-end-rows",
+        type=int,
+        default=200_000,
+        help="rows for the jobs/infer_lsst.py run where Ray is installed (0: skip)",
+    )
     a = p.parse_args(argv)
     if a.device == "cpu":
         torch.set_num_threads(1)
     base = pq.read_table(a.input)
+    a.distinct_rows = base.num_rows
     cols = CatalogPredictor(a.model, "cpu").columns
     histogram = tasks.histogram_file(a.input, None, cols.ra, cols.dec, 10)[0]
     plan = plan_partitions(histogram, 1_000_000)
     run_model(a, a.model, "catalog ensemble", _tile(base, a.rows), plan)
     if a.image_model:
         run_model(a, a.image_model, "cutout CNN", _tile(base, a.image_rows), plan)
-    if a.end_to_end and importlib.util.find_spec("ray") is not None:
-        end_to_end(a)
     return 0
 
 
