@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -120,12 +121,17 @@ class _StageClock:
 
 class _PredictStage:
     """Actor body: predict a block, add the HEALPix index, and stage its rows as fragments.
-    A GPU actor runs ``calls_per_gpu_actor`` of these calls at once, in threads (the predictor
-    holds no per-call state; each call writes fragments under names of its own).
 
     Staging inside the actor keeps the predicted rows (~0.8 kB each with the PDF) out of the
     object store: the block that leaves the actor is a few row counts. As a separate Ray Data
     stage, those rows filled the object-store budget and stalled the actors behind it.
+
+    With ``calls`` > 1 (GPU actors, ``InferConfig.calls_per_gpu_actor``) a block is cut into
+    that many parts, which threads of the actor take through the whole work at once: one
+    part's host work (features, Arrow, HEALPix index, staging writes) overlaps another's
+    device work. The predictor holds no per-call state, and each part writes fragments under
+    names of its own. (Ray Data 2.60's ``max_concurrent_calls_per_actor`` did not overlap an
+    actor's calls when tried: one call at a time was seen.)
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class _PredictStage:
         threads: int,
         root: str,
         plan: PartitionPlan,
+        calls: int = 1,
     ) -> None:
         import torch
 
@@ -147,8 +154,17 @@ class _PredictStage:
         self.ra, self.dec = ra, dec
         self.root, self.plan = root, plan
         self.origin = _origin(self.predictor.ensemble.device)
+        self.calls = calls
+        self.threads = ThreadPoolExecutor(calls) if calls > 1 else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.threads is None:
+            return self._stage(batch)
+        step = -(-batch.num_rows // self.calls)
+        parts = [batch.slice(lo, step) for lo in range(0, batch.num_rows, step)]
+        return pa.concat_tables(self.threads.map(self._stage, parts))
+
+    def _stage(self, batch: pa.Table) -> pa.Table:
         src = pc.index_in(batch[tasks.PATH_COLUMN], value_set=self.files).to_numpy()
         out = self.predictor(batch.drop_columns([tasks.PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
@@ -376,8 +392,11 @@ def _main_pass(
             "threads": actors.threads,
             "root": root,
             "plan": plan,
+            "calls": actors.calls,
         },
-        batch_size=config.rows_per_batch(
+        # each of the actor's parallel parts gets a whole predictor call's rows
+        batch_size=actors.calls
+        * config.rows_per_batch(
             artifact.cutouts.shape if artifact.cutouts is not None else None, actors.gpus > 0
         ),
         batch_format="pyarrow",
@@ -385,7 +404,6 @@ def _main_pass(
             min_size=actors.min_size,
             max_size=actors.max_size,
             initial_size=actors.initial_size,
-            max_concurrent_calls_per_actor=actors.calls,
         ),
         num_gpus=actors.gpus,
         num_cpus=actors.cpus,

@@ -42,7 +42,7 @@ class PoolPlan:
         gpus: GPUs per actor.
         cpus: CPUs per actor.
         threads: torch threads per actor.
-        calls: batches an actor works on at once, each in its own thread.
+        calls: predictor calls an actor runs at once, each in its own thread.
         slots_now: actors of this shape the nodes present at the start hold.
     """
 
