@@ -31,10 +31,11 @@ class InferConfig:
         image_batch_mb: cutout megabytes per predictor call when ``batch_size`` is None; None:
             64 on CPUs, 384 on GPUs.
         calls_per_gpu_actor: predictor calls a GPU actor runs at once, each in its own thread
-            (and with its own CPU; the actor receives blocks of this many batches): one call's host work (features, Arrow, HEALPix index, staging
-            writes) overlaps another's device work. The 5-member catalog ensemble on two H200
-            machines: 0.51-0.73M objects/s with 1, 0.75-1.13M with 2, 1.12-1.41M with 4 (the
-            hosts' CPUs differed). CPU actors take one call at a time.
+            and with its own CPU (the actor receives blocks of this many batches): one call's
+            host work (features, Arrow, HEALPix index, staging writes) overlaps another's
+            device work. The 5-member catalog ensemble on two H200 machines: 0.51-0.73M
+            objects/s with 1, 0.75-1.13M with 2, 1.12-1.41M with 4 (the hosts' CPUs
+            differed). CPU actors take one call at a time.
         concurrency: a fixed pool of this many predictor actors; None: an elastic pool
             (:mod:`raypz.infer.pool`) that starts with what the nodes hold and grows as nodes
             join, up to ``max_actors``.
