@@ -50,9 +50,12 @@ def split_by_partition(table: pa.Table, plan: PartitionPlan) -> list[tuple[int, 
     if table.num_rows == 0:
         return []
     found = partition_index(table[HEALPIX29_COLUMN].to_numpy(), plan)
-    by_partition = np.argsort(found, kind="stable")
-    grouped = table.take(pa.array(by_partition))
-    found = found[by_partition]
+    if np.all(found[1:] >= found[:-1]):  # e.g. all in one partition: no copy of the rows
+        grouped = table
+    else:
+        by_partition = np.argsort(found, kind="stable")
+        grouped = table.take(pa.array(by_partition))
+        found = found[by_partition]
     starts = run_starts(found)
     stops = np.append(starts[1:], len(found))
     return [

@@ -51,8 +51,10 @@ def stage_block(
     (a value for each of :data:`ORIGIN_COLUMNS`) is repeated on every row of the counts.
     """
     norders, npixs, rows = [], [], []
-    for src in np.unique(sources):
-        part = batch.filter(pa.array(sources == src))
+    unique_sources = np.unique(sources)
+    for src in unique_sources:
+        # a block usually comes from one input file: no copy of its rows then
+        part = batch if len(unique_sources) == 1 else batch.filter(pa.array(sources == src))
         unique = uuid.uuid4().hex[:12]
         for norder, npix, piece in split_by_partition(part, plan):
             write_fragment(root, norder, npix, staging.fragment_id(int(src), unique), piece)

@@ -93,6 +93,12 @@ def test_split_by_partition_keeps_every_row_once(rng):
         assert np.all(pixel_at_order(piece["_healpix_29"].to_numpy(), norder) == npix)
         assert np.all(np.diff(piece["objectId"].to_numpy()) > 0)  # block order kept
     assert split_by_partition(table.slice(0, 0), plan) == []
+    # rows already in partition order (one partition, or sorted): the same pieces, no copy
+    ordered = table.sort_by("_healpix_29")
+    again = split_by_partition(ordered, plan)
+    assert [(k, n) for k, n, _ in again] == [(k, n) for k, n, _ in pieces]
+    for (_, _, fast), (_, _, moved) in zip(again, pieces, strict=True):
+        assert fast.equals(moved.sort_by("_healpix_29"))
 
 
 def test_plan_arguments_are_checked(rng):
