@@ -51,6 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from raypz import compact
 from raypz.catalog import plan_partitions, with_healpix29
 from raypz.infer import CatalogPredictor, tasks
 from raypz.models.ensemble import to_device
@@ -149,21 +150,13 @@ def compare_with_cpu(model: str, table: pa.Table, device: str) -> None:
     flags_differ = int((a["flags"].to_numpy() != b["flags"].to_numpy()).sum())
     print(f"    rows whose z_mode moved by more than a grid step: {int(moved.sum())}")
     print(f"    rows whose flags differ: {flags_differ}")
-    diff = np.abs(_levels(a, grid.n) - _levels(b, grid.n))
+    la, lb = (compact.levels(t["pdf_start"], t["pdf"], grid.n).astype(int) for t in (a, b))
+    diff = np.abs(la - lb)
     same = sum(x == y for x, y in zip(a["pdf"].to_pylist(), b["pdf"].to_pylist(), strict=True))
     print(
         f"    compact PDF levels: max difference {int(diff.max())} quanta; rows with any"
         f" difference {int((diff > 0).any(axis=1).sum())}; rows with identical bytes {same}"
     )
-
-
-def _levels(catalog: pa.Table, n_grid: int) -> np.ndarray:
-    out = np.zeros((catalog.num_rows, n_grid), dtype=np.int16)
-    starts = catalog["pdf_start"].to_numpy()
-    for i, value in enumerate(catalog["pdf"].to_pylist()):
-        if value is not None:
-            out[i, starts[i] : starts[i] + len(value)] = np.frombuffer(value, np.uint8)
-    return out
 
 
 def with_synthetic_cutouts(table: pa.Table, predictor: CatalogPredictor, seed: int = 0) -> pa.Table:

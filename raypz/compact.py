@@ -88,8 +88,9 @@ def encode(pdf: np.ndarray) -> tuple[np.ndarray, pa.BinaryArray]:
     return encode_tensor(rows).to_arrow()
 
 
-def decode(start: np.ndarray, values: pa.Array, n_grid: int, dz: float) -> np.ndarray:
-    """Inverse of :func:`encode`: PDFs (N, G) float32, normalised on the grid (trapezoid)."""
+def levels(start: np.ndarray, values: pa.Array, n_grid: int) -> np.ndarray:
+    """The stored uint8 levels placed on the grid, (N, G): each row's window at its
+    ``pdf_start``, zeros elsewhere and for null rows (no PDF)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     values = pc.fill_null(values, b"")  # null: no PDF -> an all-zero row
@@ -101,8 +102,15 @@ def decode(start: np.ndarray, values: pa.Array, n_grid: int, dz: float) -> np.nd
     lengths = np.diff(offsets)
     row = np.repeat(np.arange(n), lengths)
     col = np.arange(offsets[-1] - offsets[0]) - (offsets[row] - offsets[0]) + np.asarray(start)[row]
-    out = np.zeros((n, n_grid), dtype=np.float32)
-    amp = data[offsets[0] : offsets[-1]].astype(np.float32) / 255.0
-    out[row, col] = amp * amp
+    out = np.zeros((n, n_grid), dtype=np.uint8)
+    out[row, col] = data[offsets[0] : offsets[-1]]
+    return out
+
+
+def decode(start: np.ndarray, values: pa.Array, n_grid: int, dz: float) -> np.ndarray:
+    """Inverse of :func:`encode`: PDFs (N, G) float32, normalised on the grid (trapezoid)."""
+    out = levels(start, values, n_grid).astype(np.float32)
+    out /= 255.0
+    out *= out
     mass = (out.sum(axis=1) - 0.5 * (out[:, 0] + out[:, -1])) * dz
     return np.divide(out, mass[:, None], out=out, where=mass[:, None] > 0)

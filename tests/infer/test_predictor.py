@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from raypz import compact, io, rowops
 from raypz import flags as fl
-from raypz import io, rowops
 from raypz.infer import CatalogPredictor
 from raypz.pdf import SUMMARY_COLUMNS
 
@@ -79,16 +79,6 @@ def test_gpu_kernels_run_on_cpu_give_the_same_catalog(small_survey, small_model,
     assert np.abs(a - b).max() <= 1
 
 
-def _levels(catalog: pa.Table, n_grid: int) -> np.ndarray:
-    """The compact PDFs' uint8 levels placed on the grid, (N, G) int."""
-    out = np.zeros((catalog.num_rows, n_grid), dtype=int)
-    starts = catalog["pdf_start"].to_numpy()
-    for i, value in enumerate(catalog["pdf"].to_pylist()):
-        if value is not None:
-            out[i, starts[i] : starts[i] + len(value)] = np.frombuffer(value, np.uint8)
-    return out
-
-
 def test_concurrent_calls_give_the_same_rows(small_survey, small_model):
     """A GPU actor runs several predictor calls at once, in threads (calls_per_gpu_actor)."""
     predictor = CatalogPredictor(small_model, device="cpu")
@@ -98,3 +88,8 @@ def test_concurrent_calls_give_the_same_rows(small_survey, small_model):
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(predictor, parts))
     assert all(a.equals(b) for a, b in zip(alone, together, strict=True))
+
+
+def _levels(catalog: pa.Table, n_grid: int) -> np.ndarray:
+    """The compact PDFs' levels on the grid, as signed ints (differences can be negative)."""
+    return compact.levels(catalog["pdf_start"], catalog["pdf"], n_grid).astype(int)
