@@ -258,6 +258,12 @@ def private_cluster(tmp: Path, head_args: list[str]) -> Iterator[PrivateCluster]
         assert not left, f"processes of the test's Ray nodes still alive: {left}"
 
 
+def log_tail(path: Path, n: int = 4000) -> str:
+    """The last ``n`` characters of a job's or node's log ("" when it was never written), for
+    assertion messages."""
+    return path.read_text(errors="replace")[-n:] if path.exists() else ""
+
+
 def replicate_survey(small_survey: str, out: Path, n_files: int) -> int:
     """``n_files`` files of 1000 rows: replicas of ``small_survey``'s shards with shifted
     objectIds; returns their rows."""

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from ray_nodes import private_cluster, replicate_survey
+from ray_nodes import log_tail, private_cluster, replicate_survey
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -64,18 +64,14 @@ def _staged(output: Path) -> int:
     return sum(1 for _ in (output / "_staging").rglob("src*.parquet"))
 
 
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
 def _wait_first_pass(driver: subprocess.Popen, output: Path, log: Path) -> float:
     """Seconds until the job saved its first-pass histogram (it must still be running then)."""
     histogram = output / "_staging" / "_histogram.parquet"
     t0 = time.monotonic()
     while time.monotonic() - t0 < JOB_S and driver.poll() is None and not histogram.exists():
         time.sleep(0.05)
-    assert driver.poll() is None, f"the job ended before its first pass was seen:\n{_tail(log)}"
-    assert histogram.exists(), f"no first pass in {JOB_S} s:\n{_tail(log)}"
+    assert driver.poll() is None, f"the job ended before its first pass was seen:\n{log_tail(log)}"
+    assert histogram.exists(), f"no first pass in {JOB_S} s:\n{log_tail(log)}"
     return time.monotonic() - t0
 
 
@@ -118,7 +114,7 @@ def test_pool_grows_onto_a_node_that_joins_mid_run(small_survey, slow_model, tmp
                 driver.wait(timeout=30)
     observed["s_total"] = round(time.monotonic() - t_start, 1)
     print("elastic pool observed:", json.dumps(observed))
-    assert observed["rc"] == 0, f"job failed:\n{_tail(log)}"
+    assert observed["rc"] == 0, f"job failed:\n{log_tail(log)}"
 
     summary = json.loads((output / "raypz_run_summary.json").read_text())
     print("summary:", json.dumps({k: summary[k] for k in ("rows_by_node", "actor_pool")}))

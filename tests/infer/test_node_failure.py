@@ -33,7 +33,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from ray_nodes import cmdline, descendants, kill_node, private_cluster, replicate_survey
+from ray_nodes import (
+    cmdline,
+    descendants,
+    kill_node,
+    log_tail,
+    private_cluster,
+    replicate_survey,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -68,10 +75,6 @@ def two_nodes(tmp: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen
 
 def _files_under(path: Path) -> int:
     return sum(1 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
 
 
 def test_worker_node_killed_mid_job_every_object_once(small_survey, small_model, tmp_path):
@@ -111,7 +114,7 @@ def test_worker_node_killed_mid_job_every_object_once(small_survey, small_model,
                 if len(staged) >= 10:
                     break
                 time.sleep(0.1)
-            assert driver.poll() is None, f"the job ended before the kill:\n{_tail(log1)}"
+            assert driver.poll() is None, f"the job ended before the kill:\n{log_tail(log1)}"
             observed["busy_predictor_seen_on_worker"] = bool(busy)
             observed["staged_at_kill"] = len(list((output / "_staging").rglob("src*.parquet")))
             observed["s_to_kill"] = round(time.monotonic() - t_start, 1)
@@ -145,11 +148,11 @@ def test_worker_node_killed_mid_job_every_object_once(small_survey, small_model,
             observed["rerun_s"] = round(time.monotonic() - t_rerun, 1)
 
     print("node failure observed:", json.dumps(observed))
-    print("run 1 log tail:\n", _tail(log1, 3000))
+    print("run 1 log tail:\n", log_tail(log1, 3000))
     if log2.exists():
-        print("rerun log tail:\n", _tail(log2, 3000))
+        print("rerun log tail:\n", log_tail(log2, 3000))
     final_rc = observed.get("rerun_rc", observed["run1_rc"])
-    assert final_rc == 0, f"job failed: {observed}\n{_tail(log1)}\n{_tail(log2)}"
+    assert final_rc == 0, f"job failed: {observed}\n{log_tail(log1)}\n{log_tail(log2)}"
 
     summary = json.loads((output / "raypz_run_summary.json").read_text())
     assert summary["rows_in"] == summary["rows_out"] == rows
