@@ -18,8 +18,9 @@ from raypz.models.folding import fold_batch_norms
 from raypz.models.image_net import ImageNet
 from raypz.rowops import argmax_rows, host_tensor
 
-Images = np.ndarray | torch.Tensor
-"""Cutouts (N, C, H, W) float32: a host array or a tensor (on the host or the device)."""
+Inputs = np.ndarray | torch.Tensor
+"""Network inputs (cutouts (N, C, H, W) or features (N, D)), float32: a host array or a
+tensor (on the host or the device)."""
 
 DISAGREEMENT_DZ = 0.1
 IMAGE_CHUNK_ROWS = 512
@@ -73,7 +74,7 @@ class EnsemblePredictor:
         if self.uses_images and self.device.type == "cuda":
             self.members = [m.to(memory_format=torch.channels_last) for m in self.members]
 
-    def _head_output(self, member, x: np.ndarray, images: Images | None) -> torch.Tensor:
+    def _head_output(self, member, x: Inputs, images: Inputs | None) -> torch.Tensor:
         """One member's raw head output for the rows (the network's expensive part), on the
         device; image models in row chunks."""
         if self.uses_images and images is None:
@@ -88,17 +89,18 @@ class EnsemblePredictor:
                 parts.append(member.head_output(*inputs).float())
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _member_pdf(self, member, x: np.ndarray, images: Images | None) -> torch.Tensor:
+    def _member_pdf(self, member, x: Inputs, images: Inputs | None) -> torch.Tensor:
         """One member's PDFs (N, G) float32 on the device."""
         return member.head.pdf(self._head_output(member, x, images), self.z_grid).float()
 
     @torch.inference_mode()
     def predict_tensor(
-        self, x: np.ndarray, images: Images | None = None
+        self, x: np.ndarray, images: Inputs | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Features (N, D) [and stretched cutouts (N, C, H, W) for image models, on the host
         or already on the device] -> ensemble PDFs (N, G) float32 and flags (N,) int32, both
         on the device."""
+        x = to_device(x, self.device)  # once for all members (a view on the CPU)
         total = torch.zeros(len(x), len(self.z_grid), device=self.device)  # (N, G)
         modes = torch.empty(len(self.members), len(x), device=self.device)  # (M, N)
         for i, member in enumerate(self.members):
@@ -123,6 +125,7 @@ class EnsemblePredictor:
         """Raw head outputs of the given members (default all) for the rows. PDFs follow from
         them cheaply (:meth:`pdf_from_head_outputs`), e.g. for each trial width scale."""
         chosen = range(len(self.members)) if members is None else members
+        x = to_device(x, self.device)  # once for all members
         return [self._head_output(self.members[i], x, images) for i in chosen]
 
     @torch.inference_mode()
