@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import ray
@@ -35,3 +36,15 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
 def cluster_has_gpus() -> bool:
     """True when the connected Ray cluster advertises at least one GPU."""
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def bundles_that_fit(bundle: dict[str, float], nodes: list[dict[str, float]]) -> int:
+    """How many of ``bundle`` (Ray resources of one actor or worker) ``nodes`` (each node's
+    resources, as in ``ray.nodes()``) hold at most. A bundle lives on one node, so each node
+    counts on its own: three nodes of 1 CPU hold three 0.75-CPU bundles, not
+    floor(3 / 0.75) = 4. Zero amounts are ignored; an empty bundle fits nowhere (0)."""
+    total = 0
+    for node in nodes:
+        fits = [math.floor(node.get(k, 0.0) / v + 1e-9) for k, v in bundle.items() if v > 0]
+        total += min(fits) if fits else 0
+    return total

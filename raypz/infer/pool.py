@@ -15,10 +15,10 @@ Pure functions of node resources (``ray.nodes()``'s ``Resources``), so they test
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from raypz.infer.config import InferConfig
+from raypz.ray_runtime import bundles_that_fit
 
 CPU_ACTOR_CPUS = 0.75
 """CPUs of a CPU-only predictor actor. Less than 1 so that every node keeps CPU for the read
@@ -72,19 +72,8 @@ def actor_shape(config: InferConfig, cluster_has_gpus: bool) -> tuple[float, flo
 
 def actor_slots(nodes: list[dict[str, float]], gpus: float, cpus: float) -> int:
     """Actors of ``gpus`` GPUs and ``cpus`` CPUs (> 0) that ``nodes`` (each node's resources)
-    hold. An actor lives on one node, so each node counts on its own: three nodes of 1 CPU
-    hold three 0.75-CPU actors, not floor(3 / 0.75) = 4."""
-
-    def fits(have: float, need: float) -> int:
-        return math.floor(have / need + 1e-9)
-
-    slots = 0
-    for node in nodes:
-        n = fits(node.get("CPU", 0.0), cpus)
-        if gpus > 0:
-            n = min(n, fits(node.get("GPU", 0.0), gpus))
-        slots += n
-    return slots
+    hold, each node on its own (:func:`raypz.ray_runtime.bundles_that_fit`)."""
+    return bundles_that_fit({"CPU": cpus, "GPU": gpus}, nodes)
 
 
 def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:

@@ -13,10 +13,9 @@ spreads over more nodes when one cannot hold them all).
 
 from __future__ import annotations
 
-import math
-
 import ray
 
+from raypz.ray_runtime import bundles_that_fit
 from raypz.train.config import TrainConfig
 
 
@@ -42,15 +41,6 @@ def requested_per_worker(config: TrainConfig) -> dict[str, float]:
     return need
 
 
-def _workers_that_fit(per_worker: dict[str, float], nodes: list[dict[str, float]]) -> int:
-    """How many workers the given nodes can hold at most (each worker on one node)."""
-    total = 0
-    for res in nodes:
-        fits = [math.floor(res.get(k, 0.0) / v + 1e-9) for k, v in per_worker.items() if v > 0]
-        total += min(fits) if fits else 0
-    return total
-
-
 def _option(name: str, config: TrainConfig) -> str:
     if name == "GPU":
         return "--gpu yes (TrainConfig.use_gpu=True, one GPU per worker)"
@@ -72,14 +62,14 @@ def check_worker_resources(config: TrainConfig) -> None:
     if not per_worker:
         return
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    if _workers_that_fit(per_worker, nodes) >= config.workers:
+    if bundles_that_fit(per_worker, nodes) >= config.workers:
         return
     ceiling = _autoscaler_max()
     if ceiling is not None and all(
         ceiling.get(k, 0.0) >= v * config.workers for k, v in per_worker.items()
     ):
         return  # the autoscaler may add the nodes; Ray Train waits for them
-    short = [k for k, v in per_worker.items() if _workers_that_fit({k: v}, nodes) < config.workers]
+    short = [k for k, v in per_worker.items() if bundles_that_fit({k: v}, nodes) < config.workers]
     totals = ray.cluster_resources()
 
     def found(k: str) -> str:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from raypz.ray_runtime import bundles_that_fit
 from raypz.train import TrainConfig, train_ensemble
-from raypz.train.resources import _workers_that_fit, check_worker_resources
+from raypz.train.resources import check_worker_resources
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_workers_that_fit_counts_per_node():
     nodes = [{"CPU": 2.0, "GPU": 1.0}, {"CPU": 8.0}, {"CPU": 4.0, "GPU": 4.0}]
-    assert _workers_that_fit({"GPU": 1.0}, nodes) == 5
-    assert _workers_that_fit({"GPU": 1.0, "CPU": 2.0}, nodes) == 3  # 1 + 0 + 2
-    assert _workers_that_fit({"CPU": 0.5}, nodes) == 28
+    assert bundles_that_fit({"GPU": 1.0}, nodes) == 5
+    assert bundles_that_fit({"GPU": 1.0, "CPU": 2.0}, nodes) == 3  # 1 + 0 + 2
+    assert bundles_that_fit({"CPU": 0.5}, nodes) == 28
 
 
 def test_gpu_yes_without_gpus_fails_before_reading(ray_session, tmp_path):
