@@ -24,50 +24,57 @@ import argparse
 import sys
 
 from raypz import io
+from raypz.cli import ConfigFlags, add_ray_flags
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer import InferConfig, run_inference
 from raypz.ray_runtime import init_ray
 from raypz.sim import SurveyConfig, simulate_survey
 from raypz.train import TrainConfig, train_ensemble
 
+SURVEY = ConfigFlags(SurveyConfig, include=("depth",), base=SurveyConfig(field="deep"))
+TRAIN = ConfigFlags(
+    TrainConfig, include=("members", "epochs"), base=TrainConfig(members=2, epochs=8)
+)
+INFER = ConfigFlags(
+    InferConfig, include=("max_rows_per_partition",), base=InferConfig(max_rows_per_partition=5_000)
+)
+"""The few config fields that size the demo (the stage jobs take every field), with defaults
+that run in a few minutes on 2 CPU cores."""
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; defaults run in a few minutes on 2 CPU cores."""
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's parser: its work directory, sizes and seed, then the configs' fields."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--workdir", default="raypz-demo", help="output root (local or s3://)")
     p.add_argument("--n-train", type=int, default=20_000, help="labelled training rows")
     p.add_argument("--n-test", type=int, default=20_000, help="rows to predict and score")
-    p.add_argument("--depth", default="y10", help="survey depth y1 ... y10 (default y10)")
-    p.add_argument("--members", type=int, default=2, help="ensemble members")
-    p.add_argument("--epochs", type=int, default=8, help="maximum epochs per member")
     p.add_argument("--seed", type=int, default=1, help="seed of the training survey (test: +1)")
-    p.add_argument(
-        "--max-rows-per-partition",
-        type=int,
-        default=5_000,
-        help="HATS partition size bound of the output catalog",
-    )
-    p.add_argument(
-        "--num-cpus", type=int, help="CPUs of an embedded local Ray (ignored on a cluster)"
-    )
-    return p.parse_args(argv)
+    add_ray_flags(p)
+    for flags in (SURVEY, TRAIN, INFER):
+        flags.add_to(p)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the four stages; returns the process exit code."""
     a = parse_args(argv)
-    init_ray(num_cpus=a.num_cpus)
+    init_ray(num_cpus=a.num_cpus, verbose=a.verbose)
     paths = {k: io.join(a.workdir, k) for k in ("train", "test", "model", "catalog", "report")}
     for key, n, seed in (("train", a.n_train, a.seed), ("test", a.n_test, a.seed + 1)):
-        survey = SurveyConfig(n_objects=n, seed=seed, depth=a.depth, field="deep")
+        survey = SURVEY.build(a, n_objects=n, seed=seed)
         simulate_survey(survey, paths[key])
         print(f"[demo] simulated {n} {key} rows -> {paths[key]}")
-    config = TrainConfig(members=a.members, epochs=a.epochs)
+    config = TRAIN.build(a)
     result = train_ensemble(paths["train"], paths["model"], config, name="demo")
     print(f"[demo] trained {a.members} members in {result.seconds:.0f} s -> {result.artifact}")
-    infer = InferConfig(max_rows_per_partition=a.max_rows_per_partition)
+    infer = INFER.build(a)
     summary = run_inference(paths["test"], paths["model"], paths["catalog"], infer)
     print(f"[demo] catalog of {summary.rows_out} rows at {summary.rows_per_second:.0f} rows/s")
     request = EvaluationRequest(

@@ -20,94 +20,44 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raypz.cli import ConfigFlags
 from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 from raypz.pdf import POINT_ESTIMATES
 
+REQUEST = ConfigFlags(
+    EvaluationRequest,
+    extra={
+        "compare": {"metavar": "NAME=PATH"},
+        "mag_band": {"choices": BANDS},
+        "point_estimate": {"choices": POINT_ESTIMATES},
+    },
+)
+"""One flag per EvaluationRequest field."""
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags; model names must differ ('knn' is taken with --train)."""
+
+def build_parser() -> argparse.ArgumentParser:
+    """The job's parser: EvaluationRequest's fields."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--predictions",
-        required=True,
-        metavar="PATH",
-        help="predictions to score: Parquet file/dir of predictions tables, or HATS PDF catalog",
-    )
-    p.add_argument(
-        "--truth",
-        required=True,
-        metavar="PATH",
-        help="object table with objectId, the true redshift and fluxes (file/dir/HATS)",
-    )
-    p.add_argument("--report", required=True, metavar="DIR", help="output directory (or s3://)")
-    p.add_argument(
-        "--name", default="model", help="name of the --predictions model (default: %(default)s)"
-    )
-    p.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="another model's predictions, scored on the same test rows (repeatable)",
-    )
-    p.add_argument(
-        "--train",
-        metavar="PATH",
-        help="labelled object table on which to fit the kNN baseline, scored as 'knn'",
-    )
-    p.add_argument(
-        "--mag-band",
-        default="i",
-        choices=BANDS,
-        help="band whose AB magnitude (from its cModelFlux) bins the metrics (default: i)",
-    )
-    p.add_argument(
-        "--z-column",
-        default="redshift",
-        help="true-redshift column of --truth and --train (default: %(default)s)",
-    )
-    p.add_argument(
-        "--point-estimate",
-        default="mode",
-        choices=POINT_ESTIMATES,
-        help="z_phot of the point metrics and bins: the PDF's mode (DESIGN 8), median, mean or"
-        " best (z_best: least expected loss, Tanaka 2015); the report also tabulates the point"
-        " metrics of every estimate (default: %(default)s)",
-    )
-    p.add_argument("--no-plots", action="store_true", help="write metrics.json and report.md only")
-    args = p.parse_args(argv)
-    compare = {}
-    for item in args.compare:
-        name, _, path = item.partition("=")
-        if not name or not path:
-            p.error(f"--compare expects NAME=PATH, got {item!r}")
-        compare[name] = path
-    args.compare = compare
-    names = [args.name, *(["knn"] if args.train else []), *compare]
+    REQUEST.add_to(p)
+    return p
+
+
+def parse_request(argv: list[str] | None = None) -> EvaluationRequest:
+    """The request the flags describe; model names must differ ('knn' is taken with --train)."""
+    parser = build_parser()
+    request = REQUEST.build(parser.parse_args(argv))
+    names = request.model_names()
     if len({slug(n) for n in names}) < len(names):  # each gets a plot directory
-        p.error(f"model names must be distinct as directory names, got {names}")
-    return args
+        parser.error(f"model names must be distinct as directory names, got {names}")
+    return request
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; returns the process exit status (0 on success)."""
-    args = parse_args(argv)
-    request = EvaluationRequest(
-        predictions=args.predictions,
-        truth=args.truth,
-        report=args.report,
-        name=args.name,
-        compare=args.compare,
-        train=args.train,
-        mag_band=args.mag_band,
-        z_column=args.z_column,
-        plots=not args.no_plots,
-        point_estimate=args.point_estimate,
-    )
-    evaluate_predictions(request)
+    evaluate_predictions(parse_request(argv))
     return 0
 
 
