@@ -12,32 +12,31 @@ every epoch), and the script prints:
 - time to best val: seconds from the ``fit()`` call to the end of the epoch that reached the
   final (lowest) validation loss, and that loss.
 
-A plain in-process loop (same network, batches and schedule, torch with 1 and with 2 threads,
-numpy batches in memory) gives the reference. With DDP each worker takes ``--batch-size`` rows
-per step, so 2 workers take half the steps per epoch with twice the effective batch; compare
-the validation losses as well as the speed. Figures only; nothing is asserted.
+The same member trained in process without Ray (``raypz.train.member.train_member`` on the
+table in memory, torch with 1 and with 2 threads) gives the reference. With DDP each worker
+takes ``--batch-size`` rows per step, so 2 workers take half the steps per epoch with twice the
+effective batch; compare the validation losses as well as the speed. Figures only; nothing is
+asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import tempfile
 import time
 
-import numpy as np
 import pyarrow.parquet as pq
 import ray
 import torch
 
 from raypz.features import FeatureTransform
-from raypz.models.catalog_net import CatalogNet
 from raypz.ray_runtime import init_ray
-from raypz.train.batches import BatchPreparer
 from raypz.train.config import TrainConfig
-from raypz.train.data import member_datasets, read_labelled, train_mask
-from raypz.train.ensemble import _fit
+from raypz.train.datasets import member_datasets
+from raypz.train.ensemble import fit_on_ray
+from raypz.train.labelled import member_rows, read_labelled, read_training_rows, train_mask
+from raypz.train.member import MemberProgress, MemberSpec, TableBatches, train_member
 from raypz.train.schedule import Resources
 
 
@@ -61,74 +60,31 @@ def ray_case(path: str, config: TrainConfig, transform: FeatureTransform, worker
     cpus = ray.cluster_resources().get("CPU", 2.0)
     res = Resources(False, max(0.25, min(1.0, (cpus - 1.0) / workers)))
     datasets = member_datasets(path, config, None, None, False)
-    loop = {
-        "train": config.to_dict(),
-        "features": transform.to_dict(),
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "lr": config.lr,
-    }
     t0 = time.time()
-    _, metrics = _fit(f"bench-w{workers}", f"{tmp}/ckpt", datasets, loop, config, res)
-    wall = time.time() - t0
-    return {
-        "case": f"Ray Train, {workers} worker(s) x {res.cpus_per_worker} CPU",
-        "samples_s": metrics["train_rows"] / metrics["train_seconds"],
-        "wall": wall,
-        "to_best": metrics["best_wall_time"] - t0,
-        "best_val": metrics["best_val_loss"],
-    }
-
-
-def plain_case(path: str, config: TrainConfig, transform: FeatureTransform, threads: int):
-    """The same training as a plain in-process loop over numpy arrays."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(config.seed)
-    t0 = time.time()
-    lab = read_labelled(path, config)
-    tr = lab.take(train_mask(lab.object_id, config, None))
-    va = lab.take(~train_mask(lab.object_id, config, None))
-    names = [*config.columns.flux_columns(), *config.columns.flux_err_columns()]
-    cols = np.concatenate([tr.flux, tr.err], axis=1)
-    batch_all = {n: cols[:, j] for j, n in enumerate(names)} | {config.columns.redshift: tr.z}
-    prep = BatchPreparer(transform, config, config.seed)
-    grid = torch.tensor(config.grid.values, dtype=torch.float32)
-    net = CatalogNet(transform.n_features, grid, config.net)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    e_max = config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda e: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(e, e_max) / e_max))
+    fit = fit_on_ray(
+        f"bench-w{workers}", f"{tmp}/ckpt", datasets, MemberSpec(config, transform, 0), res
     )
-    xv, _ = transform.transform_fluxes(va.flux, va.err)
-    xv, zv = torch.from_numpy(xv.astype(np.float32)), torch.from_numpy(va.z.astype(np.float32))
-    rng = np.random.default_rng(config.seed)
-    train_s, best, best_t = 0.0, math.inf, 0.0
-    for _ in range(e_max):
-        t_e = time.time()
-        net.train()
-        perm = rng.permutation(len(tr.z))
-        for s in range(0, len(perm), config.batch_size):
-            idx = perm[s : s + config.batch_size]
-            (x,), z, w = prep({k: v[idx] for k, v in batch_all.items()}, augment=True)
-            x, z, w = torch.from_numpy(x), torch.from_numpy(z), torch.from_numpy(w)
-            loss = (net.loss(net(x), x, z) * w).sum() / w.sum().clamp_min(1e-6)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-        sched.step()
-        train_s += time.time() - t_e
-        net.eval()
-        with torch.no_grad():
-            val = float(net.loss(net(xv), xv, zv).mean())
-        if val < best:
-            best, best_t = val, time.time()
+    return _figures(f"Ray Train, {workers} worker(s) x {res.cpus_per_worker} CPU", fit.progress, t0)
+
+
+def in_process_case(path: str, config: TrainConfig, transform: FeatureTransform, threads: int):
+    """The same member trained in this process (``raypz.train.member.train_member`` on the
+    table in memory), torch with ``threads`` threads."""
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    table = read_training_rows(path, config)
+    train, val = (TableBatches(member_rows(table, config, None, want)) for want in (True, False))
+    result = train_member(MemberSpec(config, transform, 0), train, val, device="cpu")
+    return _figures(f"in process, torch {threads} thread(s)", result.progress, t0)
+
+
+def _figures(case: str, progress: MemberProgress, t0: float) -> dict:
     return {
-        "case": f"plain loop, torch {threads} thread{'s' if threads > 1 else ''}",
-        "samples_s": len(tr.z) * e_max / train_s,
+        "case": case,
+        "samples_s": progress.train_rows / progress.train_seconds,
         "wall": time.time() - t0,
-        "to_best": best_t - t0,
-        "best_val": best,
+        "to_best": progress.best_wall_time - t0,
+        "best_val": progress.best_loss,
     }
 
 
@@ -140,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray")
-    p.add_argument("--skip-plain", action="store_true", help="only the Ray Train cases")
+    p.add_argument("--skip-in-process", action="store_true", help="only the Ray Train cases")
     args = p.parse_args(argv)
     config = TrainConfig(
         members=1, epochs=args.epochs, patience=args.epochs, batch_size=args.batch_size
@@ -152,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         fit = lab.take(train_mask(lab.object_id, config, None))
         transform = FeatureTransform.fit(fit.flux, fit.err, columns=config.columns)
         n_train = len(fit.z)
-        if not args.skip_plain:
+        if not args.skip_in_process:
             for threads in (1, 2):
-                rows.append(plain_case(path, config, transform, threads))
+                rows.append(in_process_case(path, config, transform, threads))
                 print(rows[-1], flush=True)
         init_ray(num_cpus=args.num_cpus)
         for workers in (1, 2):

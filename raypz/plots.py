@@ -222,6 +222,36 @@ def plot_nz(
     return _save(fig, path)
 
 
+def plot_training_curves(members: list[dict], path: str, title: str = "") -> str:
+    """Training (dashed) and validation (solid) loss per epoch of every ensemble member, one
+    colour per member, the best validation epoch marked; ``members`` as in model.json (each
+    with a ``history`` of epoch, train_loss and val_loss columns). Losses are the heads'
+    negative log-likelihoods (nats per object, plus the autoencoder term)."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    drawn = False
+    for i, member in enumerate(members):
+        history = member.get("history") or {}
+        epochs = np.asarray(history.get("epoch", []), dtype=float)
+        if not len(epochs):
+            continue
+        colour = f"C{i % 10}"
+        val = np.asarray(history["val_loss"], dtype=float)
+        ax.plot(epochs, history["train_loss"], ls="--", lw=1, color=colour)
+        ax.plot(epochs, val, lw=1.5, color=colour, label=f"member {i} (seed {member.get('seed')})")
+        best = int(np.nanargmin(val))
+        ax.plot(epochs[best], val[best], "o", color=colour, ms=4)
+        drawn = True
+    if not drawn:
+        _no_data(ax, "training history")
+    else:
+        ax.legend(fontsize=7, title="solid: validation, dashed: training", title_fontsize=7)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (nats per object)")
+    ax.set_title(title or "training curves")
+    return _save(fig, path)
+
+
 def make_all_plots(
     directory: str,
     grid: ZGrid,

@@ -1,36 +1,125 @@
-"""Start or join Ray the same way in every job.
+"""Start or join Ray the same way in every job, and keep Ray's own output out of a job's.
 
 ``python jobs/x.py`` on a laptop starts an embedded local Ray; under ``ray job submit`` (or with
-``RAY_ADDRESS`` set) ``ray.init()`` joins the existing cluster instead.
+``RAY_ADDRESS`` set) ``ray.init()`` joins the existing cluster instead. Unless ``verbose``, the
+logs of Ray's workers, Ray Data's progress bars and execution plans and Ray Train's reports go
+to the Ray session's log directory (``/tmp/ray/session_latest/logs`` on the head), and a job
+shows its own progress lines (:mod:`raypz.progress`); warnings and errors still print.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import threading
 
 import ray
 
+from raypz.progress import ProgressLine
 
-def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
+QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
+"""Loggers whose INFO lines a quiet run leaves out (they still reach the session's log files)."""
+
+
+def init_ray(
+    num_cpus: int | None = None, object_store_memory: int | None = None, verbose: bool = False
+) -> None:
     """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray (dashboard on 127.0.0.1).
 
     Args:
         num_cpus: logical CPUs of a local Ray; ignored when joining a cluster.
         object_store_memory: bytes for a local Ray's object store; ignored when joining.
+        verbose: show Ray's own logs and progress bars (worker output, Ray Data execution
+            plans, Ray Train reports); otherwise they only go to the session's log directory.
     """
+    quiet_ray(not verbose)
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
-        return
-    ray.init(
-        num_cpus=num_cpus,
-        object_store_memory=object_store_memory,
-        include_dashboard=False,
-        dashboard_host="127.0.0.1",
+    level = logging.INFO if verbose else logging.ERROR
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(log_to_driver=verbose, logging_level=level)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory,
+            include_dashboard=False,
+            dashboard_host="127.0.0.1",
+            log_to_driver=verbose,
+            logging_level=level,
+        )
+    quiet_ray(not verbose)  # ray.init configures its logger again
+    res = ray.cluster_resources()
+    where = f"joined the Ray cluster at {address}" if address else "started a local Ray"
+    print(
+        f"ray: {where} ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs)"
+        + ("" if verbose else "; Ray's own logs: /tmp/ray/session_latest/logs on the head node"),
+        flush=True,
     )
+
+
+def quiet_ray(quiet: bool = True) -> None:
+    """Leave out Ray's INFO logs and Ray Data's progress bars in this process (``quiet``), or
+    show them. Warnings and errors always show."""
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = not quiet
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+@ray.remote(num_cpus=0)
+class _Counter:
+    """Units done, advanced by Ray workers (one call per epoch or per block: cheap)."""
+
+    def __init__(self) -> None:
+        self.done = 0.0
+        self.note = ""
+
+    def add(self, n: float, note: str = "") -> None:
+        self.done += n
+        self.note = note or self.note
+
+    def read(self) -> tuple[float, str]:
+        return self.done, self.note
+
+
+class RemoteProgress:
+    """A :class:`~raypz.progress.ProgressLine` that Ray workers advance.
+
+    ``handle`` goes to the workers, which call ``handle.add.remote(n, note)``; a driver thread
+    reads the count every ``poll_s`` seconds and updates the line. Use as a context manager
+    around the work; the line closes at exit.
+    """
+
+    def __init__(self, line: ProgressLine, poll_s: float = 1.0) -> None:
+        self.line = line
+        self.poll_s = poll_s
+        self.handle = _Counter.remote()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _read(self) -> None:
+        done, note = ray.get(self.handle.read.remote())
+        self.line.update(done, note or None)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._read()
+
+    def __enter__(self) -> RemoteProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc[0] is None:
+            self._read()
+        self.line.close()
+        ray.kill(self.handle)
 
 
 def cluster_has_gpus() -> bool:

@@ -124,50 +124,49 @@ def fit_small_artifact(
     path: str,
     table,
     members: int = 2,
-    steps: int = 60,
+    epochs: int = 10,
     seed: int = 0,
     hidden: tuple[int, ...] = (64, 64),
 ) -> str:
     """Fit a small catalog ensemble in-process (no Ray) on ``table`` and save it at ``path``.
 
-    A real artifact with briefly trained members: fast enough for fixtures, and its PDFs
-    already follow the data (so summaries and calibration checks are meaningful). ``hidden``
-    layers: wide ones make a predictor slow enough for tests that act while it runs.
+    The members are trained by the production trainer (``raypz.train.member.train_member``) on
+    the table in memory, briefly: a real artifact fast enough for fixtures, whose PDFs already
+    follow the data (so summaries and calibration checks are meaningful). ``hidden`` layers:
+    wide ones make a predictor slow enough for tests that act while it runs.
     """
     from raypz.features import FeatureTransform, flux_arrays
-    from raypz.models import CatalogNet, CatalogNetConfig, save_artifact
+    from raypz.models import CatalogNetConfig, save_artifact
     from raypz.pdf import ZGrid
+    from raypz.train import TrainConfig
+    from raypz.train.labelled import member_rows
+    from raypz.train.member import MemberSpec, TableBatches, train_member
 
-    grid = ZGrid()
+    config = TrainConfig(
+        members=members,
+        epochs=epochs,
+        lr=3e-3,
+        seed=seed,
+        grid=ZGrid(),
+        net=CatalogNetConfig(hidden=hidden),
+    )
     flux, err = flux_arrays(table)
     transform = FeatureTransform.fit(flux, err)
-    x, _ = transform.transform_fluxes(flux, err)
-    xt = torch.from_numpy(x)
-    zt = torch.tensor(table["redshift"].to_numpy(), dtype=torch.float32)
-    z_grid = torch.tensor(grid.values, dtype=torch.float32)
-    config = CatalogNetConfig(hidden=hidden)
+    train, val = (TableBatches(member_rows(table, config, None, w)) for w in (True, False))
     states, info = [], []
     for m in range(members):
-        torch.manual_seed(seed + m)
-        net = CatalogNet(transform.n_features, z_grid, config)
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        for step in range(steps):
-            rows = torch.randint(0, len(xt), (512,), generator=torch.Generator().manual_seed(step))
-            opt.zero_grad()
-            loss = net.loss(net(xt[rows]), xt[rows], zt[rows]).mean()
-            loss.backward()
-            opt.step()
-        states.append(net.state_dict())
-        info.append({"seed": seed + m, "fold": None, "epochs_run": 0, "steps": steps})
+        result = train_member(MemberSpec(config, transform, seed + m), train, val, device="cpu")
+        states.append(result.best_state)
+        info.append({"seed": seed + m, "fold": None, "epochs_run": result.epochs_run})
     save_artifact(
         path,
         name="test",
         transform=transform,
-        grid=grid,
-        net_config=config,
+        grid=config.grid,
+        net_config=config.net,
         states=states,
         members=info,
-        training={"note": "fitted in-process by tests/conftest.py"},
+        training={"config": config.to_dict(), "note": "fitted in-process by tests/conftest.py"},
         metrics={},
     )
     return path

@@ -165,4 +165,3 @@ class CutoutStretch:
     def from_dict(cls, d: dict) -> CutoutStretch:
         """Inverse of :meth:`to_dict`."""
         return cls(d["column"], tuple(d["shape"]), tuple(d["sigma_njy"]))
-

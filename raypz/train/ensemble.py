@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -34,32 +35,37 @@ from raypz.columns import flux_to_mag
 from raypz.features import FeatureTransform
 from raypz.features.cutouts import CutoutStretch
 from raypz.metrics import evaluate
-from raypz.models import EnsemblePredictor, load_artifact, save_artifact
-from raypz.models.heads import WIDTH_SCALE_KEY
-from raypz.pdf import ZGrid, cdf_at
+from raypz.models import (
+    CatalogNetConfig,
+    EnsemblePredictor,
+    ImageNetConfig,
+    load_artifact,
+    save_artifact,
+)
+from raypz.pdf import ZGrid
+from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
-from raypz.ray_runtime import cluster_has_gpus, init_ray
+from raypz.progress import ProgressLine
+from raypz.ray_runtime import RemoteProgress, cluster_has_gpus, init_ray
 from raypz.schema import validate_dataset
 from raypz.train.augment import BalanceWeights, r_magnitude
+from raypz.train.calibration import calibrate, validation_pdfs, with_width_scale
 from raypz.train.config import TrainConfig
-from raypz.train.data import (
+from raypz.train.datasets import member_datasets, target_dataset
+from raypz.train.labelled import (
     LabelledArrays,
     has_epoch_columns,
-    member_datasets,
     read_cutouts,
     read_labelled,
-    target_dataset,
     train_mask,
 )
-from raypz.train.loop import load_best_state, numpy_state, train_loop_per_worker
+from raypz.train.loop import load_member_checkpoint, train_loop_per_worker
+from raypz.train.member import MemberProgress, MemberSpec
 from raypz.train.resources import check_worker_resources
 from raypz.train.schedule import Resources, members_that_fit, plan_workers, run_as_room_allows
-from raypz.train.splits import fold_of
 
-WIDTH_SCALES = np.round(np.arange(0.5, 1.5001, 0.1), 3)
-"""Coarse PDF width scales tried by the calibration (1 = uncalibrated); it then refines the
-best one in steps of ``WIDTH_SCALE_STEP``."""
-WIDTH_SCALE_STEP = 0.02
+TRAINING_CURVES = "training_curves.png"
+"""File of the artifact: training and validation loss per epoch of every member."""
 
 VALIDATION_DIR = "validation"
 """Sub-directory of the artifact with validation / out-of-fold predictions (Parquet)."""
@@ -84,18 +90,32 @@ class TrainResult:
     seconds: float
 
 
-def _fit(
+@dataclass(frozen=True)
+class RayFit:
+    """One member's Ray Train run: its best weights, its progress (history per epoch, epochs
+    resumed at) and the metrics of its last report (``worker_nodes`` among them)."""
+
+    best_state: dict[str, torch.Tensor]
+    progress: MemberProgress
+    metrics: dict
+
+
+def fit_on_ray(
     run_name: str,
     storage: str,
     datasets: dict,
-    loop_config: dict,
-    config: TrainConfig,
+    spec: MemberSpec,
     res: Resources,
-) -> tuple[dict, dict]:
+    progress: RemoteProgress | None = None,
+) -> RayFit:
+    """Train one member with Ray Train (:func:`raypz.train.loop.train_loop_per_worker`) on
+    ``datasets`` (``train``, ``val`` and optionally ``target``), with checkpoints under
+    ``storage``/``run_name``: rerunning with the same name resumes the run."""
+    config = spec.config
     fs, inner = io.resolve(storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=loop_config,
+        train_loop_config={"spec": spec, "progress": progress.handle if progress else None},
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.workers,
             use_gpu=res.use_gpu,
@@ -115,7 +135,8 @@ def _fit(
         datasets=datasets,
     )
     result = trainer.fit()
-    return load_best_state(result.checkpoint), dict(result.metrics or {})
+    state = load_member_checkpoint(result.checkpoint)
+    return RayFit(state["best"], MemberProgress.from_dict(state["progress"]), result.metrics or {})
 
 
 _NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members", "worker_resources")
@@ -194,67 +215,51 @@ def train_ensemble(
     )
     stretch = _fit_cutout_stretch(train, config) if images else None
     res = plan_workers(config, cluster_has_gpus())
-    base_loop = {
-        "train": config.to_dict(),
-        "features": transform.to_dict(),
-        "cutouts": stretch.to_dict() if stretch is not None else None,
-    }
 
     def datasets(path: str, fold: int | None, bal: BalanceWeights | None) -> dict:
         out = member_datasets(path, config, fold, bal, has_epoch_columns(path, config))
         return {**out, "target": target_dataset(target, config)} if target else out
 
+    def spec(seed: int, epochs: int, lr: float, init: dict | None) -> MemberSpec:
+        init_np = {k: v.numpy() for k, v in init.items()} if init is not None else None
+        return MemberSpec(config, transform, seed, epochs, lr, stretch, init_np)
+
     init_state = None
     if sim is not None:
         pre_epochs = config.pretrain_epochs or config.epochs
-        t_pre = time.perf_counter()
-        init_state, _ = _fit(
-            _run_id(name, sim.fingerprint(pretrain), config, "pretrain", target),
-            storage,
-            datasets(pretrain, None, None),
-            {**base_loop, "seed": config.seed, "epochs": pre_epochs, "lr": config.lr},
-            config,
-            res,
-        )
-        print(f"pre-training on {pretrain}: {time.perf_counter() - t_pre:.1f} s")
+        with RemoteProgress(ProgressLine("pre-train", pre_epochs, "epochs")) as progress:
+            init_state = fit_on_ray(
+                _run_id(name, sim.fingerprint(pretrain), config, "pretrain", target),
+                storage,
+                datasets(pretrain, None, None),
+                spec(config.seed, pre_epochs, config.lr, None),
+                res,
+                progress,
+            ).best_state
     lr = config.lr * (config.finetune_lr_factor if init_state is not None else 1.0)
 
     def member(i: int) -> tuple[dict, dict]:
         t_m = time.perf_counter()
         fold = i if config.kfold else None
-        state, metrics = _fit(
+        fit = fit_on_ray(
             _run_id(name, fingerprint, config, f"member{i:02d}", target),
             storage,
             datasets(train, fold, balance),
-            {
-                **base_loop,
-                "seed": config.seed + i,
-                "epochs": config.epochs,
-                "lr": lr,
-                "init_state": numpy_state(init_state) if init_state is not None else None,
-            },
-            config,
+            spec(config.seed + i, config.epochs, lr, init_state),
             res,
+            progress,
         )
-        info = {
-            "seed": config.seed + i,
-            "fold": fold,
-            "epochs_run": int(metrics.get("epoch", -1)) + 1,
-            "best_val_loss": float(metrics.get("best_val_loss", np.nan)),
-            **(
-                {"final_domain_loss": float(metrics["domain_loss"])}
-                if config.domain_adapt and "domain_loss" in metrics
-                else {}
-            ),
-            "seconds": round(time.perf_counter() - t_m, 1),
-        }
-        print(f"member {i}: {info}")
-        return state, info
+        seconds = time.perf_counter() - t_m
+        return fit.best_state, member_info(fit.progress, config.seed + i, fold, seconds)
 
     bundle = {**res.bundle(), **config.worker_resources}
-    trained, most_at_once = run_as_room_allows(
-        member, config.n_members, lambda: members_that_fit(bundle, config, ray.cluster_resources())
-    )
+    total_epochs = config.n_members * config.epochs
+    with RemoteProgress(ProgressLine("train", total_epochs, "epochs")) as progress:
+        trained, most_at_once = run_as_room_allows(
+            member,
+            config.n_members,
+            lambda: members_that_fit(bundle, config, ray.cluster_resources()),
+        )
     states = [s for s, _ in trained]
     members = [m for _, m in trained]
     training = {
@@ -268,18 +273,59 @@ def train_ensemble(
             "most_concurrent_members": most_at_once,
         },
     }
-    artifact_kwargs = {
-        "name": name,
-        "transform": transform,
-        "grid": config.grid,
-        "net_config": config.network,
-        "members": members,
-        "training": training,
-        "cutouts": stretch,
-    }
-    val_path = _finalize(output, train, labelled, config, states, artifact_kwargs)
+    contents = ArtifactContents(
+        name, transform, config.grid, config.network, members, training, stretch
+    )
+    val_path = _finalize(output, train, labelled, config, states, contents)
     artifact = load_artifact(output)
     return TrainResult(output, artifact.model_hash, members, val_path, time.perf_counter() - t0)
+
+
+def member_info(progress: MemberProgress, seed: int, fold: int | None, seconds: float) -> dict:
+    """What model.json records of a member: seed, fold, epochs run, best validation loss, the
+    epochs at which it resumed from a checkpoint, wall time and its loss history (columns:
+    epoch, train_loss, val_loss; domain_loss for domain-adversarial members)."""
+    history = progress.history
+    columns = ["epoch", "train_loss", "val_loss"]
+    if history and not math.isnan(history[-1].domain_loss):
+        columns.append("domain_loss")
+    return {
+        "seed": seed,
+        "fold": fold,
+        "epochs_run": progress.next_epoch,
+        "best_val_loss": float(progress.best_loss),
+        "resumed_at": list(progress.resumed_at),
+        "seconds": round(seconds, 1),
+        "history": {c: [getattr(r, c) for r in history] for c in columns},
+    }
+
+
+@dataclass(frozen=True)
+class ArtifactContents:
+    """Everything of an artifact but its weights and metrics (see ``save_artifact``)."""
+
+    name: str
+    transform: FeatureTransform
+    grid: ZGrid
+    net_config: CatalogNetConfig | ImageNetConfig
+    members: list[dict]
+    training: dict
+    cutouts: CutoutStretch | None
+
+    def save(self, output: str, states: list[dict], metrics: dict) -> None:
+        """Write the artifact with these member ``states`` and validation ``metrics``."""
+        save_artifact(
+            output,
+            name=self.name,
+            transform=self.transform,
+            grid=self.grid,
+            net_config=self.net_config,
+            members=self.members,
+            training=self.training,
+            cutouts=self.cutouts,
+            states=states,
+            metrics=metrics,
+        )
 
 
 def _finalize(
@@ -288,26 +334,29 @@ def _finalize(
     labelled: LabelledArrays,
     config: TrainConfig,
     states: list[dict],
-    artifact_kwargs: dict,
+    contents: ArtifactContents,
 ) -> str:
     """Save the artifact, calibrate its PDF widths on the validation rows, record the validation
-    metrics in model.json and write the validation predictions; returns their path."""
-    if artifact_kwargs["cutouts"] is not None:
-        labelled = _with_images(labelled, train, config, artifact_kwargs["cutouts"])
-    states = [_with_width_scale(s, 1.0) for s in states]
-    save_artifact(output, states=states, metrics={}, **artifact_kwargs)
+    metrics in model.json, write the validation predictions and the training-curve plot;
+    returns the predictions' path."""
+    if contents.cutouts is not None:
+        labelled = _with_images(labelled, train, config, contents.cutouts)
+    states = [with_width_scale(s, 1.0) for s in states]
+    contents.save(output, states, {})
     predictor = EnsemblePredictor(load_artifact(output), device="auto")
-    rows, pdf, flags = _validation_pdfs(predictor, labelled, config)
+    rows, pdf, flags = validation_pdfs(predictor, labelled, config)
     calibration: dict = {"width_scale": 1.0}
     if config.calibrate and rows.any():
-        calibration = _calibrate(predictor, labelled, config, rows)
-        states = [_with_width_scale(s, calibration["width_scale"]) for s in states]
-        save_artifact(output, states=states, metrics={}, **artifact_kwargs)
+        calibration = calibrate(predictor, labelled, config, rows)
+        states = [with_width_scale(s, calibration["width_scale"]) for s in states]
+        contents.save(output, states, {})
         predictor = EnsemblePredictor(load_artifact(output), device="auto")
-        rows, pdf, flags = _validation_pdfs(predictor, labelled, config)
+        rows, pdf, flags = validation_pdfs(predictor, labelled, config)
     metrics = validation_metrics(labelled, config, rows, pdf, flags)
     metrics["calibration"] = calibration
-    save_artifact(output, states=states, metrics=metrics, **artifact_kwargs)
+    contents.save(output, states, metrics)
+    if any(m.get("history") for m in contents.members):
+        plot_training_curves(contents.members, io.join(output, TRAINING_CURVES))
     return _write_validation_predictions(output, labelled, config, rows, pdf, flags)
 
 
@@ -323,19 +372,18 @@ def recalibrate(output: str, train: str, config: TrainConfig | None = None) -> d
     meta = artifact.meta
     config = config or TrainConfig.from_dict(meta["training"]["config"])
     labelled = read_labelled(train, config)
-    members = [
-        {k: v for k, v in entry.items() if k not in ("file", "sha256")} for entry in meta["members"]
-    ]
-    artifact_kwargs = {
-        "name": meta["model_id"].rsplit("-", 1)[0],
-        "transform": artifact.transform,
-        "grid": artifact.grid,
-        "net_config": artifact.net_config,
-        "members": members,
-        "training": {**meta["training"], "config": config.to_dict()},
-        "cutouts": artifact.cutouts,
-    }
-    _finalize(output, train, labelled, config, list(artifact.states), artifact_kwargs)
+    contents = ArtifactContents(
+        name=meta["model_id"].rsplit("-", 1)[0],
+        transform=artifact.transform,
+        grid=artifact.grid,
+        net_config=artifact.net_config,
+        members=[
+            {k: v for k, v in m.items() if k not in ("file", "sha256")} for m in meta["members"]
+        ],
+        training={**meta["training"], "config": config.to_dict()},
+        cutouts=artifact.cutouts,
+    )
+    _finalize(output, train, labelled, config, list(artifact.states), contents)
     return load_artifact(output).meta["metrics"]
 
 
@@ -361,120 +409,6 @@ def _concat(a: LabelledArrays, b: LabelledArrays) -> LabelledArrays:
         np.concatenate([a.err, b.err]),
         np.concatenate([a.z, b.z]),
     )
-
-
-def _with_width_scale(state: dict, scale: float) -> dict:
-    """A member state dict whose head carries the calibration ``scale``."""
-    key = f"head.{WIDTH_SCALE_KEY}"
-    return {**state, key: torch.tensor(float(scale), dtype=torch.float32)}
-
-
-def _set_width_scale(predictor: EnsemblePredictor, scale: float) -> None:
-    for net in predictor.members:
-        getattr(net.head, WIDTH_SCALE_KEY).fill_(float(scale))
-
-
-def _validation_pdfs(
-    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows (N,) bool, their PDFs (n, G) and flags (n,): the ensemble on the validation split,
-    or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
-    x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
-    if config.kfold:
-        pdf = np.zeros((len(labelled.z), config.grid.n), dtype=np.float32)
-        for rows, (k,) in _member_groups(labelled.object_id, config, len(predictor.members)):
-            pdf[rows] = predictor.predict_member(k, x[rows], _rows_of(labelled.images, rows))
-        return np.ones(len(labelled.z), dtype=bool), pdf, flags
-    rows = ~train_mask(labelled.object_id, config, None)
-    if not rows.any():
-        return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
-    pdf, extra_flags = predictor.predict(x[rows], _rows_of(labelled.images, rows))
-    return rows, pdf, flags[rows] | extra_flags
-
-
-def _member_groups(
-    object_id: np.ndarray, config: TrainConfig, n_members: int
-) -> list[tuple[np.ndarray, list[int]]]:
-    """Which members predict which of the given rows on the driver: in k-fold mode member k
-    predicts fold k (non-empty folds only), else every member predicts every row (the callers
-    pass the validation rows)."""
-    if config.kfold:
-        folds = fold_of(object_id, config.kfold)
-        return [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
-    return [(np.ones(len(object_id), dtype=bool), list(range(n_members)))]
-
-
-def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    return images[rows] if images is not None else None
-
-
-def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) -> float:
-    """Mean negative log of the PDFs (n, G) at their true redshifts (linear on the grid)."""
-    pos = np.clip((z - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
-    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
-    frac = pos - lo
-    r = np.arange(len(z))
-    dens = (1 - frac) * pdf[r, lo] + frac * pdf[r, lo + 1]
-    return float(-np.mean(np.log(np.maximum(dens, floor))))
-
-
-def _calibrate(
-    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
-) -> dict:
-    """The width scale minimising the ensemble's validation log score (ties: closest to 1).
-
-    The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
-    member's own width; one scale of every member's widths undoes the excess (or a lack).
-    ``rows`` are predicted by the members :func:`_member_groups` assigns them.
-    """
-    idx = np.flatnonzero(rows)
-    if len(idx) > config.calibration_rows:
-        idx = np.sort(
-            np.random.default_rng(config.seed).choice(idx, config.calibration_rows, replace=False)
-        )
-    sub = labelled.take(idx)
-    x, _ = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
-    # the networks run once; only the heads' PDFs are redone for each trial scale
-    cached = [
-        (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
-        for rows, members in _member_groups(sub.object_id, config, len(predictor.members))
-    ]
-
-    def pdfs() -> np.ndarray:
-        pdf = np.zeros((len(sub.z), config.grid.n), dtype=np.float32)
-        for rows, members, outputs in cached:
-            pdf[rows] = predictor.pdf_from_head_outputs(outputs, members)
-        return pdf
-
-    scores: dict[float, float] = {}
-
-    def score(scale: float) -> float:
-        if scale not in scores:
-            _set_width_scale(predictor, scale)
-            pdf = pdfs()
-            keep = np.isfinite(sub.z) & (pdf.sum(axis=1) > 0)
-            scores[scale] = log_score(pdf[keep], config.grid, sub.z[keep])
-        return scores[scale]
-
-    def best_of(candidates) -> float:
-        return min(candidates, key=lambda s: (round(score(s), 6), abs(s - 1.0)))
-
-    coarse = best_of([float(s) for s in WIDTH_SCALES])
-    fine = np.round(coarse + WIDTH_SCALE_STEP * np.arange(-4, 5), 3)
-    best = best_of([float(s) for s in fine if s > 0.05] + [1.0])
-    _set_width_scale(predictor, best)
-    pit = cdf_at(pdfs(), config.grid, sub.z)
-    print(
-        f"calibration: width scale {best} (validation log score {scores[1.0]:.4f} at 1 -> "
-        f"{scores[best]:.4f}; {len(idx)} rows)"
-    )
-    return {
-        "width_scale": best,
-        "rows": len(idx),
-        "log_score_uncalibrated": scores[1.0],
-        "log_score": scores[best],
-        "coverage_68_fit_rows": float(np.mean(np.abs(pit - 0.5) <= 0.34)),
-    }
 
 
 def validation_metrics(

@@ -29,9 +29,9 @@ from raypz.features import flux_arrays
 from raypz.metrics import read_table
 from raypz.models import EnsemblePredictor, load_artifact
 from raypz.predictions import predictions_table
+from raypz.train.calibration import calibrate, set_width_scale
 from raypz.train.config import TrainConfig
-from raypz.train.data import read_labelled, train_mask
-from raypz.train.ensemble import _calibrate, _set_width_scale
+from raypz.train.labelled import read_labelled, train_mask
 
 
 def member_file_name(index: int) -> str:
@@ -50,7 +50,7 @@ def fit_member_scales(predictor: EnsemblePredictor, train: str) -> list[float]:
         rows = ~train_mask(labelled.object_id, config, i if config.kfold else None)
         alone = copy.copy(predictor)
         alone.members = [net]
-        scales.append(_calibrate(alone, labelled, solo, rows)["width_scale"])
+        scales.append(calibrate(alone, labelled, solo, rows)["width_scale"])
     return scales
 
 
@@ -71,7 +71,7 @@ def predict_members(
     artifact = load_artifact(model)
     predictor = EnsemblePredictor(artifact, device=device)
     if width_scale is not None:
-        _set_width_scale(predictor, width_scale)
+        set_width_scale(predictor, width_scale)
     if calibrate_on:
         print(f"own width scales: {fit_member_scales(predictor, calibrate_on)}", flush=True)
     columns = artifact.transform.columns

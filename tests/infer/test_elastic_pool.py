@@ -57,7 +57,7 @@ def slow_model(artifact_fitter, small_survey, tmp_path_factory) -> str:
     """An artifact of 3 members with 2048-wide layers (~0.4 s per 1000 rows on one thread)."""
     table = pads.dataset(small_survey, format="parquet").to_table()
     path = str(tmp_path_factory.mktemp("slow_model"))
-    return artifact_fitter(path, table, members=3, steps=2, hidden=(2048, 2048))
+    return artifact_fitter(path, table, members=3, epochs=1, hidden=(2048, 2048))
 
 
 def _staged(output: Path) -> int:

@@ -3,7 +3,7 @@
     RAY_ADDRESS=127.0.0.1:PORT python tests/train/ddp_driver.py --data DIR --storage DIR
 
 Trains one catalog member on ``--data`` twice, at the same time, with the production Ray Train
-loop (``raypz.train.ensemble._fit``): once with one worker and ``--batch-size`` rows per step,
+loop (``raypz.train.ensemble.fit_on_ray``): once with one worker and ``--batch-size`` rows per step,
 once with two DDP workers (gloo) of half that batch each, every DDP worker asking for one unit
 of the custom resource ``ddp_node`` (the test gives each of its two nodes one unit, so the two
 workers must be on different nodes). Both use 0.5 CPU per worker, the same seed, learning rate
@@ -21,7 +21,6 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import numpy as np
 import ray
@@ -30,9 +29,12 @@ from raypz.features import FeatureTransform
 from raypz.models import CatalogNetConfig
 from raypz.pdf import ZGrid
 from raypz.train.config import TrainConfig
-from raypz.train.data import member_datasets, read_labelled, train_mask
-from raypz.train.ensemble import _fit
+from raypz.train.datasets import member_datasets
+from raypz.train.ensemble import fit_on_ray
+from raypz.train.labelled import read_labelled, train_mask
+from raypz.train.member import MemberSpec
 from raypz.train.resources import check_worker_resources
+from raypz.train.schedule import Resources
 
 RESOURCE = "ddp_node"
 
@@ -67,18 +69,10 @@ def wait_for_nodes(n: int, timeout_s: float = 60.0) -> list[str]:
 
 def fit(name: str, storage: str, config: TrainConfig, transform, datasets) -> dict:
     """One member trained with ``config``; its final metrics and the fit's wall time."""
-    loop = {
-        "train": config.to_dict(),
-        "features": transform.to_dict(),
-        "cutouts": None,
-        "seed": config.seed,
-        "epochs": config.epochs,
-        "lr": config.lr,
-    }
     t0 = time.perf_counter()
-    # what _fit reads of the resource plan: the config fixes both here
-    plan = SimpleNamespace(use_gpu=False, cpus_per_worker=config.cpus_per_worker)
-    _, metrics = _fit(name, storage, datasets, loop, config, plan)
+    plan = Resources(use_gpu=False, cpus_per_worker=config.cpus_per_worker)
+    spec = MemberSpec(config, transform, config.seed)
+    metrics = fit_on_ray(name, storage, datasets, spec, plan).metrics
     metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, list, bool))}
     return {**metrics, "fit_seconds": round(time.perf_counter() - t0, 1)}
 

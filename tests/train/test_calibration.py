@@ -1,4 +1,4 @@
-"""The post-training width calibration (raypz.train.ensemble), in-process on a small artifact:
+"""The post-training width calibration (raypz.train.calibration), in-process on a small artifact:
 the scores it fits on cached head outputs equal the scores of full predictions at that scale."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 
 from raypz.models import EnsemblePredictor, load_artifact
 from raypz.train import TrainConfig
-from raypz.train.data import read_labelled, train_mask
-from raypz.train.ensemble import WIDTH_SCALES, _calibrate, _validation_pdfs, log_score
+from raypz.train.calibration import WIDTH_SCALES, calibrate, log_score, validation_pdfs
+from raypz.train.labelled import read_labelled, train_mask
 from raypz.train.members import fit_member_scales
 
 
@@ -19,8 +19,8 @@ def test_calibrated_score_matches_full_prediction(small_model, small_survey, kfo
     config = TrainConfig(kfold=kfold, grid=artifact.grid, calibration_rows=800, seed=1)
     labelled = read_labelled(small_survey, config)
     predictor = EnsemblePredictor(artifact, "cpu")
-    rows, _, _ = _validation_pdfs(predictor, labelled, config)
-    result = _calibrate(predictor, labelled, config, rows)
+    rows, _, _ = validation_pdfs(predictor, labelled, config)
+    result = calibrate(predictor, labelled, config, rows)
     best = result["width_scale"]
     assert result["rows"] == min(800, int(rows.sum()))
     assert min(WIDTH_SCALES) - 0.1 <= best <= max(WIDTH_SCALES) + 0.1
@@ -30,7 +30,7 @@ def test_calibrated_score_matches_full_prediction(small_model, small_survey, kfo
         np.random.default_rng(config.seed).choice(np.flatnonzero(rows), result["rows"], False)
     )
     sub = labelled.take(idx)
-    r, pdf, _ = _validation_pdfs(predictor, sub, config)
+    r, pdf, _ = validation_pdfs(predictor, sub, config)
     assert r.all()
     assert log_score(pdf, config.grid, sub.z) == pytest.approx(result["log_score"], abs=1e-5)
 
@@ -51,6 +51,6 @@ def test_members_alone_are_calibrated_on_their_own_held_out_rows(small_model, sm
         alone = EnsemblePredictor(artifact, "cpu")
         alone.members = [alone.members[i]]
         solo = TrainConfig(grid=artifact.grid, calibration_rows=400, seed=1)  # no folds
-        result = _calibrate(alone, labelled, solo, rows)
+        result = calibrate(alone, labelled, solo, rows)
         assert result["rows"] == min(400, int(rows.sum()))
         assert result["width_scale"] == pytest.approx(scale)

@@ -1,10 +1,9 @@
-"""Labelled tables for training: driver-side arrays (to fit normalisation) and Ray Datasets.
+"""Labelled tables on the driver (or in a notebook): the columns that fitting needs, as numpy.
 
 The driver reads only objectId, fluxes, errors and redshift to fit the feature transform and
 the balance weights (plus, for image models, a sample of cutouts to fit their stretch and the
-validation rows' cutouts); the workers stream the full rows they need through Ray Data shards.
-Catalog rows are materialised in the object store once; cutouts are streamed from Parquet every
-epoch, so a training set of images never has to fit in memory.
+validation rows' cutouts). :func:`train_mask` says which rows train a member. Nothing here
+imports Ray; the Ray Datasets that workers stream are in :mod:`raypz.train.datasets`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import ray.data
 
 from raypz import io
 from raypz.columns import BANDS
@@ -109,23 +107,17 @@ def train_mask(object_id: np.ndarray, config: TrainConfig, fold: int | None) -> 
     return ~is_validation(object_id, config.val_fraction)
 
 
-def _select(
-    batch: pa.Table, config_dict: dict, fold: int | None, want_train: bool, balance: dict | None
-) -> pa.Table:
-    config = TrainConfig.from_dict(config_dict)
-    ids = batch[config.columns.object_id].to_numpy()
-    mask = train_mask(ids, config, fold)
-    out = batch.filter(pa.array(mask if want_train else ~mask))
-    if balance is not None:
-        weights = BalanceWeights(**balance)
-        z = out[config.columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
-        r = out[config.columns.flux.format(band="r")].to_numpy(zero_copy_only=False)
-        w = weights(z, r_magnitude(r.astype(np.float64)))
-        out = out.append_column(WEIGHT_COLUMN, pa.array(w.astype(np.float32)))
-    return out
+def has_epoch_columns(path: str, config: TrainConfig) -> bool:
+    """True when the table carries single-exposure flux columns for every band."""
+    fs, _ = io.resolve(path)
+    schema = pads.dataset(io.list_parquet_files(path)[:1], filesystem=fs).schema
+    ef, ee = config.columns.epoch_columns(BANDS)
+    return all(name in schema.names for name in ef + ee)
 
 
-def _input_columns(config: TrainConfig, with_epochs: bool, labelled: bool = True) -> list[str]:
+def training_columns(config: TrainConfig, with_epochs: bool, labelled: bool = True) -> list[str]:
+    """The columns a member's training reads: objectId, fluxes and errors, the redshift (when
+    ``labelled``), single-exposure columns (``with_epochs``) and cutouts (image models)."""
     c = config.columns
     cols = [c.object_id, *c.flux_columns(BANDS), *c.flux_err_columns(BANDS)]
     cols += [c.redshift] if labelled else []
@@ -135,58 +127,30 @@ def _input_columns(config: TrainConfig, with_epochs: bool, labelled: bool = True
     return cols + ([c.cutout] if config.image is not None else [])
 
 
-def member_datasets(
-    path: str,
+def member_rows(
+    table: pa.Table,
     config: TrainConfig,
     fold: int | None,
-    balance: BalanceWeights | None,
-    with_epochs: bool,
-) -> dict[str, ray.data.Dataset]:
-    """The ``train`` and ``val`` Ray Datasets of one member.
-
-    Catalog rows are read from Parquet once and materialised in the object store (distributed,
-    spillable): labelled catalogs are small next to the survey, and re-reading Parquet every
-    epoch cost more than the training. Rows with cutouts stream from Parquet every epoch.
-    """
-    fs, _ = io.resolve(path)
-    cols = _input_columns(config, with_epochs)
-    base = ray.data.read_parquet(io.list_parquet_files(path), filesystem=fs, columns=cols)
-    bal = (
-        None
-        if balance is None
-        else {
-            "z_edges": balance.z_edges,
-            "mag_edges": balance.mag_edges,
-            "weights": balance.weights,
-        }
-    )
-    out = {}
-    for name, want_train in (("train", True), ("val", False)):
-        selected = base.map_batches(
-            _select,
-            batch_format="pyarrow",
-            fn_kwargs={
-                "config_dict": config.to_dict(),
-                "fold": fold,
-                "want_train": want_train,
-                "balance": bal if want_train else None,
-            },
-        )
-        # catalogs: read and split once; every epoch then streams blocks from the object store
-        out[name] = selected if config.image is not None else selected.materialize()
+    want_train: bool,
+    balance: BalanceWeights | None = None,
+) -> pa.Table:
+    """The rows of ``table`` that train a member (``want_train``) or validate it, by objectId
+    (:func:`train_mask`); with ``balance``, a weight column :data:`WEIGHT_COLUMN` is added."""
+    mask = train_mask(table[config.columns.object_id].to_numpy(), config, fold)
+    out = table.filter(pa.array(mask if want_train else ~mask))
+    if balance is not None:
+        z = out[config.columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
+        r = out[config.columns.flux.format(band="r")].to_numpy(zero_copy_only=False)
+        w = balance(z, r_magnitude(r.astype(np.float64)))
+        out = out.append_column(WEIGHT_COLUMN, pa.array(w.astype(np.float32)))
     return out
 
 
-def target_dataset(path: str, config: TrainConfig) -> ray.data.Dataset:
-    """The unlabelled ``target`` rows of domain-adversarial training (every row; streamed)."""
+def read_training_rows(path: str, config: TrainConfig) -> pa.Table:
+    """Every row of a labelled table with the columns that training reads, in memory (for
+    in-process training of small spec-z sets; Ray Train workers stream them instead)."""
     fs, _ = io.resolve(path)
-    cols = _input_columns(config, has_epoch_columns(path, config), labelled=False)
-    return ray.data.read_parquet(io.list_parquet_files(path), filesystem=fs, columns=cols)
-
-
-def has_epoch_columns(path: str, config: TrainConfig) -> bool:
-    """True when the table carries single-exposure flux columns for every band."""
-    fs, _ = io.resolve(path)
-    schema = pads.dataset(io.list_parquet_files(path)[:1], filesystem=fs).schema
-    ef, ee = config.columns.epoch_columns(BANDS)
-    return all(name in schema.names for name in ef + ee)
+    columns = training_columns(config, has_epoch_columns(path, config))
+    return pads.dataset(io.list_parquet_files(path), filesystem=fs, format="parquet").to_table(
+        columns=columns
+    )

@@ -1,0 +1,140 @@
+"""Calibration of an ensemble's PDF widths after training.
+
+The ensemble PDF is the mean of its members' PDFs, which adds the members' spread to each
+member's own width; one factor on every member's widths (MDN sigmas, binned-head temperature)
+undoes the excess or a lack. :func:`calibrate` picks the factor that minimises the ensemble's
+log score on the validation rows (or, in k-fold mode, on the out-of-fold rows, each predicted by
+the member that did not train on it); :func:`with_width_scale` stores it in a member's weights,
+so it travels with the (hashed) artifact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from raypz.models import EnsemblePredictor
+from raypz.models.heads import WIDTH_SCALE_KEY
+from raypz.pdf import ZGrid, cdf_at
+from raypz.train.config import TrainConfig
+from raypz.train.labelled import LabelledArrays, train_mask
+from raypz.train.splits import fold_of
+
+WIDTH_SCALES = np.round(np.arange(0.5, 1.5001, 0.1), 3)
+"""Coarse PDF width scales tried by the calibration (1 = uncalibrated); it then refines the
+best one in steps of ``WIDTH_SCALE_STEP``."""
+WIDTH_SCALE_STEP = 0.02
+
+
+def with_width_scale(state: dict, scale: float) -> dict:
+    """A member state dict whose head carries the calibration ``scale``."""
+    key = f"head.{WIDTH_SCALE_KEY}"
+    return {**state, key: torch.tensor(float(scale), dtype=torch.float32)}
+
+
+def set_width_scale(predictor: EnsemblePredictor, scale: float) -> None:
+    for net in predictor.members:
+        getattr(net.head, WIDTH_SCALE_KEY).fill_(float(scale))
+
+
+def validation_pdfs(
+    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (N,) bool, their PDFs (n, G) and flags (n,): the ensemble on the validation split,
+    or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
+    x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
+    if config.kfold:
+        pdf = np.zeros((len(labelled.z), config.grid.n), dtype=np.float32)
+        for rows, (k,) in member_groups(labelled.object_id, config, len(predictor.members)):
+            pdf[rows] = predictor.predict_member(k, x[rows], _rows_of(labelled.images, rows))
+        return np.ones(len(labelled.z), dtype=bool), pdf, flags
+    rows = ~train_mask(labelled.object_id, config, None)
+    if not rows.any():
+        return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
+    pdf, extra_flags = predictor.predict(x[rows], _rows_of(labelled.images, rows))
+    return rows, pdf, flags[rows] | extra_flags
+
+
+def member_groups(
+    object_id: np.ndarray, config: TrainConfig, n_members: int
+) -> list[tuple[np.ndarray, list[int]]]:
+    """Which members predict which of the given rows on the driver: in k-fold mode member k
+    predicts fold k (non-empty folds only), else every member predicts every row (the callers
+    pass the validation rows)."""
+    if config.kfold:
+        folds = fold_of(object_id, config.kfold)
+        return [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
+    return [(np.ones(len(object_id), dtype=bool), list(range(n_members)))]
+
+
+def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return images[rows] if images is not None else None
+
+
+def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) -> float:
+    """Mean negative log of the PDFs (n, G) at their true redshifts (linear on the grid)."""
+    pos = np.clip((z - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
+    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
+    frac = pos - lo
+    r = np.arange(len(z))
+    dens = (1 - frac) * pdf[r, lo] + frac * pdf[r, lo + 1]
+    return float(-np.mean(np.log(np.maximum(dens, floor))))
+
+
+def calibrate(
+    predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
+) -> dict:
+    """The width scale minimising the ensemble's validation log score (ties: closest to 1).
+
+    The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
+    member's own width; one scale of every member's widths undoes the excess (or a lack).
+    ``rows`` are predicted by the members :func:`_member_groups` assigns them.
+    """
+    idx = np.flatnonzero(rows)
+    if len(idx) > config.calibration_rows:
+        idx = np.sort(
+            np.random.default_rng(config.seed).choice(idx, config.calibration_rows, replace=False)
+        )
+    sub = labelled.take(idx)
+    x, _ = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
+    # the networks run once; only the heads' PDFs are redone for each trial scale
+    cached = [
+        (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
+        for rows, members in member_groups(sub.object_id, config, len(predictor.members))
+    ]
+
+    def pdfs() -> np.ndarray:
+        pdf = np.zeros((len(sub.z), config.grid.n), dtype=np.float32)
+        for rows, members, outputs in cached:
+            pdf[rows] = predictor.pdf_from_head_outputs(outputs, members)
+        return pdf
+
+    scores: dict[float, float] = {}
+
+    def score(scale: float) -> float:
+        if scale not in scores:
+            set_width_scale(predictor, scale)
+            pdf = pdfs()
+            keep = np.isfinite(sub.z) & (pdf.sum(axis=1) > 0)
+            scores[scale] = log_score(pdf[keep], config.grid, sub.z[keep])
+        return scores[scale]
+
+    def best_of(candidates) -> float:
+        return min(candidates, key=lambda s: (round(score(s), 6), abs(s - 1.0)))
+
+    coarse = best_of([float(s) for s in WIDTH_SCALES])
+    fine = np.round(coarse + WIDTH_SCALE_STEP * np.arange(-4, 5), 3)
+    best = best_of([float(s) for s in fine if s > 0.05] + [1.0])
+    set_width_scale(predictor, best)
+    pit = cdf_at(pdfs(), config.grid, sub.z)
+    print(
+        f"calibration: width scale {best} (validation log score {scores[1.0]:.4f} at 1 -> "
+        f"{scores[best]:.4f}; {len(idx)} rows)"
+    )
+    return {
+        "width_scale": best,
+        "rows": len(idx),
+        "log_score_uncalibrated": scores[1.0],
+        "log_score": scores[best],
+        "coverage_68_fit_rows": float(np.mean(np.abs(pit - 0.5) <= 0.34)),
+    }

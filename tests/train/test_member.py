@@ -1,0 +1,107 @@
+"""The Ray-free member trainer (raypz.train.member): in-process training, exact resume, no Ray."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from raypz.features import FeatureTransform, flux_arrays
+from raypz.models import CatalogNetConfig
+from raypz.models.artifact import build_network
+from raypz.pdf import ZGrid
+from raypz.sim import SurveyConfig, simulate_shard
+from raypz.train import TrainConfig
+from raypz.train.labelled import member_rows
+from raypz.train.member import MemberSpec, TableBatches, train_member
+
+CONFIG = TrainConfig(
+    epochs=5,
+    patience=5,
+    batch_size=256,
+    flux_noise=0.5,  # an augmentation stream that a resume must replay exactly
+    grid=ZGrid(0.0, 3.5, 351),
+    net=CatalogNetConfig(hidden=(32, 32)),
+)
+
+
+@pytest.fixture(scope="module")
+def member_data():
+    table = simulate_shard(SurveyConfig(n_objects=1500, seed=21, field="deep"), 0)
+    spec = MemberSpec(CONFIG, FeatureTransform.fit(*flux_arrays(table)), seed=3)
+    train, val = (TableBatches(member_rows(table, CONFIG, None, w)) for w in (True, False))
+    return spec, train, val
+
+
+def test_member_learns_and_keeps_its_history(member_data):
+    spec, train, val = member_data
+    result = train_member(spec, train, val, device="cpu")
+    history = result.progress.history
+    assert [r.epoch for r in history] == list(range(result.epochs_run)) == list(range(5))
+    assert history[-1].val_loss < history[0].val_loss
+    assert result.progress.best_loss == min(r.val_loss for r in history)
+    assert history[0].lr == pytest.approx(CONFIG.lr) and history[-1].lr < CONFIG.lr
+    assert result.progress.resumed_at == []
+    net = build_network(CONFIG.network, spec.transform, CONFIG.grid)
+    assert set(result.best_state) == set(net.state_dict())
+    assert all(t.device.type == "cpu" for t in result.best_state.values())
+
+
+class _KilledError(Exception):
+    pass
+
+
+def test_resumed_member_equals_an_uninterrupted_one(member_data):
+    """Killed after epoch 2, resumed from that epoch's checkpoint: the same weights as a run
+    that was never interrupted (every random stream is seeded per epoch)."""
+    spec, train, val = member_data
+    whole = train_member(spec, train, val, device="cpu")
+    saved = {}
+
+    def kill_after_epoch_2(progress, checkpoint, stop):
+        buf = io.BytesIO()
+        torch.save(checkpoint(), buf)  # what Ray Train's checkpoint directory holds
+        saved["bytes"] = buf.getvalue()
+        if progress.history[-1].epoch == 2:
+            raise _KilledError
+
+    with pytest.raises(_KilledError):
+        train_member(spec, train, val, device="cpu", on_epoch=kill_after_epoch_2)
+    state = torch.load(io.BytesIO(saved["bytes"]), map_location="cpu", weights_only=True)
+    resumed = train_member(spec, train, val, device="cpu", resume=state)
+
+    assert resumed.progress.resumed_at == [3]
+    assert [r.epoch for r in resumed.progress.history] == list(range(CONFIG.epochs))
+    for a, b in zip(whole.progress.history, resumed.progress.history, strict=True):
+        assert (a.train_loss, a.val_loss) == (b.train_loss, b.val_loss)
+    for name, tensor in whole.best_state.items():
+        assert torch.equal(tensor, resumed.best_state[name]), name
+
+
+def test_training_a_member_does_not_import_ray(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        from raypz.features import FeatureTransform, flux_arrays
+        from raypz.models import CatalogNetConfig
+        from raypz.sim import SurveyConfig, simulate_shard
+        from raypz.train import TrainConfig
+        from raypz.train.labelled import member_rows
+        from raypz.train.member import MemberSpec, TableBatches, train_member
+
+        table = simulate_shard(SurveyConfig(n_objects=600, seed=4, field="deep"), 0)
+        config = TrainConfig(epochs=2, net=CatalogNetConfig(hidden=(16,)))
+        spec = MemberSpec(config, FeatureTransform.fit(*flux_arrays(table)), seed=0)
+        train, val = (TableBatches(member_rows(table, config, None, w)) for w in (True, False))
+        result = train_member(spec, train, val)
+        print(result.epochs_run, "ray" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.split() == ["2", "False"]
