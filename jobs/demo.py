@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         report=paths["report"],
         name="ensemble",
         train=paths["train"],
+        model=paths["model"],
     )
+    print(f"[demo] report: {io.join(paths['report'], 'report.md')}; headline metrics:")
     evaluate_predictions(request)
-    print(f"[demo] report: {io.join(paths['report'], 'report.md')}")
     return 0
 
 

@@ -16,12 +16,14 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from raypz import io
 from raypz.baselines import KNNBaseline
 from raypz.columns import ColumnTemplate, flux_to_mag
 from raypz.features import flux_arrays
 from raypz.metrics import EvalConfig, evaluate, headline_table, match_ids, read_table, write_report
+from raypz.models.artifact import TRAINING_CURVES
 from raypz.pdf import ZGrid
 from raypz.plots import make_all_plots
 from raypz.predictions import Predictions, read_predictions
@@ -43,6 +45,8 @@ class EvaluationRequest:
         plots: write PNG plots as well as metrics.json and report.md.
         point_estimate: z_phot of every model: "mode" (DESIGN 8), "median", "mean" or "best"
             (:func:`raypz.pdf.best_redshift`) of the PDF.
+        model: the main model's artifact directory: its training curves (train and validation
+            loss per epoch of each member) are copied into the report and shown there.
     """
 
     predictions: str
@@ -55,6 +59,7 @@ class EvaluationRequest:
     z_column: str = "redshift"
     plots: bool = True
     point_estimate: str = "mode"
+    model: str | None = None
 
     def model_names(self) -> list[str]:
         """Every model the report will hold."""
@@ -139,7 +144,7 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         inputs.update(notes)
 
     config = EvalConfig(point_estimate=request.point_estimate)
-    results, images = {}, []
+    results, images = {}, _training_curves(request)
     for name, s in models.items():
         results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config)
         if request.plots:
@@ -151,3 +156,19 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     write_report(results, request.report, inputs, images)
     print(headline_table(results))
     return results
+
+
+def _training_curves(request: EvaluationRequest) -> list[str]:
+    """The main model's training-curve PNG copied into the report (its path there), when the
+    request names a model directory that has one."""
+    if not (request.model and request.plots):
+        return []
+    source = io.join(request.model, TRAINING_CURVES)
+    fs, inner = io.resolve(source)
+    if fs.get_file_info(inner).type != pafs.FileType.File:
+        print(f"{source}: no training curves in the model directory (not shown)")
+        return []
+    relative = f"{slug(request.name)}/{TRAINING_CURVES}"
+    io.makedirs(io.join(request.report, slug(request.name)))
+    io.write_bytes_atomic(io.join(request.report, relative), io.read_bytes(source))
+    return [relative]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-NON_INTERACTIVE_INTERVAL_S = 10.0
+NON_INTERACTIVE_INTERVAL_S = 30.0
 """Seconds between progress lines where stdout is not a terminal."""
 TERMINAL_INTERVAL_S = 0.2
 """Seconds between redraws of the live line on a terminal."""

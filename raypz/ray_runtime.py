@@ -4,7 +4,8 @@
 ``RAY_ADDRESS`` set) ``ray.init()`` joins the existing cluster instead. Unless ``verbose``, the
 logs of Ray's workers, Ray Data's progress bars and execution plans and Ray Train's reports go
 to the Ray session's log directory (``/tmp/ray/session_latest/logs`` on the head), and a job
-shows its own progress lines (:mod:`raypz.progress`); warnings and errors still print.
+shows its own progress lines (:mod:`raypz.progress`); errors (and Ray's warnings, but for Ray
+Data's) still print.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import ray
 
 from raypz.progress import ProgressLine
 
-QUIET_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
-"""Loggers whose INFO lines a quiet run leaves out (they still reach the session's log files)."""
+QUIET_LOGGERS = {"ray": logging.WARNING, "ray.train": logging.WARNING, "ray.data": logging.ERROR}
+"""Level of Ray's loggers in a quiet run (their lines still reach the session's log files).
+Ray Data's warnings are about its own tuning (progress bars off, block sizes), not the job."""
 
 
 def init_ray(
@@ -33,9 +35,9 @@ def init_ray(
         verbose: show Ray's own logs and progress bars (worker output, Ray Data execution
             plans, Ray Train reports); otherwise they only go to the session's log directory.
     """
-    quiet_ray(not verbose)
     if ray.is_initialized():
         return
+    quiet_ray(not verbose)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     level = logging.INFO if verbose else logging.ERROR
     address = os.environ.get("RAY_ADDRESS")
@@ -61,13 +63,13 @@ def init_ray(
 
 
 def quiet_ray(quiet: bool = True) -> None:
-    """Leave out Ray's INFO logs and Ray Data's progress bars in this process (``quiet``), or
-    show them. Warnings and errors always show."""
+    """Leave out Ray's INFO logs, Ray Data's warnings and its progress bars in this process
+    (``quiet``), or show them."""
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level if quiet else logging.INFO)
 
 
 @ray.remote(num_cpus=0)

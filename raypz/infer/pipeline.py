@@ -47,6 +47,7 @@ from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.models import load_artifact
 from raypz.predictions import Z_GRID_KEY
+from raypz.progress import ProgressLine
 from raypz.ray_runtime import init_ray
 from raypz.schema import ContractError, check_file_schema, validate_dataset
 
@@ -294,21 +295,25 @@ def _run(
     done, stale = staging.finished_sources(root, expected, cols.object_id)
     staging.delete(stale, root)
     pending = [i for i in range(len(files)) if i not in done]
-    predicted = (
-        _main_pass(model, artifact, files, pending, fs, root, plan, config) if pending else {}
-    )
     rows_done = sum(expected[i] for i in pending)
+    predicted = (
+        _main_pass(model, artifact, files, pending, fs, root, plan, config, rows_done)
+        if pending
+        else {}
+    )
     clock.lap("main_pass")
 
     metadata = _provenance(artifact, input_path, config)
     to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
     # a merge holds one partition a few times over: one per CPU bounds the memory
     merge = ray.remote(num_cpus=1)(tasks.merge_and_mark)
-    merged = ray.get(
+    merged = _with_progress(
+        "merge",
         [
             merge.remote(root, output, k, n, metadata, cols.object_id, config.zstd_level)
             for k, n in to_merge
-        ]
+        ],
+        "partitions",
     )
     clock.lap("merge")
     finalize_catalog(
@@ -353,6 +358,19 @@ def _run(
     return summary
 
 
+def _with_progress(stage: str, refs: list[ray.ObjectRef], unit: str) -> list:
+    """The results of ``refs`` in their order, counted on a progress line as they finish."""
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list = [None] * len(refs)
+    pending = list(refs)
+    with ProgressLine(stage, len(refs), unit) as progress:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            results[index[ready[0]]] = ray.get(ready[0])
+            progress.advance(1)
+    return results
+
+
 def _node_resources() -> list[dict[str, float]]:
     """Resources of each live node of the cluster now."""
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
@@ -367,9 +385,11 @@ def _main_pass(
     root: str,
     plan: PartitionPlan,
     config: InferConfig,
+    rows_to_do: int,
 ) -> dict:
-    """Read the ``pending`` input files, predict in the actor pool and stage fragments under
-    ``root``; returns the summary's ``rows_by_node``, ``rows_by_device`` and ``actor_pool``."""
+    """Read the ``pending`` input files (``rows_to_do`` rows), predict in the actor pool and
+    stage fragments under ``root``, showing progress; returns the summary's ``rows_by_node``,
+    ``rows_by_device`` and ``actor_pool``."""
     nodes = _node_resources()
     actors = pool.plan_pool(config, nodes)
     _set_object_store_budget(actors, config, nodes)
@@ -379,7 +399,7 @@ def _main_pass(
         filesystem=fs,
         columns=input_columns(artifact),  # no need to build the members here
         include_paths=True,
-        ray_remote_args={"num_cpus": 0.25},
+        num_cpus=0.25,
     )
     ds = ds.map_batches(
         _PredictStage,
@@ -408,8 +428,11 @@ def _main_pass(
         num_gpus=actors.gpus,
         num_cpus=actors.cpus,
     )
-    counts = ray.get(ds.to_arrow_refs())
-    print(f"staged fragments: {sum(t.num_rows for t in counts)}")
+    counts = []
+    with ProgressLine("predict", rows_to_do, "rows") as progress:
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            counts.append(block)
+            progress.advance(pc.sum(block["rows"]).as_py() or 0)
     by_node, by_device = _rows_by_origin(counts)
     return {"rows_by_node": by_node, "rows_by_device": by_device, "actor_pool": actors.to_dict()}
 

@@ -28,6 +28,9 @@ from raypz.pdf import ZGrid
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
+TRAINING_CURVES = "training_curves.png"
+"""Plot in the artifact directory of every member's training and validation loss per epoch
+(written by training; not part of the model hash)."""
 
 NetConfig = CatalogNetConfig | ImageNetConfig
 _ARCHITECTURES: dict[str, type] = {"CatalogNet": CatalogNetConfig, "ImageNet": ImageNetConfig}

@@ -67,25 +67,28 @@ class ValidationReport:
     problems: RowProblems | None
 
     def summary(self) -> str:
-        """A few human-readable lines for logs and job summaries."""
+        """A few human-readable lines for logs and job summaries: the counts, then one line
+        per kind of problem that some row has (a clean table gets one line)."""
         head = f"{self.path}: {self.files} files, {self.rows:,} rows"
         p = self.problems
         if p is None:
             return head + " (schemas checked; rows not read)"
         share = p.flagged_rows / self.rows if self.rows else 0.0
-        lines = [
-            f"{head}; {p.flagged_rows:,} rows ({share:.2%}) with a per-row problem",
-            f"  {'non-finite coordinates:':<26}{p.nonfinite_coords:,}",
-            f"  {'all bands missing:':<26}{p.all_bands_missing:,}",
-        ]
+        lines = [f"{head}; {p.flagged_rows:,} rows ({share:.2%}) with a per-row problem"]
+        for label, count in (
+            ("non-finite coordinates:", p.nonfinite_coords),
+            ("all bands missing:", p.all_bands_missing),
+            ("missing redshift:", p.missing_redshift or 0),
+            ("redshift outside [0, 10]:", p.redshift_out_of_range or 0),
+        ):
+            if count:
+                lines.append(f"  {label:<26}{count:,}")
         for label, counts in (
             ("non-finite flux:", p.nonfinite_flux),
             ("bad flux error:", p.bad_flux_err),
             ("absurd flux:", p.absurd_flux),
         ):
-            per_band = "  ".join(f"{b}={counts[b]:,}" for b in self.bands)
-            lines.append(f"  {label:<26}{per_band}")
-        if p.missing_redshift is not None:
-            lines.append(f"  {'missing redshift:':<26}{p.missing_redshift:,}")
-            lines.append(f"  {'redshift outside [0, 10]:':<26}{p.redshift_out_of_range:,}")
+            if any(counts[b] for b in self.bands):
+                per_band = "  ".join(f"{b}={counts[b]:,}" for b in self.bands)
+                lines.append(f"  {label:<26}{per_band}")
         return "\n".join(lines)

@@ -42,6 +42,7 @@ from raypz.models import (
     load_artifact,
     save_artifact,
 )
+from raypz.models.artifact import TRAINING_CURVES
 from raypz.pdf import ZGrid
 from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
@@ -63,9 +64,6 @@ from raypz.train.loop import load_member_checkpoint, train_loop_per_worker
 from raypz.train.member import MemberProgress, MemberSpec
 from raypz.train.resources import check_worker_resources
 from raypz.train.schedule import Resources, members_that_fit, plan_workers, run_as_room_allows
-
-TRAINING_CURVES = "training_curves.png"
-"""File of the artifact: training and validation loss per epoch of every member."""
 
 VALIDATION_DIR = "validation"
 """Sub-directory of the artifact with validation / out-of-fold predictions (Parquet)."""

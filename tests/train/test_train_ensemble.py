@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from raypz import io
+from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.models import load_artifact
+from raypz.models.artifact import TRAINING_CURVES
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
@@ -52,6 +54,9 @@ def test_artifact_metrics_and_validation_predictions(trained):
     assert artifact.model_hash == result.model_hash
     assert len(artifact.states) == 2
     assert [m["epochs_run"] for m in result.members] == [2, 2]
+    for member in result.members:
+        assert member["history"]["epoch"] == [0, 1] and member["resumed_at"] == []
+        assert member["best_val_loss"] == min(member["history"]["val_loss"])
     meta = json.loads(io.read_bytes(io.join(out, "model.json")))
     metrics = meta["metrics"]
     assert metrics["split"] == "validation" and metrics["n_scored"] > 300
@@ -77,10 +82,26 @@ def test_artifact_metrics_and_validation_predictions(trained):
     assert (mass > 0).mean() > 0.99
 
 
-@pytest.mark.slow
 def test_rerun_resumes_finished_members(trained, labelled_survey):
     """Rerunning the same command finds each member's Ray Train run and resumes it (~60 s)."""
     out, result = trained
     again = train_ensemble(labelled_survey, out, CONFIG, name="test")
     assert [m["epochs_run"] for m in again.members] == [2, 2]
     assert again.model_hash == result.model_hash
+
+
+def test_training_curves_are_written_and_linked_by_the_report(trained, labelled_survey, tmp_path):
+    out, _ = trained
+    curves = io.read_bytes(io.join(out, TRAINING_CURVES))
+    assert curves.startswith(b"\x89PNG")
+    request = EvaluationRequest(
+        predictions=io.join(out, VALIDATION_DIR),
+        truth=labelled_survey,
+        report=str(tmp_path / "report"),
+        name="ensemble",
+        model=out,
+    )
+    evaluate_predictions(request)
+    assert (tmp_path / "report" / "ensemble" / TRAINING_CURVES).read_bytes() == curves
+    assert f"(ensemble/{TRAINING_CURVES})" in (tmp_path / "report" / "report.md").read_text()
+
