@@ -21,11 +21,12 @@ and flagged no_cutout + no_pdf.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags
-from raypz.infer import InferConfig, run_inference
+from raypz.infer import SUMMARY_FILE, InferConfig, InferenceSummary, run_inference
+from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 
 INFER = ConfigFlags(InferConfig)
@@ -68,8 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     summary = run_inference(args.input, args.model, args.output, config)
-    print(json.dumps(summary.to_dict(), indent=2))
+    print(inference_summary(summary))
     return 0
+
+
+def inference_summary(summary: InferenceSummary) -> str:
+    """The job's closing table (the whole summary is in OUTPUT/raypz_run_summary.json)."""
+    flagged = ", ".join(f"{k} {v}" for k, v in summary.flagged.items() if v) or "none"
+    rows: list[tuple[str, object]] = [
+        ("catalog", summary.output),
+        ("model", summary.model_id),
+        ("rows in / out", f"{summary.rows_in} / {summary.rows_out}"),
+        ("rows flagged", flagged),
+        ("input files done / skipped", f"{summary.sources} / {summary.sources_skipped}"),
+        ("partitions (merged now)", f"{summary.partitions} ({summary.partitions_merged})"),
+        ("wall time", f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} rows/s)"),
+        ("catalog bytes per object", summary.catalog_bytes_per_object),
+        ("summary", io.join(summary.output, SUMMARY_FILE)),
+    ]
+    return summary_table(rows, "inference done:")
 
 
 if __name__ == "__main__":

@@ -17,13 +17,15 @@ jobs/evaluate.py reads. Rerunning the same command resumes unfinished members.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags
-from raypz.models import CatalogNetConfig, ImageNetConfig
+from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
+from raypz.models.artifact import TRAINING_CURVES
+from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
-from raypz.train import TrainConfig, train_ensemble
+from raypz.train import TrainConfig, TrainResult, train_ensemble
 
 TRAIN = ConfigFlags(TrainConfig, names={"use_gpu": "gpu"})
 NET = ConfigFlags(CatalogNetConfig, title="CatalogNetConfig (--inputs catalog)")
@@ -108,19 +110,36 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         target=args.target,
     )
-    print(
-        json.dumps(
-            {
-                "artifact": result.artifact,
-                "model_hash": result.model_hash,
-                "validation_predictions": result.validation_predictions,
-                "seconds": round(result.seconds, 1),
-                "members": result.members,
-            },
-            indent=2,
-        )
-    )
+    print(training_summary(result))
     return 0
+
+
+def training_summary(result: TrainResult) -> str:
+    """The job's closing table: the artifact, its members and its validation metrics (all of
+    them are in OUTPUT/model.json)."""
+    metrics = load_artifact(result.artifact).meta["metrics"]
+    overall = metrics.get("overall", {})
+    rows: list[tuple[str, object]] = [
+        ("artifact", result.artifact),
+        ("model hash", result.model_hash[:16]),
+        ("training curves", io.join(result.artifact, TRAINING_CURVES)),
+        ("validation predictions", result.validation_predictions),
+        ("wall time", f"{result.seconds:.0f} s"),
+    ]
+    for i, m in enumerate(result.members):
+        resumed = f", resumed at epoch {m['resumed_at']}" if m.get("resumed_at") else ""
+        rows.append(
+            (
+                f"member {i}",
+                f"{m['epochs_run']} epochs, best val loss {m['best_val_loss']:.4f}, "
+                f"{m['seconds']:.0f} s{resumed}",
+            )
+        )
+    rows.append(("width scale", metrics.get("calibration", {}).get("width_scale")))
+    for key in ("sigma_mad", "bias", "eta_0.15", "crps_mean", "pit_ks"):
+        if key in overall:
+            rows.append((f"{metrics['split']} {key}", f"{overall[key]:.4f}"))
+    return summary_table(rows, "training done:")
 
 
 if __name__ == "__main__":

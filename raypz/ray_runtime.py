@@ -139,3 +139,17 @@ def bundles_that_fit(bundle: dict[str, float], nodes: list[dict[str, float]]) ->
         fits = [math.floor(node.get(k, 0.0) / v + 1e-9) for k, v in bundle.items() if v > 0]
         total += min(fits) if fits else 0
     return total
+
+
+def get_with_progress(refs: list[ray.ObjectRef], stage: str, unit: str) -> list:
+    """``ray.get(refs)``, with the tasks counted on a progress line as they finish."""
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list = [None] * len(refs)
+    pending = list(refs)
+    with ProgressLine(stage, len(refs), unit) as progress:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            results[index[ready[0]]] = ray.get(ready[0])
+            progress.advance(1)
+    return results
+

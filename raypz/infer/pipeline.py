@@ -48,7 +48,7 @@ from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.models import load_artifact
 from raypz.predictions import Z_GRID_KEY
 from raypz.progress import ProgressLine
-from raypz.ray_runtime import init_ray
+from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, check_file_schema, validate_dataset
 
 SUMMARY_FILE = "raypz_run_summary.json"
@@ -307,12 +307,12 @@ def _run(
     to_merge = [(k, n) for k, n in plan.pixels() if not _merge_current(root, output, k, n)]
     # a merge holds one partition a few times over: one per CPU bounds the memory
     merge = ray.remote(num_cpus=1)(tasks.merge_and_mark)
-    merged = _with_progress(
-        "merge",
+    merged = get_with_progress(
         [
             merge.remote(root, output, k, n, metadata, cols.object_id, config.zstd_level)
             for k, n in to_merge
         ],
+        "merge",
         "partitions",
     )
     clock.lap("merge")
@@ -356,19 +356,6 @@ def _run(
     if not config.keep_staging:
         _remove_tree(root)
     return summary
-
-
-def _with_progress(stage: str, refs: list[ray.ObjectRef], unit: str) -> list:
-    """The results of ``refs`` in their order, counted on a progress line as they finish."""
-    index = {ref: i for i, ref in enumerate(refs)}
-    results: list = [None] * len(refs)
-    pending = list(refs)
-    with ProgressLine(stage, len(refs), unit) as progress:
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            results[index[ready[0]]] = ray.get(ready[0])
-            progress.advance(1)
-    return results
 
 
 def _node_resources() -> list[dict[str, float]]:

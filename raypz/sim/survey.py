@@ -66,7 +66,7 @@ def simulate_survey(config: SurveyConfig, output: str) -> list[str]:
     """
     import ray  # imported here so that the in-process API does not need Ray
 
-    from raypz.ray_runtime import init_ray
+    from raypz.ray_runtime import get_with_progress, init_ray
 
     _claim_output(config, output)
     paths = [io.join(output, shard_name(i)) for i in range(config.n_shards)]
@@ -74,7 +74,7 @@ def simulate_survey(config: SurveyConfig, output: str) -> list[str]:
     if todo:
         init_ray()
         task = ray.remote(num_cpus=1)(write_shard)
-        ray.get([task.remote(config, i, output) for i in todo])
+        get_with_progress([task.remote(config, i, output) for i in todo], "simulate", "shards")
     return paths
 
 
