@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from raypz.columns import DEFAULT_COLUMNS, ColumnTemplate
 from raypz.models.catalog_net import CatalogNetConfig
@@ -29,6 +30,14 @@ class TrainConfig:
         lr: peak AdamW learning rate (cosine decay over ``epochs``).
         weight_decay: AdamW weight decay.
         workers: Ray Train workers per member (DDP when > 1).
+        trainer: how members train. "tasks": each member in one Ray task with the in-process
+            trainer on its rows in memory (no Ray Train: small spec-z sets do not pay its
+            fixed costs per member); "ray_train": Ray Train workers streaming Ray Data shards,
+            checkpointed every epoch (DDP, images, large sets); "auto": "tasks" for catalog
+            networks with one worker per member on at most ``tasks_max_rows`` labelled rows
+            (pre-training rows included), else "ray_train".
+        tasks_max_rows: the largest labelled set that "auto" trains in tasks (each task holds
+            its member's rows in memory: ~0.3 GB per million rows).
         cpus_per_worker: CPUs reserved per worker; None: 1 with GPUs, else 0.5
             (:mod:`raypz.train.schedule`).
         use_gpu: None uses GPUs when the cluster has any.
@@ -78,6 +87,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     workers: int = 1
+    trainer: Literal["auto", "tasks", "ray_train"] = "auto"
+    tasks_max_rows: int = 500_000
     cpus_per_worker: float | None = None
     use_gpu: bool | None = None
     max_concurrent_members: int | None = None
@@ -108,6 +119,9 @@ class TrainConfig:
             "epochs >= 1": self.epochs >= 1,
             "batch_size >= 2": self.batch_size >= 2,
             "workers >= 1": self.workers >= 1,
+            "trainer in (auto, tasks, ray_train)": self.trainer in ("auto", "tasks", "ray_train"),
+            "trainer tasks: catalog networks, workers == 1": self.trainer != "tasks"
+            or (self.image is None and self.workers == 1),
             "lr > 0": self.lr > 0,
             "flux_noise >= 0": self.flux_noise >= 0,
             "domain_weight >= 0": self.domain_weight >= 0,
@@ -127,6 +141,12 @@ class TrainConfig:
     def network(self) -> CatalogNetConfig | ImageNetConfig:
         """The architecture that is trained: ``image`` when set, else ``net``."""
         return self.image if self.image is not None else self.net
+
+    def trains_in_tasks(self, labelled_rows: int) -> bool:
+        """Whether members train as Ray tasks (see ``trainer``) on a set of that many rows."""
+        if self.trainer != "auto":
+            return self.trainer == "tasks"
+        return self.image is None and self.workers == 1 and labelled_rows <= self.tasks_max_rows
 
     @property
     def domain_adapt(self) -> bool:

@@ -22,6 +22,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -58,12 +59,14 @@ from raypz.train.labelled import (
     has_epoch_columns,
     read_cutouts,
     read_labelled,
+    read_training_rows,
     train_mask,
 )
 from raypz.train.loop import load_member_checkpoint, train_loop_per_worker
 from raypz.train.member import MemberProgress, MemberSpec
 from raypz.train.resources import check_worker_resources
 from raypz.train.schedule import Resources, members_that_fit, plan_workers, run_as_room_allows
+from raypz.train.tasks import fit_in_task
 
 VALIDATION_DIR = "validation"
 """Sub-directory of the artifact with validation / out-of-fold predictions (Parquet)."""
@@ -104,16 +107,17 @@ def fit_on_ray(
     datasets: dict,
     spec: MemberSpec,
     res: Resources,
-    progress: RemoteProgress | None = None,
+    progress: Any = None,
 ) -> RayFit:
     """Train one member with Ray Train (:func:`raypz.train.loop.train_loop_per_worker`) on
     ``datasets`` (``train``, ``val`` and optionally ``target``), with checkpoints under
-    ``storage``/``run_name``: rerunning with the same name resumes the run."""
+    ``storage``/``run_name``: rerunning with the same name resumes the run. ``progress`` is
+    the handle of a :class:`raypz.ray_runtime.RemoteProgress` that counts epochs, or None."""
     config = spec.config
     fs, inner = io.resolve(storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"spec": spec, "progress": progress.handle if progress else None},
+        train_loop_config={"spec": spec, "progress": progress},
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.workers,
             use_gpu=res.use_gpu,
@@ -222,41 +226,47 @@ def train_ensemble(
         init_np = {k: v.numpy() for k, v in init.items()} if init is not None else None
         return MemberSpec(config, transform, seed, epochs, lr, stretch, init_np)
 
+    in_tasks = config.trains_in_tasks(len(labelled.z) + (len(sim.z) if sim is not None else 0))
+    tables = {}
+    if in_tasks:  # the labelled rows go to the object store once, for every member's task
+        tables = {p: ray.put(read_training_rows(p, config)) for p in [train, pretrain] if p}
+
+    def fit(stage: str, path: str, fold, bal, member_spec: MemberSpec, progress) -> tuple:
+        run = _run_id(name, fingerprints[path], config, stage, target)
+        if in_tasks:
+            where = io.join(storage, run)
+            return fit_in_task(tables[path], member_spec, fold, bal, where, res.use_gpu, progress)
+        done = fit_on_ray(run, storage, datasets(path, fold, bal), member_spec, res, progress)
+        return done.best_state, done.progress
+
+    fingerprints = {train: fingerprint, **({pretrain: sim.fingerprint(pretrain)} if sim else {})}
     init_state = None
     if sim is not None:
         pre_epochs = config.pretrain_epochs or config.epochs
+        pre_spec = spec(config.seed, pre_epochs, config.lr, None)
         with RemoteProgress(ProgressLine("pre-train", pre_epochs, "epochs")) as progress:
-            init_state = fit_on_ray(
-                _run_id(name, sim.fingerprint(pretrain), config, "pretrain", target),
-                storage,
-                datasets(pretrain, None, None),
-                spec(config.seed, pre_epochs, config.lr, None),
-                res,
-                progress,
-            ).best_state
+            init_state, _ = fit("pretrain", pretrain, None, None, pre_spec, progress.handle)
     lr = config.lr * (config.finetune_lr_factor if init_state is not None else 1.0)
 
     def member(i: int) -> tuple[dict, dict]:
         t_m = time.perf_counter()
         fold = i if config.kfold else None
-        fit = fit_on_ray(
-            _run_id(name, fingerprint, config, f"member{i:02d}", target),
-            storage,
-            datasets(train, fold, balance),
-            spec(config.seed + i, config.epochs, lr, init_state),
-            res,
-            progress,
-        )
+        member_spec = spec(config.seed + i, config.epochs, lr, init_state)
+        state, done = fit(f"member{i:02d}", train, fold, balance, member_spec, progress.handle)
         seconds = time.perf_counter() - t_m
-        return fit.best_state, member_info(fit.progress, config.seed + i, fold, seconds)
+        return state, member_info(done, config.seed + i, fold, seconds)
 
-    bundle = {**res.bundle(), **config.worker_resources}
+    bundle = (
+        {"CPU": 1.0, **({"GPU": 1.0} if res.use_gpu else {})}
+        if in_tasks
+        else {**res.bundle(), **config.worker_resources}
+    )
     total_epochs = config.n_members * config.epochs
     with RemoteProgress(ProgressLine("train", total_epochs, "epochs")) as progress:
         trained, most_at_once = run_as_room_allows(
             member,
             config.n_members,
-            lambda: members_that_fit(bundle, config, ray.cluster_resources()),
+            lambda: members_that_fit(bundle, config, ray.cluster_resources(), not in_tasks),
         )
     states = [s for s, _ in trained]
     members = [m for _, m in trained]
@@ -269,6 +279,7 @@ def train_ensemble(
             "use_gpu": res.use_gpu,
             "cpus_per_worker": res.cpus_per_worker,
             "most_concurrent_members": most_at_once,
+            "trainer": "tasks" if in_tasks else "ray_train",
         },
     }
     contents = ArtifactContents(

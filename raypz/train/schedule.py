@@ -62,13 +62,18 @@ def plan_workers(config: TrainConfig, cluster_has_gpus: bool) -> Resources:
 
 
 def members_that_fit(
-    bundle: dict[str, float], config: TrainConfig, cluster: dict[str, float]
+    bundle: dict[str, float],
+    config: TrainConfig,
+    cluster: dict[str, float],
+    reserve_for_data: bool = True,
 ) -> int:
     """Members of ``config.workers`` workers of ``bundle`` (Ray resources each) that a cluster
     of total resources ``cluster`` holds at once, capped by ``config.max_concurrent_members``;
     at least 1, so that training always progresses. Members without a GPU leave
-    :data:`DATA_RESERVE_CPUS` to Ray Data."""
-    reserve = {"CPU": 0.0 if bundle.get("GPU", 0.0) > 0 else DATA_RESERVE_CPUS}
+    :data:`DATA_RESERVE_CPUS` to Ray Data (members trained in tasks read no Ray Data:
+    ``reserve_for_data`` False)."""
+    cpu_only = bundle.get("GPU", 0.0) == 0
+    reserve = {"CPU": DATA_RESERVE_CPUS if cpu_only and reserve_for_data else 0.0}
     fit = min(
         math.floor((cluster.get(k, 0.0) - reserve.get(k, 0.0)) / (config.workers * v) + 1e-9)
         for k, v in bundle.items()

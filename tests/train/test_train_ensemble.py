@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -38,6 +39,7 @@ CONFIG = TrainConfig(
     seed=5,
     grid=ZGrid(0.0, 3.5, 351),
     calibration_rows=400,
+    trainer="ray_train",  # the production path of large sets (small ones train in tasks)
 )
 
 
@@ -68,6 +70,7 @@ def test_artifact_metrics_and_validation_predictions(trained):
         "use_gpu": False,
         "cpus_per_worker": 0.5,
         "most_concurrent_members": 2,
+        "trainer": "ray_train",
     }
     scale = metrics["calibration"]["width_scale"]
     assert 0.5 <= scale <= 1.5
@@ -104,4 +107,22 @@ def test_training_curves_are_written_and_linked_by_the_report(trained, labelled_
     evaluate_predictions(request)
     assert (tmp_path / "report" / "ensemble" / TRAINING_CURVES).read_bytes() == curves
     assert f"(ensemble/{TRAINING_CURVES})" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
+    ray_session, labelled_survey, tmp_path
+):
+    """The default trainer of a small catalog set: one Ray task per member (no Ray Train);
+    rerunning loads the finished members instead of training them again."""
+    config = dataclasses.replace(CONFIG, trainer="auto", epochs=3)
+    out = str(tmp_path / "model")
+    first = train_ensemble(labelled_survey, out, config, name="tasks")
+    meta = load_artifact(out).meta
+    assert meta["training"]["resources"]["trainer"] == "tasks"
+    assert meta["training"]["resources"]["most_concurrent_members"] == 2  # no CPU kept for data
+    assert [m["history"]["epoch"] for m in first.members] == [[0, 1, 2]] * 2
+    assert meta["metrics"]["n_scored"] > 300
+    again = train_ensemble(labelled_survey, out, config, name="tasks")
+    assert again.model_hash == first.model_hash
+    assert [m["history"] for m in again.members] == [m["history"] for m in first.members]
 

@@ -26,6 +26,7 @@ CONFIG = TrainConfig(
     # wide enough that an epoch takes a while: the kill lands mid-run, not after the last epoch
     net=CatalogNetConfig(hidden=(512, 512, 512)),
     calibrate=False,
+    trainer="ray_train",
 )
 
 
