@@ -25,6 +25,12 @@ ABSURD_FLUX = 1 << 5
 
 NO_CUTOUT = 1 << 6
 """An image model found no usable cutout (null, wrong shape or non-finite pixels): no PDF."""
+FAR_FROM_TRAINING = 1 << 7
+"""The object's features lie far from every training object's (``train_distance`` above
+:data:`raypz.models.reference.FAR_FROM_TRAINING_DISTANCE`): the PDF is an extrapolation."""
+
+QUALITY = OUT_OF_COLOR_SPACE | ENSEMBLE_DISAGREEMENT | FAR_FROM_TRAINING
+"""The bits that say a PDF may be unreliable although it was made (not missing inputs)."""
 
 _BAND_BIT0 = 8
 
@@ -42,6 +48,7 @@ FLAG_NAMES: dict[int, str] = {
     ENSEMBLE_DISAGREEMENT: "ensemble_disagreement",
     ABSURD_FLUX: "absurd_flux",
     NO_CUTOUT: "no_cutout",
+    FAR_FROM_TRAINING: "far_from_training",
     **{band_missing_bit(i): f"missing_{b}" for i, b in enumerate(BANDS)},
 }
 

@@ -137,6 +137,7 @@ def fit_small_artifact(
     """
     from raypz.features import FeatureTransform, flux_arrays
     from raypz.models import CatalogNetConfig, save_artifact
+    from raypz.models.reference import TrainingReference
     from raypz.pdf import ZGrid
     from raypz.train import TrainConfig
     from raypz.train.labelled import member_rows
@@ -152,6 +153,7 @@ def fit_small_artifact(
     )
     flux, err = flux_arrays(table)
     transform = FeatureTransform.fit(flux, err)
+    reference = TrainingReference.fit(transform.transform_fluxes(flux, err)[0], rows=1024)
     train, val = (TableBatches(member_rows(table, config, None, w)) for w in (True, False))
     states, info = [], []
     for m in range(members):
@@ -168,6 +170,7 @@ def fit_small_artifact(
         members=info,
         training={"config": config.to_dict(), "note": "fitted in-process by tests/conftest.py"},
         metrics={},
+        reference=reference,
     )
     return path
 

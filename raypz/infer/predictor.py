@@ -16,12 +16,20 @@ from raypz import compact
 from raypz import flags as fl
 from raypz.models import EnsemblePredictor, ModelArtifact, load_artifact
 from raypz.models.ensemble import to_device
+from raypz.models.reference import FAR_FROM_TRAINING_DISTANCE
 from raypz.pdf import SUMMARY_COLUMNS, summarize_tensor
 from raypz.rowops import host_tensor
 
 PREDICT_CHUNK_ROWS = 1024
 """Rows predicted, summarised and encoded at a time inside a batch on CPU: the (rows, G) PDFs
 and their float64 summaries stay in the CPU cache (1.4x faster than whole 16k-row batches)."""
+
+
+QUALITY_COLUMNS = ("member_spread", "train_distance")
+"""Continuous quality columns: the spread of the members' modes in units of (1 + z) (flag
+ENSEMBLE_DISAGREEMENT above 0.1), and the distance to the training set in feature space in
+units of a typical training object's (:mod:`raypz.models.reference`; flag FAR_FROM_TRAINING;
+null for artifacts without a training reference). Both are null where there is no PDF."""
 
 
 def output_schema(artifact: ModelArtifact) -> pa.Schema:
@@ -32,6 +40,7 @@ def output_schema(artifact: ModelArtifact) -> pa.Schema:
         pa.field(c.ra, pa.float64()),
         pa.field(c.dec, pa.float64()),
         *[pa.field(name, pa.float32()) for name in SUMMARY_COLUMNS],
+        *[pa.field(name, pa.float32()) for name in QUALITY_COLUMNS],
         pa.field("flags", pa.int32()),
         pa.field("pdf_start", pa.uint16()),
         pa.field("pdf", pa.binary()),
@@ -95,7 +104,7 @@ class CatalogPredictor:
             name: pa.array(_as_numpy(batch[name]), type=self.schema.field(name).type)
             for name in (self.columns.object_id, self.columns.ra, self.columns.dec)
         }
-        for name in (*SUMMARY_COLUMNS, "flags", "pdf_start", "pdf"):
+        for name in (*SUMMARY_COLUMNS, *QUALITY_COLUMNS, "flags", "pdf_start", "pdf"):
             cols[name] = pa.concat_arrays([part[name] for part in parts])
         return pa.Table.from_pydict(cols, schema=self.schema)
 
@@ -112,7 +121,13 @@ class CatalogPredictor:
         PDFs). ``usable`` marks rows whose cutout has only finite pixels (image models).
         Rows that get NO_PDF are predicted with the others (on zeroed inputs) and then
         blanked: null summaries and PDF."""
-        pdf, ens_flags = self.ensemble.predict_tensor(x, images)
+        xt = to_device(x, self.ensemble.device)
+        pdf, ens_flags, spread = self.ensemble.predict_tensor(xt, images)
+        reference = self.artifact.reference
+        distance = reference.distance(xt) if reference is not None else None
+        if distance is not None:
+            far = distance > FAR_FROM_TRAINING_DISTANCE
+            ens_flags = ens_flags | torch.where(far, fl.FAR_FROM_TRAINING, 0).int()
         row_flags = host_tensor(flags).to(pdf.device)
         if usable is not None:
             row_flags = row_flags | torch.where(usable, 0, fl.NO_CUTOUT | fl.NO_PDF).int()
@@ -126,6 +141,12 @@ class CatalogPredictor:
         no_pdf = (flags & fl.NO_PDF) != 0
         null = no_pdf if no_pdf.any() else None
         cols = {name: pa.array(stats[i], mask=null) for i, name in enumerate(SUMMARY_COLUMNS)}
+        cols["member_spread"] = pa.array(spread.cpu().numpy(), pa.float32(), mask=null)
+        cols["train_distance"] = (
+            pa.array(distance.cpu().numpy(), pa.float32(), mask=null)
+            if distance is not None
+            else pa.nulls(len(flags), pa.float32())
+        )
         cols["flags"] = pa.array(flags, pa.int32())
         cols["pdf_start"] = pa.array(start, pa.uint16())
         cols["pdf"] = values

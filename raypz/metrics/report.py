@@ -122,6 +122,22 @@ def _nz_table(results: dict[str, dict]) -> str:
     return _table(header, rows)
 
 
+def _flag_table(results: dict[str, dict]) -> str:
+    """Markdown table: per model and quality flag, the fraction flagged and eta_0.15,
+    eta_0.05 and sigma_MAD of the flagged and the unflagged rows."""
+    header = ["model", "flag", "fraction flagged"]
+    for metric in ("eta_0.15", "eta_0.05", "sigma_mad"):
+        header += [f"{metric} flagged", f"{metric} unflagged"]
+    rows = []
+    for name, result in results.items():
+        for flag, entry in result.get("by_flag", {}).items():
+            row = [name, flag, _fmt(entry["fraction"])]
+            for metric in ("eta_0.15", "eta_0.05", "sigma_mad"):
+                row += [_fmt(entry["flagged"][metric]), _fmt(entry["unflagged"][metric])]
+            rows.append(row)
+    return _table(header, rows)
+
+
 def _point_estimate_table(results: dict[str, dict]) -> str:
     """Markdown table of a few point metrics under each point estimate, models side by side."""
     names = [n for n in results if "by_point_estimate" in results[n]]
@@ -186,6 +202,15 @@ def render_markdown(
         if any(binning in r["binned"] for r in results.values()):
             parts += [f"## Binned in {title}", "", _binned_table(results, binning), ""]
     parts += ["## n(z) per tomographic bin", "", _nz_table(results), ""]
+    if any("by_flag" in r for r in results.values()):
+        parts += [
+            "## Quality flags",
+            "",
+            "Point metrics of the rows each quality flag marks, against the rows it does not.",
+            "",
+            _flag_table(results),
+            "",
+        ]
     if images:
         parts += ["## Plots", ""] + [f"![{p}]({p})" for p in images] + [""]
     return "\n".join(parts)

@@ -204,6 +204,31 @@ def binned(
     return {"edges": [float(e) for e in edges], "n_outside": int((idx < 0).sum()), "bins": bins}
 
 
+QUALITY_FLAGS = {
+    "ensemble_disagreement": fl.ENSEMBLE_DISAGREEMENT,
+    "far_from_training": fl.FAR_FROM_TRAINING,
+    "out_of_color_space": fl.OUT_OF_COLOR_SPACE,
+    "any quality flag": fl.QUALITY,
+}
+"""The flags whose rows :func:`by_flag` scores apart: each quality bit, and any of them."""
+
+
+def by_flag(scores: RowScores, flags: np.ndarray) -> dict[str, dict]:
+    """Do the quality flags find the bad PDFs? For each of :data:`QUALITY_FLAGS`: the fraction
+    of scored rows flagged, and the point metrics (:func:`~raypz.metrics.point_metrics`) of
+    the flagged and the unflagged rows. ``flags`` are those of the scored rows."""
+    out = {}
+    for name, bits in QUALITY_FLAGS.items():
+        flagged = (flags & bits) != 0
+        out[name] = {
+            "fraction": float(flagged.mean()) if flagged.size else float("nan"),
+            "n_flagged": int(flagged.sum()),
+            "flagged": point_metrics(scores.z_phot[flagged], scores.z_spec[flagged]),
+            "unflagged": point_metrics(scores.z_phot[~flagged], scores.z_spec[~flagged]),
+        }
+    return out
+
+
 def evaluate(
     grid: ZGrid,
     pdf: np.ndarray,
@@ -227,7 +252,8 @@ def evaluate(
         is), ``flag_counts`` (rows per flag bit, when flags are given), ``overall``
         (:func:`aggregate` of all scored rows), ``by_point_estimate`` (the overall
         :func:`~raypz.metrics.point_metrics` of each of :data:`~raypz.pdf.POINT_ESTIMATES`),
-        ``binned`` (``z_spec``, ``z_phot`` and, with ``mag``, ``mag``: see :func:`binned`) and
+        ``by_flag`` (with flags: :func:`by_flag`), ``binned`` (``z_spec``, ``z_phot`` and, with
+        ``mag``, ``mag``: see :func:`binned`) and
         ``nz`` (:func:`~raypz.metrics.nz_metrics` in ``config.tomo_edges``).
     """
     keep, counts = scorable_rows(pdf, z_spec, flags)
@@ -239,6 +265,8 @@ def evaluate(
     if flags is not None:
         result["flag_counts"] = fl.count_flags(flags)
     result["overall"] = aggregate(scores, config)
+    if flags is not None:
+        result["by_flag"] = by_flag(scores, np.asarray(flags)[keep])
     result["by_point_estimate"] = {
         kind: point_metrics(
             scores.z_phot

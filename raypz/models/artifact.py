@@ -24,10 +24,13 @@ from raypz.features import FeatureTransform
 from raypz.features.cutouts import CutoutStretch
 from raypz.models.catalog_net import CatalogNet, CatalogNetConfig
 from raypz.models.image_net import ImageNet, ImageNetConfig
+from raypz.models.reference import TrainingReference
 from raypz.pdf import ZGrid
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
+REFERENCE_FILE = "reference.safetensors"
+"""File of the artifact: the training-feature sample of :class:`TrainingReference`."""
 TRAINING_CURVES = "training_curves.png"
 """Plot in the artifact directory of every member's training and validation loss per epoch
 (written by training; not part of the model hash)."""
@@ -57,6 +60,8 @@ class ModelArtifact:
         net_config: the network architecture (CatalogNetConfig or ImageNetConfig).
         states: one state dict (name -> tensor) per ensemble member.
         cutouts: the cutout normalisation of an image model; None for a catalog model.
+        reference: the training-feature sample behind the ``train_distance`` column; None for
+            artifacts written before it existed.
     """
 
     path: str
@@ -66,6 +71,7 @@ class ModelArtifact:
     net_config: NetConfig
     states: tuple[dict[str, torch.Tensor], ...]
     cutouts: CutoutStretch | None = None
+    reference: TrainingReference | None = None
 
     @property
     def model_hash(self) -> str:
@@ -122,6 +128,7 @@ def save_artifact(
     training: dict,
     metrics: dict,
     cutouts: CutoutStretch | None = None,
+    reference: TrainingReference | None = None,
 ) -> str:
     """Write an artifact directory (local or URI) and return its model hash.
 
@@ -136,6 +143,7 @@ def save_artifact(
         training: training config and data fingerprint (no credentials).
         metrics: validation metrics of the ensemble.
         cutouts: the cutout normalisation of an image model.
+        reference: the training-feature sample for ``train_distance`` (in the model hash).
     """
     io.makedirs(path)
     entries = []
@@ -144,6 +152,17 @@ def save_artifact(
         io.write_bytes_atomic(io.join(path, member_file(i)), blob)
         entries.append({**info, "file": member_file(i), "sha256": _sha256(blob)})
     inputs = [transform.to_dict()] + ([cutouts.to_dict()] if cutouts is not None else [])
+    reference_entry = None
+    if reference is not None:
+        blob = save_safetensors({"features": torch.from_numpy(reference.features)})
+        io.write_bytes_atomic(io.join(path, REFERENCE_FILE), blob)
+        reference_entry = {
+            "file": REFERENCE_FILE,
+            "sha256": _sha256(blob),
+            "k": reference.k,
+            "scale": reference.scale,
+        }
+        inputs.append(reference_entry)
     model_hash = _sha256(
         json.dumps([e["sha256"] for e in entries] + inputs, sort_keys=True).encode()
     )
@@ -161,6 +180,7 @@ def save_artifact(
         "bands": list(transform.bands),
         "features": transform.to_dict(),
         "cutouts": cutouts.to_dict() if cutouts is not None else None,
+        "reference": reference_entry,
         "z_grid": grid.to_dict(),
         "members": entries,
         "training": training,
@@ -193,6 +213,7 @@ def load_artifact(path: str) -> ModelArtifact:
         raise ArtifactError(f"{path}: unknown architecture {arch['name']!r}")
     cutouts = meta.get("cutouts")
     return ModelArtifact(
+        reference=_load_reference(path, meta.get("reference")),
         path=path,
         meta=meta,
         transform=FeatureTransform.from_dict(meta["features"]),
@@ -201,3 +222,19 @@ def load_artifact(path: str) -> ModelArtifact:
         states=tuple(states),
         cutouts=CutoutStretch.from_dict(cutouts) if cutouts else None,
     )
+
+
+def _load_reference(path: str, entry: dict | None) -> TrainingReference | None:
+    """The artifact's training reference, verified against model.json (None when absent)."""
+    if entry is None:
+        return None
+    where = io.join(path, entry["file"])
+    try:
+        blob = io.read_bytes(where)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{where}: training reference file missing") from exc
+    if _sha256(blob) != entry["sha256"]:
+        raise ArtifactError(f"{where}: SHA-256 differs from model.json (altered or corrupt)")
+    features = load_safetensors(blob)["features"].numpy()
+    return TrainingReference(features, int(entry["k"]), float(entry["scale"]))
+

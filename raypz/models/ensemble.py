@@ -1,7 +1,8 @@
 """Run every member of an ensemble in one pass and combine them into one PDF per object.
 
-The ensemble PDF is the mean of the members' normalised PDFs (DESIGN 4). Rows whose members'
-modes spread by more than ``DISAGREEMENT_DZ`` (1 + z) get the ENSEMBLE_DISAGREEMENT flag.
+The ensemble PDF is the mean of the members' normalised PDFs (DESIGN 4). The spread of the
+members' modes, in units of (1 + z), is returned with it (the catalog's ``member_spread``); rows
+where it exceeds ``DISAGREEMENT_DZ`` get the ENSEMBLE_DISAGREEMENT flag.
 Image models also take stretched cutouts; they run in chunks of ``IMAGE_CHUNK_ROWS`` rows so
 the CNN's activations stay small whatever the batch size.
 """
@@ -23,6 +24,7 @@ Inputs = np.ndarray | torch.Tensor
 tensor (on the host or the device)."""
 
 DISAGREEMENT_DZ = 0.1
+"""Member-mode spread, in units of (1 + z), above which a row is flagged."""
 IMAGE_CHUNK_ROWS = 512
 """Rows per CNN forward pass on a CPU (activations of ~50 MB on 32x32 cutouts)."""
 IMAGE_CHUNK_ROWS_CUDA = 4096
@@ -95,11 +97,14 @@ class EnsemblePredictor:
 
     @torch.inference_mode()
     def predict_tensor(
-        self, x: np.ndarray, images: Inputs | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (N, D) [and stretched cutouts (N, C, H, W) for image models, on the host
-        or already on the device] -> ensemble PDFs (N, G) float32 and flags (N,) int32, both
-        on the device."""
+        self, x: Inputs, images: Inputs | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features (N, D) [and stretched cutouts (N, C, H, W) for image models], on the host
+        or already on the device -> ensemble PDFs (N, G) float32, flags (N,) int32 and the
+        members' spread (N,) float32, all on the device.
+
+        The spread is (largest - smallest member mode) / (1 + mean member mode): 0 when the
+        members agree; above ``DISAGREEMENT_DZ`` the row gets ENSEMBLE_DISAGREEMENT."""
         x = to_device(x, self.device)  # once for all members (a view on the CPU)
         total = torch.zeros(len(x), len(self.z_grid), device=self.device)  # (N, G)
         modes = torch.empty(len(self.members), len(x), device=self.device)  # (M, N)
@@ -109,13 +114,13 @@ class EnsemblePredictor:
             total += pdf
         spread = (modes.amax(dim=0) - modes.amin(dim=0)) / (1 + modes.mean(dim=0))
         flags = torch.where(spread > DISAGREEMENT_DZ, fl.ENSEMBLE_DISAGREEMENT, 0).int()
-        return total.div_(len(self.members)), flags
+        return total.div_(len(self.members)), flags, spread
 
     def predict(
         self, x: np.ndarray, images: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict_tensor` with its results copied to host arrays."""
-        pdf, flags = self.predict_tensor(x, images)
+        pdf, flags, _ = self.predict_tensor(x, images)
         return pdf.cpu().numpy(), flags.cpu().numpy()
 
     @torch.inference_mode()

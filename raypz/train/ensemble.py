@@ -31,6 +31,7 @@ import ray.train
 import torch
 from ray.train.torch import TorchTrainer
 
+from raypz import flags as fl
 from raypz import io
 from raypz.columns import flux_to_mag
 from raypz.features import FeatureTransform
@@ -44,6 +45,7 @@ from raypz.models import (
     save_artifact,
 )
 from raypz.models.artifact import TRAINING_CURVES
+from raypz.models.reference import TrainingReference
 from raypz.pdf import ZGrid
 from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
@@ -210,6 +212,7 @@ def train_ensemble(
     pool = fit_rows if sim is None else _concat(fit_rows, sim)
     sample = np.random.default_rng(config.seed).permutation(len(pool.z))[: config.fit_sample_rows]
     transform = FeatureTransform.fit(pool.flux[sample], pool.err[sample], columns=config.columns)
+    reference = _training_reference(transform, fit_rows, config.seed)
     balance = (
         BalanceWeights.fit(fit_rows.z, r_magnitude(fit_rows.flux[:, 2]), config.balance_max_weight)
         if config.balanced
@@ -283,11 +286,20 @@ def train_ensemble(
         },
     }
     contents = ArtifactContents(
-        name, transform, config.grid, config.network, members, training, stretch
+        name, transform, config.grid, config.network, members, training, stretch, reference
     )
     val_path = _finalize(output, train, labelled, config, states, contents)
     artifact = load_artifact(output)
     return TrainResult(output, artifact.model_hash, members, val_path, time.perf_counter() - t0)
+
+
+def _training_reference(
+    transform: FeatureTransform, rows: LabelledArrays, seed: int
+) -> TrainingReference:
+    """The sample of training features behind the catalog's ``train_distance`` column (rows
+    with a usable band only)."""
+    x, flags = transform.transform_fluxes(rows.flux, rows.err)
+    return TrainingReference.fit(x[(flags & fl.NO_PDF) == 0], seed=seed)
 
 
 def member_info(progress: MemberProgress, seed: int, fold: int | None, seconds: float) -> dict:
@@ -320,6 +332,7 @@ class ArtifactContents:
     members: list[dict]
     training: dict
     cutouts: CutoutStretch | None
+    reference: TrainingReference | None
 
     def save(self, output: str, states: list[dict], metrics: dict) -> None:
         """Write the artifact with these member ``states`` and validation ``metrics``."""
@@ -332,6 +345,7 @@ class ArtifactContents:
             members=self.members,
             training=self.training,
             cutouts=self.cutouts,
+            reference=self.reference,
             states=states,
             metrics=metrics,
         )
@@ -391,6 +405,7 @@ def recalibrate(output: str, train: str, config: TrainConfig | None = None) -> d
         ],
         training={**meta["training"], "config": config.to_dict()},
         cutouts=artifact.cutouts,
+        reference=artifact.reference,
     )
     _finalize(output, train, labelled, config, list(artifact.states), contents)
     return load_artifact(output).meta["metrics"]
