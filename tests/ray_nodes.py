@@ -227,13 +227,19 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def private_cluster(tmp: Path, head_args: list[str]) -> Iterator[PrivateCluster]:
+def private_cluster(
+    tmp: Path, head_args: list[str], extra_env: dict[str, str] | None = None
+) -> Iterator[PrivateCluster]:
     """A head node on loopback (``ray start --head HEAD_ARGS``, no dashboard, a private auth
-    token); every node of the cluster is stopped at the end, and none may leave a process."""
+    token); every node of the cluster is stopped at the end, and none may leave a process.
+    ``extra_env`` is added to the environment of every node and client (e.g. Ray settings)."""
     head_dir = tempfile.mkdtemp(prefix="rpzh", dir="/tmp")
     gcs_port, client_port = free_ports(2)
     cluster = PrivateCluster(
-        f"127.0.0.1:{gcs_port}", private_env(head_dir), tmp, temp_dirs=[head_dir]
+        f"127.0.0.1:{gcs_port}",
+        {**private_env(head_dir), **(extra_env or {})},
+        tmp,
+        temp_dirs=[head_dir],
     )
     try:
         log = tmp / "head.log"
@@ -264,17 +270,22 @@ def log_tail(path: Path, n: int = 4000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else ""
 
 
-def replicate_survey(small_survey: str, out: Path, n_files: int) -> int:
-    """``n_files`` files of 1000 rows: replicas of ``small_survey``'s shards with shifted
-    objectIds; returns their rows."""
+def replicate_survey(small_survey: str, out: Path, n_files: int, shards_per_file: int = 1) -> int:
+    """``n_files`` files of ``shards_per_file`` x 1000 rows: replicas of ``small_survey``'s
+    shards with shifted objectIds; returns their rows."""
     out.mkdir()
     shards = [pq.read_table(f) for f in sorted(Path(small_survey).glob("*.parquet"))]
     rows = 0
     for i in range(n_files):
-        table = shards[i % len(shards)]
-        shift = (i // len(shards)) * 10**12  # ids are code*1e15 + shard*1e8 + row
-        ids = pa.array(table["objectId"].to_numpy() + shift, pa.int64())
-        table = table.set_column(table.schema.get_field_index("objectId"), "objectId", ids)
+        parts = []
+        for j in range(i * shards_per_file, (i + 1) * shards_per_file):
+            table = shards[j % len(shards)]
+            shift = (j // len(shards)) * 10**12  # ids are code*1e15 + shard*1e8 + row
+            ids = pa.array(table["objectId"].to_numpy() + shift, pa.int64())
+            parts.append(
+                table.set_column(table.schema.get_field_index("objectId"), "objectId", ids)
+            )
+        table = pa.concat_tables(parts)
         pq.write_table(table, out / f"part-{i:03d}.parquet")
         rows += table.num_rows
     return rows
@@ -315,3 +326,47 @@ def kill_once_in_background(
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, killed
+
+
+def assert_catalog_matches_predictor(catalog: Path, survey: Path, model: str) -> int:
+    """Assert that the PDF catalog of a run over ``survey`` holds every input row exactly once,
+    with the PDFs, summaries and flags of ``CatalogPredictor`` run in-process over the same
+    rows (what an uninterrupted run stores); returns the rows.
+
+    PDFs are compared as their stored levels (:mod:`raypz.compact`), within one level: the
+    actors predict in other batch sizes than this process, and float sums may differ in the
+    last bit.
+    """
+    import numpy as np
+    import pyarrow.dataset as pads
+
+    from raypz import compact
+    from raypz.infer.predictor import CatalogPredictor
+    from raypz.pdf import SUMMARY_COLUMNS
+
+    predictor = CatalogPredictor(model, "cpu")
+    source = pads.dataset(survey, format="parquet")
+    expected = pa.concat_tables(
+        predictor(batch) for batch in source.to_batches(columns=predictor.input_columns)
+    )
+    got = pads.dataset(catalog / "dataset", format="parquet").to_table(expected.column_names)
+    cols = predictor.columns
+    ids = got[cols.object_id].to_numpy()
+    assert len(np.unique(ids)) == len(ids) == expected.num_rows, "rows lost or duplicated"
+    expected, got = expected.sort_by(cols.object_id), got.sort_by(cols.object_id)
+    for name in (cols.object_id, "flags"):
+        np.testing.assert_array_equal(got[name].to_numpy(), expected[name].to_numpy(), name)
+    for name in (cols.ra, cols.dec, *SUMMARY_COLUMNS):
+        np.testing.assert_allclose(
+            got[name].to_numpy(zero_copy_only=False),
+            expected[name].to_numpy(zero_copy_only=False),
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=name,
+        )
+    levels = [
+        compact.levels(t["pdf_start"].to_numpy(), t["pdf"], predictor.artifact.grid.n).astype(int)
+        for t in (got, expected)
+    ]
+    assert np.abs(levels[0] - levels[1]).max() <= 1, "PDFs differ from the in-process predictor"
+    return expected.num_rows
