@@ -2,7 +2,7 @@
 
 Examples:
     python jobs/demo.py                          # embedded local Ray, CPU, ./raypz-demo
-    python jobs/demo.py --workdir /tmp/d --n-train 100000 --members 5 --epochs 40
+    python jobs/demo.py --workdir /tmp/d --n-train 100000 --members 3 --epochs 40
     ray job submit --working-dir . -- python jobs/demo.py --workdir s3://bucket/demo
 
 It runs the same library calls as the four stage jobs (jobs/simulate_survey.py,
@@ -14,6 +14,9 @@ session, writing under WORKDIR:
     model/    the ensemble artifact (model.json + member safetensors)
     catalog/  the HATS PDF catalog of test/ (opens with lsdb.open_catalog)
     report/   metrics.json, report.md and plots: the ensemble next to a kNN baseline
+
+Training takes TrainConfig's defaults (5 members x 60 epochs, each member in one Ray task):
+about 3 of the demo's ~4 minutes on 2 cores, and an ensemble well ahead of the kNN baseline.
 
 Every stage resumes: rerunning after an interruption redoes only what is missing.
 """
@@ -32,9 +35,7 @@ from raypz.sim import SurveyConfig, simulate_survey
 from raypz.train import TrainConfig, train_ensemble
 
 SURVEY = ConfigFlags(SurveyConfig, include=("depth",), base=SurveyConfig(field="deep"))
-TRAIN = ConfigFlags(
-    TrainConfig, include=("members", "epochs"), base=TrainConfig(members=2, epochs=8)
-)
+TRAIN = ConfigFlags(TrainConfig, include=("members", "epochs"), base=TrainConfig())
 INFER = ConfigFlags(
     InferConfig, include=("max_rows_per_partition",), base=InferConfig(max_rows_per_partition=5_000)
 )

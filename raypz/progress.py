@@ -36,9 +36,9 @@ def format_duration(seconds: float) -> str:
 
 
 def format_count(n: float) -> str:
-    """``1234567`` -> ``"1.23M"``; small counts as integers."""
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if abs(n) >= size:
+    """``1234567`` -> ``"1.23M"``, ``20000`` -> ``"20k"``; counts below 10,000 as they are."""
+    for size, suffix, shown_from in ((1e9, "G", 1e9), (1e6, "M", 1e6), (1e3, "k", 1e4)):
+        if abs(n) >= shown_from:
             return f"{n / size:.3g}{suffix}"
     return f"{n:.0f}" if float(n).is_integer() else f"{n:.1f}"
 
