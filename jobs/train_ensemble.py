@@ -5,6 +5,7 @@ Examples:
     python jobs/train_ensemble.py --train sim/deep_spec --output models/ens --members 5 --epochs 30
     python jobs/train_ensemble.py --train specz/ --pretrain sim/deep --output models/ft --members 5
     python jobs/train_ensemble.py --train sim/deep_img --inputs fusion --output models/fusion
+    python jobs/train_ensemble.py --train specz/ --config tune/best_config.json --output models/t
     python jobs/train_ensemble.py --train sim/deep_img --inputs cutouts --domain-adapt \\
         --target sim/wide_img --output models/dann
     ray job submit --working-dir . -- python jobs/train_ensemble.py --train s3://b/specz ...
@@ -20,29 +21,43 @@ import argparse
 import sys
 
 from raypz import io
-from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, config_file_base
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig, TrainResult, train_ensemble
 
-TRAIN = ConfigFlags(TrainConfig, names={"use_gpu": "gpu"})
-NET = ConfigFlags(CatalogNetConfig, title="CatalogNetConfig (--inputs catalog)")
-CNN = ConfigFlags(
-    ImageNetConfig,
-    prefix="cnn",
-    exclude=("fusion",),  # set by --inputs
-    names={"domain_adapt": "domain-adapt"},
-    title="ImageNetConfig (--inputs cutouts or fusion)",
-)
-"""The config flags: TrainConfig's own fields (``use_gpu`` is ``--gpu``), the catalog network
-(TrainConfig.net) unprefixed, the CNN (TrainConfig.image) as ``--cnn-*`` (``domain_adapt`` is
-``--domain-adapt``)."""
+
+def config_flags(base: TrainConfig | None = None) -> tuple[ConfigFlags, ConfigFlags, ConfigFlags]:
+    """The config flags: TrainConfig's own fields (``use_gpu`` is ``--gpu``), the catalog
+    network (TrainConfig.net) unprefixed, the CNN (TrainConfig.image) as ``--cnn-*``
+    (``domain_adapt`` is ``--domain-adapt``); their defaults are ``base``'s values (``--config``)
+    or the classes' own."""
+    train = ConfigFlags(TrainConfig, names={"use_gpu": "gpu"}, base=base)
+    net = ConfigFlags(
+        CatalogNetConfig,
+        title="CatalogNetConfig (--inputs catalog)",
+        base=base.net if base is not None else None,
+    )
+    cnn = ConfigFlags(
+        ImageNetConfig,
+        prefix="cnn",
+        exclude=("fusion",),  # set by --inputs
+        names={"domain_adapt": "domain-adapt"},
+        title="ImageNetConfig (--inputs cutouts or fusion)",
+        base=base.image if base is not None else None,
+    )
+    return train, net, cnn
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The job's parser: its paths and choices, then one group per config."""
+TRAIN, NET, CNN = config_flags()
+"""The config flags without ``--config``."""
+
+
+def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
+    """The job's parser: its paths and choices, then one group per config (defaults from
+    ``base``, the ``--config`` file, when given)."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -57,41 +72,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain", help="labelled simulated survey to pre-train on, then fine-tune on --train"
     )
+    inputs = "catalog"
+    if base is not None and base.image is not None:
+        inputs = "fusion" if base.image.fusion else "cutouts"
     p.add_argument(
         "--inputs",
         choices=["catalog", "cutouts", "fusion"],
-        default="catalog",
+        default=inputs,
         help="catalog: MLP + DAE on fluxes; cutouts: inception CNN on the cutout column; "
-        "fusion: the CNN joined with the catalog features (default catalog)",
+        f"fusion: the CNN joined with the catalog features (default {inputs})",
     )
     p.add_argument("--target", help="unlabelled table of the target field (with --domain-adapt)")
     p.add_argument(
         "--storage-path", help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)"
     )
     p.add_argument("--name", default="catalog", help="model name used in the model id")
+    add_config_flag(p, TrainConfig)
     add_ray_flags(p)
-    for flags in (TRAIN, NET, CNN):
+    for flags in config_flags(base):
         flags.add_to(p)
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed command line."""
-    return build_parser().parse_args(argv)
+    """The parsed command line; ``base_config`` is the ``--config`` file's TrainConfig (None
+    without one)."""
+    base = config_file_base(argv, TrainConfig)
+    args = build_parser(base).parse_args(argv)
+    args.base_config = base
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig the flags describe; SystemExit when they contradict each other."""
+    """The TrainConfig the flags describe (over the ``--config`` file's, when given); SystemExit
+    when they contradict each other."""
+    train, net, cnn = config_flags(getattr(args, "base_config", None))
     if args.cnn_domain_adapt != (args.target is not None):
         raise SystemExit("--domain-adapt and --target go together")
-    unused, needed = (CNN, "cutouts or fusion") if args.inputs == "catalog" else (NET, "catalog")
+    unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")
     if unused.changed(args):
         raise SystemExit(f"{' '.join(unused.changed(args))}: only with --inputs {needed}")
     try:
         image = (
-            None if args.inputs == "catalog" else CNN.build(args, fusion=args.inputs == "fusion")
+            None if args.inputs == "catalog" else cnn.build(args, fusion=args.inputs == "fusion")
         )
-        return TRAIN.build(args, net=NET.build(args), image=image)
+        return train.build(args, net=net.build(args), image=image)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from err
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import re
 import types
 import typing
@@ -333,3 +334,53 @@ def add_ray_flags(parser: argparse.ArgumentParser) -> None:
         help="show Ray's own logs and progress bars (default: they go to the Ray session's "
         "log directory)",
     )
+
+
+def add_config_flag(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config FILE``: a saved ``cls`` (JSON) whose values are the flags' defaults; see
+    :func:`config_file_base`."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"a {cls.__name__} saved as JSON (local or s3://; a model.json gives the config its "
+        "model was trained with): the base of the flags, which override what they set",
+    )
+
+
+def config_file_base(argv: list[str] | None, cls: type) -> Any:
+    """The ``cls`` saved in the ``--config FILE`` of a command line (None without the flag),
+    for :class:`ConfigFlags`'s ``base=``. ``argv`` None: ``sys.argv[1:]``. SystemExit when
+    the file cannot be read as a ``cls``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    path = pre.parse_known_args(argv)[0].config
+    if path is None:
+        return None
+    try:
+        return read_config_file(path, cls)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise SystemExit(f"error: --config {path}: {err}") from err
+
+
+def read_config_file(path: str, cls: type) -> Any:
+    """A config dataclass from JSON (local or URI): ``cls.to_dict()``'s form, or a model.json
+    (its ``training.config``). Fields the file leaves out keep their defaults; an unknown
+    field is a ValueError."""
+    from raypz import io
+
+    data = json.loads(io.read_bytes(path))
+    if isinstance(data, dict) and isinstance(data.get("training"), dict):
+        data = data["training"].get("config", data)  # a model.json
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+    return cls.from_dict(_merged(cls().to_dict(), data))
+
+
+def _merged(default: Any, given: Any) -> Any:
+    """``given`` over ``default``, nested objects merged key by key."""
+    if isinstance(default, dict) and isinstance(given, dict):
+        return {**default, **{k: _merged(default.get(k), v) for k, v in given.items()}}
+    return given
