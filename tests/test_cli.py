@@ -307,7 +307,7 @@ def test_evaluate_job_reads_repeated_and_grouped_compare_pairs():
 def test_demo_flags_come_from_the_configs_with_demo_defaults():
     demo = _job("demo")
     args = demo.parse_args([])
-    assert demo.TRAIN.build(args) == TrainConfig(members=2, epochs=8)
+    assert demo.TRAIN.build(args) == TrainConfig()  # the defaults: 5 members x 60 epochs
     assert demo.INFER.build(args) == InferConfig(max_rows_per_partition=5_000)
     survey = demo.SURVEY.build(demo.parse_args(["--depth", "y5"]), n_objects=10, seed=1)
     assert survey == SurveyConfig(n_objects=10, seed=1, depth="y5", field="deep")
