@@ -11,6 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -72,6 +73,23 @@ class SurveyConfig:
             galaxies instead of every object above the magnitude limit.
         area_deg2: sky area of the patch in square degrees; ``None`` picks the area at which
             the model's surface density of written objects gives ``n_objects``.
+        sed_set: galaxy model: ``"default"`` (BPZ CWW+Kinney templates, Calzetti dust, the
+            default luminosity functions and type mixtures) or ``"alt"``, an independent
+            model (old + young stellar-population mixtures, a steeper Calzetti law with a
+            2175 A bump, other line strengths, luminosity functions, type fractions vs
+            redshift and dust priors) for test sets that differ from the training set as real
+            data differ from any simulation.
+        errors_from: flux the reported errors are computed from: ``"true"`` (the noiseless
+            flux, the default) or ``"observed"`` (the noisy flux, as a real pipeline does; the
+            noise itself is always drawn from the true flux).
+        missing_band_fraction: per row and band, probability that the band is missing (NaN
+            flux and error), in [0, 0.9]; a row that would lose every band keeps one at random.
+            Epoch columns and cutouts are not masked.
+        z_max: highest true redshift drawn (0.5 to 6); the n(z) tail beyond 3.5 follows from
+            the luminosity functions and the magnitude limit.
+        depth_scatter_mag: per-object and per-band Gaussian scatter (mag) of the 5-sigma depth:
+            each flux variance is multiplied by ``10**(-0.8 dm)``, dm ~ N(0, depth_scatter_mag),
+            so errors vary at fixed flux (epochs follow; cutouts keep the field's noise).
     """
 
     n_objects: int = 10_000
@@ -86,6 +104,11 @@ class SurveyConfig:
     cutout_size: int = 32
     spec_selection: bool = False
     area_deg2: float | None = None
+    sed_set: Literal["default", "alt"] = "default"
+    errors_from: Literal["true", "observed"] = "true"
+    missing_band_fraction: float = 0.0
+    z_max: float = 3.5
+    depth_scatter_mag: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.n_objects, int) or self.n_objects < 1:
@@ -113,6 +136,20 @@ class SurveyConfig:
             raise ValueError(f"cutout_size must be even and in [8, 128], got {self.cutout_size!r}")
         if self.area_deg2 is not None and not 0 < self.area_deg2 <= 1000:
             raise ValueError(f"area_deg2 must be in (0, 1000] or None, got {self.area_deg2!r}")
+        if self.sed_set not in ("default", "alt"):
+            raise ValueError(f"sed_set must be 'default' or 'alt', got {self.sed_set!r}")
+        if self.errors_from not in ("true", "observed"):
+            raise ValueError(f"errors_from must be 'true' or 'observed', got {self.errors_from!r}")
+        if not 0.0 <= self.missing_band_fraction <= 0.9:
+            raise ValueError(
+                f"missing_band_fraction must be within [0, 0.9], got {self.missing_band_fraction!r}"
+            )
+        if not 0.5 <= self.z_max <= 6.0:
+            raise ValueError(f"z_max must be within [0.5, 6], got {self.z_max!r}")
+        if not 0.0 <= self.depth_scatter_mag <= 1.0:
+            raise ValueError(
+                f"depth_scatter_mag must be within [0, 1] mag, got {self.depth_scatter_mag!r}"
+            )
 
     @property
     def years(self) -> int:
@@ -136,8 +173,26 @@ class SurveyConfig:
         return min(self.rows_per_shard, self.n_objects - shard_index * self.rows_per_shard)
 
     def to_json(self) -> str:
-        """The config as a sorted JSON object (written into every shard's metadata)."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The config as a sorted JSON object (written into every shard's metadata).
+
+        The realism options (:data:`REALISM_DEFAULTS`) appear only when they differ from their
+        defaults, so a default config writes the same bytes as before they existed.
+        """
+        values = dataclasses.asdict(self)
+        for name, default in REALISM_DEFAULTS.items():
+            if values[name] == default:
+                del values[name]
+        return json.dumps(values, sort_keys=True)
+
+
+REALISM_DEFAULTS: dict[str, object] = {
+    "sed_set": "default",
+    "errors_from": "true",
+    "missing_band_fraction": 0.0,
+    "z_max": 3.5,
+    "depth_scatter_mag": 0.0,
+}
+"""Options added for sim-to-real tests (issue 16) and their defaults (which change nothing)."""
 
 
 def object_ids(field: FieldSpec, shard_index: int, n_rows: int) -> np.ndarray:

@@ -57,6 +57,7 @@ def draw_epochs(
     flux: np.ndarray,
     extension: np.ndarray,
     rng: np.random.Generator,
+    variance_factor: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Epoch fluxes and errors (nJy) per band consistent with the coadd ``flux``.
 
@@ -67,11 +68,15 @@ def draw_epochs(
         flux: observed coadd fluxes, nJy, shape (n, n_bands).
         extension: extended-source variance factors, shape (n, n_bands).
         rng: the shard's epoch stream.
+        variance_factor: per-object depth factor of the variance, shape (n, n_bands), or None
+            (``depth_scatter_mag``: every epoch of the object is that much deeper or shallower).
 
     Returns:
         One ``(flux, flux_err)`` pair per band, each of shape (n, n_epochs_b), nJy.
     """
     scale = noise.variance_scale(true_flux, extension)  # (n, n_bands)
+    if variance_factor is not None:
+        scale = scale * variance_factor
     out = []
     for b, sky in enumerate(sky_variances):
         err = np.sqrt(sky[None, :] * scale[:, b : b + 1])  # (n, n_epochs)

@@ -25,7 +25,7 @@ from raypz.sim.cosmology import planck18
 from raypz.sim.templates import EBV_GRID, MAX_SED_TYPE, Z_GRID, SedGrid
 
 Z_MIN, Z_MAX = 0.01, 3.5
-"""Redshift range of the population."""
+"""Redshift range of the population (the upper end is ``SurveyConfig.z_max``, 3.5 by default)."""
 _DZ, _DM = 0.005, 0.05  # cell sizes in z and M_B
 _M_BRIGHT, _M_FAINT = -24.5, -11.0
 LINE_BRIGHTENING_MAG = 1.0
@@ -92,6 +92,77 @@ BLUE_LF = Schechter(
 
 
 @dataclass(frozen=True)
+class PopulationModel:
+    """The priors of one SED set: luminosity functions, type mixtures, dust and lines.
+
+    Attributes:
+        red_lf, blue_lf: luminosity functions of the red and blue populations.
+        red_type_sigma: red types are ``|N(0, red_type_sigma)|`` (< 1).
+        blue_type_mean: (base, per unit z, per mag fainter than M*) of the mean of the Beta
+            distribution of blue types mapped to [1, 5], clipped to [0.08, 0.92].
+        blue_type_concentration: a + b of that Beta distribution.
+        red_dust, blue_dust: mean extra E(B-V) (exponential), mag.
+        blue_dust_per_mag: change of the blue mean E(B-V) per mag brighter than M*.
+        lines: emission-line strengths and ratios.
+    """
+
+    red_lf: Schechter
+    blue_lf: Schechter
+    red_type_sigma: float
+    blue_type_mean: tuple[float, float, float]
+    blue_type_concentration: float
+    red_dust: float
+    blue_dust: float
+    blue_dust_per_mag: float
+    lines: lines.LineModel
+
+
+DEFAULT_POPULATION = PopulationModel(
+    red_lf=RED_LF,
+    blue_lf=BLUE_LF,
+    red_type_sigma=0.3,
+    blue_type_mean=(0.3, 0.12, 0.06),
+    blue_type_concentration=5.0,
+    red_dust=0.03,
+    blue_dust=0.10,
+    blue_dust_per_mag=0.0,
+    lines=lines.DEFAULT_LINES,
+)
+"""The default priors (docs/simulation.md, "Population")."""
+
+ALT_POPULATION = PopulationModel(
+    red_lf=Schechter(
+        m_star=-20.8,
+        m_star_slope=-0.7,
+        phi_star=5.0e-3,
+        phi_star_rate=-0.9,
+        alpha=-0.4,
+        z_stop=2.5,
+    ),
+    blue_lf=Schechter(
+        m_star=-20.3,
+        m_star_slope=-0.75,
+        phi_star=3.4e-3,
+        phi_star_rate=-0.45,
+        alpha=-1.36,
+        z_stop=2.5,
+    ),
+    red_type_sigma=0.45,
+    blue_type_mean=(0.4, 0.08, 0.04),
+    blue_type_concentration=3.5,
+    red_dust=0.05,
+    blue_dust=0.13,
+    blue_dust_per_mag=0.04,
+    lines=lines.ALT_LINES,
+)
+"""Independent priors for ``sed_set="alt"``: a brighter red M* whose density falls faster, a
+fainter blue M* that brightens until z = 2.5, a slightly steeper blue faint end, broader type
+distributions and luminosity-dependent dust (brighter star-forming galaxies are dustier)."""
+
+POPULATIONS: dict[str, PopulationModel] = {"default": DEFAULT_POPULATION, "alt": ALT_POPULATION}
+
+
+@dataclass(frozen=True)
 class Galaxies:
     """True properties of n galaxies; every attribute has shape (n,).
 
@@ -145,11 +216,20 @@ class PopulationSampler:
     Args:
         grid: the template photometry (for the brightest possible i-band K-correction).
         faintest_i: faintest true i magnitude (AB) that can still pass the catalogue cut.
+        model: the priors (luminosity functions, types, dust, lines).
+        z_max: highest redshift drawn (the grid must reach it).
     """
 
-    def __init__(self, grid: SedGrid, faintest_i: float) -> None:
+    def __init__(
+        self,
+        grid: SedGrid,
+        faintest_i: float,
+        model: PopulationModel = DEFAULT_POPULATION,
+        z_max: float = Z_MAX,
+    ) -> None:
         dist = planck18()
-        self.z_edges = np.arange(Z_MIN, Z_MAX + _DZ / 2, _DZ)
+        self.model = model
+        self.z_edges = np.arange(Z_MIN, z_max + _DZ / 2, _DZ)
         self.m_edges = np.arange(_M_BRIGHT, _M_FAINT + _DM / 2, _DM)
         zc = 0.5 * (self.z_edges[1:] + self.z_edges[:-1])
         mc = 0.5 * (self.m_edges[1:] + self.m_edges[:-1])
@@ -158,7 +238,7 @@ class PopulationSampler:
         m_limit = faintest_i - dist.modulus(zc) - brightest_k + LINE_BRIGHTENING_MAG  # (n_z,)
         volume = dist.volume_per_deg2(zc) * _DZ  # Mpc^3 per deg^2 per cell row
         weights = []
-        for lf in (RED_LF, BLUE_LF):
+        for lf in (model.red_lf, model.blue_lf):
             w = lf.density(mc[None, :], zc[:, None]) * _DM * volume[:, None]  # (n_z, n_m)
             weights.append(np.where(self.m_edges[None, :-1] < m_limit[:, None], w, 0.0))
         self._cell_cdf = np.cumsum(np.stack(weights).ravel())
@@ -173,17 +253,24 @@ class PopulationSampler:
         z = self.z_edges[iz] + _DZ * rng.uniform(size=n)
         abs_mag = self.m_edges[im] + _DM * rng.uniform(size=n)
         red = pop == 0
-        offset = abs_mag - BLUE_LF.characteristic_mag(z)  # > 0 for galaxies fainter than M*
+        m = self.model
+        offset = abs_mag - m.blue_lf.characteristic_mag(z)  # > 0 for galaxies fainter than M*
 
         # SED type: red ~ half-normal from El towards Sbc; blue from Sbc to SB2, bluer when
         # fainter and at higher redshift.
-        red_type = np.minimum(np.abs(0.3 * rng.standard_normal(n)), 0.99)
-        mean = np.clip(0.3 + 0.12 * z + 0.06 * offset, 0.08, 0.92)
-        blue_type = 1.0 + (MAX_SED_TYPE - 1.0) * rng.beta(5.0 * mean, 5.0 * (1.0 - mean))
+        red_type = np.minimum(np.abs(m.red_type_sigma * rng.standard_normal(n)), 0.99)
+        base, per_z, per_mag = m.blue_type_mean
+        mean = np.clip(base + per_z * z + per_mag * offset, 0.08, 0.92)
+        c = m.blue_type_concentration
+        blue_type = 1.0 + (MAX_SED_TYPE - 1.0) * rng.beta(c * mean, c * (1.0 - mean))
         sed_type = np.where(red, red_type, blue_type)
 
-        ebv = np.minimum(rng.exponential(np.where(red, 0.03, 0.10)), EBV_GRID[-1])
-        ew = lines.halpha_equivalent_width(sed_type, z, rng)
+        if m.blue_dust_per_mag:
+            blue_dust = np.clip(m.blue_dust - m.blue_dust_per_mag * offset, 0.02, 0.3)
+        else:
+            blue_dust = m.blue_dust
+        ebv = np.minimum(rng.exponential(np.where(red, m.red_dust, blue_dust)), EBV_GRID[-1])
+        ew = lines.halpha_equivalent_width(sed_type, z, rng, m.lines)
 
         bulge_fraction = np.where(red, rng.beta(7.0, 3.0, n), rng.beta(1.2, 6.0, n))
         kpc_per_arcsec = planck18().kpc_per_arcsec(z)

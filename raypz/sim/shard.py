@@ -11,9 +11,11 @@ Columns (names from :class:`raypz.columns.ColumnTemplate`):
 * with ``epochs``: ``{b}_epochFlux`` / ``{b}_epochFluxErr`` list<float32> nJy;
 * with ``cutouts``: ``cutout`` fixed_shape_tensor<float32>[6, H, W] nJy/pixel.
 
-Shard ``i`` draws from ``np.random.SeedSequence([seed, field.code, i])``, spawned into four
-streams (population, noise, epochs, cutouts), so switching epochs or cutouts on leaves the
-catalogue columns unchanged.
+Shard ``i`` draws from ``np.random.SeedSequence([seed, field.code, i])``, spawned into six
+streams (population, noise, epochs, cutouts, depth scatter, missing bands), so switching epochs
+or cutouts on leaves the catalogue columns unchanged, and the last two streams are read only
+when ``depth_scatter_mag`` or ``missing_band_fraction`` is on (defaults write the same rows as
+before those options existed).
 """
 
 from __future__ import annotations
@@ -96,17 +98,21 @@ def shard_schema(config: SurveyConfig) -> pa.Schema:
 def iter_shard_batches(config: SurveyConfig, shard_index: int) -> Iterator[pa.RecordBatch]:
     """The rows of shard ``shard_index`` as record batches, in order (bounded memory)."""
     survey = build_survey(config)
-    streams = np.random.SeedSequence([config.seed, config.field_spec.code, shard_index]).spawn(4)
-    rng_population, rng_noise, rng_epochs, rng_cutouts = (np.random.default_rng(s) for s in streams)
+    streams = np.random.SeedSequence([config.seed, config.field_spec.code, shard_index]).spawn(6)
+    rng_population, rng_noise, rng_epochs, rng_cutouts, rng_depth, rng_missing = (
+        np.random.default_rng(s) for s in streams
+    )
     n = config.shard_rows(shard_index)
-    catalog = draw_catalog(survey, rng_population, rng_noise, n)
+    catalog = draw_catalog(survey, rng_population, rng_noise, n, rng_depth)
     ids = object_ids(config.field_spec, shard_index, n)
+    missing = missing_bands(config.missing_band_fraction, n, rng_missing)
     schema = shard_schema(config)
     step = CUTOUT_BATCH_ROWS if config.cutouts else n
     for start in range(0, n, step):
         rows = np.arange(start, min(start + step, n))
         part = catalog.take(rows)
-        columns = _catalog_columns(config, part, ids[rows])
+        part_missing = None if missing is None else missing[rows]
+        columns = _catalog_columns(config, part, ids[rows], part_missing)
         if config.epochs:
             columns.update(_epoch_columns(config, survey, part, rng_epochs))
         if config.cutouts:
@@ -150,7 +156,25 @@ def _truth_columns(catalog: Catalog) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in zip(TRUTH_COLUMNS, values, strict=True)}
 
 
-def _catalog_columns(config: SurveyConfig, part: Catalog, ids: np.ndarray) -> dict[str, pa.Array]:
+def missing_bands(fraction: float, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Which bands each row misses: (n, n_bands) bool, or None when ``fraction`` is 0.
+
+    Each row and band is missing with probability ``fraction``; a row that would miss every
+    band gets one band back, chosen uniformly (so the realised rate is a little lower at high
+    fractions: ``fraction - fraction**6 / 6``).
+    """
+    if not fraction:
+        return None
+    mask = rng.uniform(size=(n, len(BANDS))) < fraction
+    keep = rng.integers(0, len(BANDS), size=n)
+    lost = mask.all(axis=1)
+    mask[lost, keep[lost]] = False
+    return mask
+
+
+def _catalog_columns(
+    config: SurveyConfig, part: Catalog, ids: np.ndarray, missing: np.ndarray | None = None
+) -> dict[str, pa.Array]:
     cols = DEFAULT_COLUMNS
     out: dict[str, pa.Array] = {
         cols.object_id: pa.array(ids, pa.int64()),
@@ -158,8 +182,12 @@ def _catalog_columns(config: SurveyConfig, part: Catalog, ids: np.ndarray) -> di
         cols.dec: pa.array(part.dec, pa.float64()),
     }
     for b, (flux, err) in enumerate(zip(cols.flux_columns(), cols.flux_err_columns(), strict=True)):
-        out[flux] = pa.array(part.flux[:, b].astype(np.float32))
-        out[err] = pa.array(part.flux_err[:, b].astype(np.float32))
+        f, e = part.flux[:, b].astype(np.float32), part.flux_err[:, b].astype(np.float32)
+        if missing is not None:
+            f[missing[:, b]] = np.nan
+            e[missing[:, b]] = np.nan
+        out[flux] = pa.array(f)
+        out[err] = pa.array(e)
     out[cols.redshift] = pa.array(part.galaxies.z.astype(np.float32))
     out[cols.field] = pa.array([config.field] * len(part), pa.string())
     out.update({k: pa.array(v) for k, v in _truth_columns(part).items()})
@@ -171,7 +199,8 @@ def _epoch_columns(
 ) -> dict[str, pa.Array]:
     """``{b}_epochFlux`` / ``{b}_epochFluxErr`` list columns of the rows of ``part``."""
     sky = epoch_sky_variances(config.seed, config.years, config.field, config.max_epochs_per_band)
-    pairs = draw_epochs(survey.noise, sky, part.true_flux, part.flux, part.extension, rng)
+    factor = part.variance_factor if config.depth_scatter_mag else None
+    pairs = draw_epochs(survey.noise, sky, part.true_flux, part.flux, part.extension, rng, factor)
     flux_names, err_names = DEFAULT_COLUMNS.epoch_columns()
     out = {}
     for (flux, err), flux_name, err_name in zip(pairs, flux_names, err_names, strict=True):
