@@ -234,15 +234,18 @@ def train_ensemble(
     if in_tasks:  # the labelled rows go to the object store once, for every member's task
         tables = {p: ray.put(read_training_rows(p, config)) for p in [train, pretrain] if p}
 
-    def fit(stage: str, path: str, fold, bal, member_spec: MemberSpec, progress) -> tuple:
+    fingerprints = {train: fingerprint, **({pretrain: sim.fingerprint(pretrain)} if sim else {})}
+
+    def fit(stage: str, path: str, fold, bal, member_spec: MemberSpec, counter) -> tuple:
+        """One member (or the pre-training) in a task or through Ray Train; ``counter`` is
+        the epoch counter's handle."""
         run = _run_id(name, fingerprints[path], config, stage, target)
         if in_tasks:
             where = io.join(storage, run)
-            return fit_in_task(tables[path], member_spec, fold, bal, where, res.use_gpu, progress)
-        done = fit_on_ray(run, storage, datasets(path, fold, bal), member_spec, res, progress)
+            return fit_in_task(tables[path], member_spec, fold, bal, where, res.use_gpu, counter)
+        done = fit_on_ray(run, storage, datasets(path, fold, bal), member_spec, res, counter)
         return done.best_state, done.progress
 
-    fingerprints = {train: fingerprint, **({pretrain: sim.fingerprint(pretrain)} if sim else {})}
     init_state = None
     if sim is not None:
         pre_epochs = config.pretrain_epochs or config.epochs
