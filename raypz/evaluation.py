@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from raypz import io
 from raypz.baselines import KNNBaseline
@@ -164,8 +163,7 @@ def _training_curves(request: EvaluationRequest) -> list[str]:
     if not (request.model and request.plots):
         return []
     source = io.join(request.model, TRAINING_CURVES)
-    fs, inner = io.resolve(source)
-    if fs.get_file_info(inner).type != pafs.FileType.File:
+    if not io.is_file(source):
         print(f"{source}: no training curves in the model directory (not shown)")
         return []
     relative = f"{slug(request.name)}/{TRAINING_CURVES}"

@@ -86,6 +86,12 @@ def list_parquet_files(path: str) -> list[str]:
     return sorted(files)
 
 
+def is_file(path: str) -> bool:
+    """True when ``path`` (local or URI) is an existing file."""
+    fs, inner = resolve(path)
+    return fs.get_file_info(inner).type == pafs.FileType.File
+
+
 def read_bytes(path: str) -> bytes:
     """The whole content of one (small) file, local or URI."""
     fs, inner = resolve(path)

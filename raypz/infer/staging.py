@@ -57,9 +57,9 @@ def save_histogram(root: str, histogram: PixelHistogram, fingerprint: str) -> No
 def load_histogram(root: str, fingerprint: str) -> PixelHistogram | None:
     """The histogram of an earlier run over the same inputs and model, if there is one."""
     path = io.join(root, "_histogram.parquet")
-    fs, inner = io.resolve(path)
-    if fs.get_file_info(inner).type != pafs.FileType.File:
+    if not io.is_file(path):
         return None
+    fs, inner = io.resolve(path)
     table = pq.read_table(inner, filesystem=fs)
     meta = table.schema.metadata or {}
     if meta.get(b"fingerprint", b"").decode() != fingerprint:
@@ -118,5 +118,4 @@ def merged_marker(root: str, norder: int, npix: int) -> str:
 
 def is_merged(root: str, norder: int, npix: int) -> bool:
     """True when the partition's merge finished and no fragment was staged since."""
-    fs, inner = io.resolve(merged_marker(root, norder, npix))
-    return fs.get_file_info(inner).type == pafs.FileType.File
+    return io.is_file(merged_marker(root, norder, npix))

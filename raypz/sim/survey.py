@@ -70,7 +70,7 @@ def simulate_survey(config: SurveyConfig, output: str) -> list[str]:
 
     _claim_output(config, output)
     paths = [io.join(output, shard_name(i)) for i in range(config.n_shards)]
-    todo = [i for i, p in enumerate(paths) if not _exists(p)]
+    todo = [i for i, p in enumerate(paths) if not io.is_file(p)]
     if todo:
         init_ray()
         task = ray.remote(num_cpus=1)(write_shard)
@@ -82,7 +82,7 @@ def _claim_output(config: SurveyConfig, output: str) -> None:
     """Write the manifest, or check that an existing one holds the same config."""
     manifest = io.join(output, MANIFEST)
     wanted = json.loads(config.to_json())
-    if _exists(manifest):
+    if io.is_file(manifest):
         found = json.loads(io.read_bytes(manifest))
         if found.get("config") != wanted:
             raise ValueError(
@@ -93,8 +93,3 @@ def _claim_output(config: SurveyConfig, output: str) -> None:
     io.makedirs(output)
     body = {"config": wanted, "n_shards": config.n_shards}
     io.write_bytes_atomic(manifest, json.dumps(body, indent=2, sort_keys=True).encode())
-
-
-def _exists(path: str) -> bool:
-    fs, inner = io.resolve(path)
-    return fs.get_file_info(inner).type == pafs.FileType.File

@@ -17,14 +17,19 @@ import io as _bytes_io
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import ray
 import torch
 
 from raypz import io
 from raypz.train.augment import BalanceWeights
 from raypz.train.labelled import member_rows
-from raypz.train.member import MemberProgress, MemberSpec, TableBatches, train_member
+from raypz.train.member import (
+    MemberProgress,
+    MemberSpec,
+    TableBatches,
+    epochs_to_count,
+    train_member,
+)
 
 RESULT_FILE = "member_result.pt"
 """File of a finished member under ``storage/run_id/``: best weights and progress."""
@@ -44,11 +49,8 @@ def _train_task(
     val = TableBatches(member_rows(table, config, fold, False))
 
     def report(progress: MemberProgress, _checkpoint, stop: bool) -> None:
-        record = progress.history[-1]
         if counter is not None:
-            counted = spec.n_epochs - record.epoch if stop else 1
-            note = f"member seed {spec.seed} epoch {record.epoch}: val loss {record.val_loss:.3f}"
-            counter.add.remote(counted, note)
+            counter.add.remote(*epochs_to_count(spec, progress, stop))
 
     result = train_member(spec, train, val, on_epoch=report)
     return {"best": result.best_state, "progress": result.progress.to_dict()}
@@ -67,8 +69,7 @@ def fit_in_task(
     or load it from ``result_dir`` when an earlier run finished it; returns its best weights
     and progress. ``counter`` is a :class:`raypz.ray_runtime.RemoteProgress` handle or None."""
     path = io.join(result_dir, RESULT_FILE)
-    fs, inner = io.resolve(path)
-    if fs.get_file_info(inner).type == pafs.FileType.File:
+    if io.is_file(path):
         state = torch.load(
             _bytes_io.BytesIO(io.read_bytes(path)), map_location="cpu", weights_only=True
         )
