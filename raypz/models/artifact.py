@@ -198,22 +198,12 @@ def load_artifact(path: str) -> ModelArtifact:
         raise ArtifactError(f"{io.join(path, MODEL_JSON)}: missing; not a raypz artifact") from exc
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: unknown artifact format {meta.get('format_version')!r}")
-    states = []
-    for entry in meta["members"]:
-        where = io.join(path, entry["file"])
-        try:
-            blob = io.read_bytes(where)
-        except FileNotFoundError as exc:
-            raise ArtifactError(f"{where}: member file missing") from exc
-        if _sha256(blob) != entry["sha256"]:
-            raise ArtifactError(f"{where}: SHA-256 differs from model.json (altered or corrupt)")
-        states.append(load_safetensors(blob))
+    states = [_verified_tensors(path, entry, "member file") for entry in meta["members"]]
     arch = meta["architecture"]
     if arch["name"] not in _ARCHITECTURES:
         raise ArtifactError(f"{path}: unknown architecture {arch['name']!r}")
     cutouts = meta.get("cutouts")
     return ModelArtifact(
-        reference=_load_reference(path, meta.get("reference")),
         path=path,
         meta=meta,
         transform=FeatureTransform.from_dict(meta["features"]),
@@ -221,20 +211,27 @@ def load_artifact(path: str) -> ModelArtifact:
         net_config=_ARCHITECTURES[arch["name"]].from_dict(arch["config"]),
         states=tuple(states),
         cutouts=CutoutStretch.from_dict(cutouts) if cutouts else None,
+        reference=_load_reference(path, meta.get("reference")),
     )
+
+
+def _verified_tensors(path: str, entry: dict, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file that a model.json ``entry`` (``file``, ``sha256``)
+    names, after checking its hash; :class:`ArtifactError` naming the file otherwise."""
+    where = io.join(path, entry["file"])
+    try:
+        blob = io.read_bytes(where)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{where}: {what} missing") from exc
+    if _sha256(blob) != entry["sha256"]:
+        raise ArtifactError(f"{where}: SHA-256 differs from model.json (altered or corrupt)")
+    return load_safetensors(blob)
 
 
 def _load_reference(path: str, entry: dict | None) -> TrainingReference | None:
     """The artifact's training reference, verified against model.json (None when absent)."""
     if entry is None:
         return None
-    where = io.join(path, entry["file"])
-    try:
-        blob = io.read_bytes(where)
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{where}: training reference file missing") from exc
-    if _sha256(blob) != entry["sha256"]:
-        raise ArtifactError(f"{where}: SHA-256 differs from model.json (altered or corrupt)")
-    features = load_safetensors(blob)["features"].numpy()
+    features = _verified_tensors(path, entry, "training reference file")["features"].numpy()
     return TrainingReference(features, int(entry["k"]), float(entry["scale"]))
 

@@ -23,7 +23,13 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from raypz.train.member import MemberProgress, MemberSpec, NumpyBatch, train_member
+from raypz.train.member import (
+    MemberProgress,
+    MemberSpec,
+    NumpyBatch,
+    epochs_to_count,
+    train_member,
+)
 
 STATE_FILE = "member_state.pt"
 """File of a checkpoint directory: :func:`raypz.train.member.member_checkpoint`."""
@@ -85,11 +91,8 @@ def _reporter(
     skips, so the count ends at members x epochs)."""
 
     def report(progress: MemberProgress, state: Callable[[], dict[str, Any]], stop: bool) -> None:
-        record = progress.history[-1]
         if rank == 0 and counter is not None:
-            counted = spec.n_epochs - record.epoch if stop else 1
-            note = f"member seed {spec.seed} epoch {record.epoch}: val loss {record.val_loss:.3f}"
-            counter.add.remote(counted, note)
+            counter.add.remote(*epochs_to_count(spec, progress, stop))
         metrics = {
             **asdict(progress.history[-1]),
             **{k: v for k, v in progress.to_dict().items() if k != "history"},

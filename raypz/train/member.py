@@ -326,6 +326,15 @@ def train_member(
     return MemberResult(best_state, progress)
 
 
+def epochs_to_count(spec: MemberSpec, progress: MemberProgress, stop: bool) -> tuple[int, str]:
+    """What a finished epoch adds to a progress count over all members' epochs, and a note
+    for the progress line: 1, or, when the member stops (early), every epoch it had left, so
+    that the count ends at members x epochs."""
+    record = progress.history[-1]
+    counted = spec.n_epochs - record.epoch if stop else 1
+    return counted, f"member seed {spec.seed} epoch {record.epoch}: val loss {record.val_loss:.3f}"
+
+
 def member_checkpoint(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
