@@ -14,8 +14,13 @@ actors form an elastic pool: it starts with what the cluster's nodes hold and gr
 --max-actors, as nodes join (an autoscaler's), unless --concurrency fixes its size.
 The catalog opens with lsdb.open_catalog(OUTPUT); PDFs decode with raypz.predictions.
 Image models (model.json "kind": "image") also read the cutout column named in model.json from
-the same shards, in batches sized by --image-batch-mb; rows without a usable cutout are kept
-and flagged no_cutout + no_pdf.
+the same shards, or, with --cutouts, from a cutout store beside the object table (Parquet or
+FITS cutout files of the same relative names, joined on objectId file by file), in batches
+sized by --image-batch-mb; rows without a usable cutout are kept and flagged no_cutout +
+no_pdf, and cutouts without an object row are counted in the summary.
+
+    python jobs/infer_lsst.py --input sim/objects --cutouts sim/cutouts --model models/cnn \
+        --output out/photoz
 """
 
 from __future__ import annotations
@@ -41,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input",
         required=True,
-        help="object table: Parquet file/dir or HATS catalog (local or s3://)",
+        help="object table: Parquet or FITS file/dir, or HATS catalog (local or s3://)",
+    )
+    p.add_argument(
+        "--cutouts",
+        default=None,
+        help="image models: cutout store co-partitioned with --input (Parquet or FITS cutout "
+        "files named as the input's files; local or s3://), joined on objectId; default: "
+        "the input's cutout column",
     )
     p.add_argument("--model", required=True, help="model artifact directory (local or s3://)")
     p.add_argument("--output", required=True, help="catalog root to write (local or s3://)")
@@ -68,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_from_args(args)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
-    summary = run_inference(args.input, args.model, args.output, config)
+    summary = run_inference(args.input, args.model, args.output, config, args.cutouts)
     print(inference_summary(summary))
     return 0
 
@@ -85,9 +97,21 @@ def inference_summary(summary: InferenceSummary) -> str:
         ("partitions (merged now)", f"{summary.partitions} ({summary.partitions_merged})"),
         ("wall time", f"{summary.seconds:.1f} s ({summary.rows_per_second:.0f} rows/s)"),
         ("catalog bytes per object", summary.catalog_bytes_per_object),
+        *_cutout_rows(summary.cutouts),
         ("summary", io.join(summary.output, SUMMARY_FILE)),
     ]
     return summary_table(rows, "inference done:")
+
+
+def _cutout_rows(counts: dict) -> list[tuple[str, object]]:
+    """Summary lines of a cutout-store join (none without one)."""
+    if not counts:
+        return []
+    return [
+        ("cutouts joined", f"{counts['matched']} of {counts['objects']} rows ({counts['store']})"),
+        ("rows without cutout", counts["without_cutout"]),
+        ("cutouts without object", counts["cutouts_without_object"]),
+    ]
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ Examples:
     python jobs/simulate_survey.py --n-objects 20000 --seed 2 --field deep --spec-selection \\
         --output sim/deep_spec
     python jobs/simulate_survey.py --n-objects 5000 --seed 3 --cutouts --epochs --output sim/img
+    python jobs/simulate_survey.py --n-objects 5000 --seed 3 --cutouts --cutout-layout fits \
+        --output sim/objects --cutout-output sim/cutouts
     ray job submit --working-dir . -- python jobs/simulate_survey.py ... --output s3://b/sim/
 
 Rows follow the object-table contract (objectId, coord_ra/coord_dec in degrees, ugrizy
@@ -40,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--output", required=True, help="output directory (local or s3://)")
+    p.add_argument(
+        "--cutout-output",
+        default=None,
+        help="cutout store for --cutout-layout shards/fits (local or s3://; default "
+        "OUTPUT/cutouts); pass it to the train and infer jobs as --cutouts",
+    )
     add_ray_flags(p)
     SURVEY.add_to(p)
     return p
@@ -65,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     start = time.perf_counter()
-    paths = simulate_survey(config, args.output)
+    paths = simulate_survey(config, args.output, args.cutout_output)
     seconds = time.perf_counter() - start
     print(
         f"simulated {config.n_objects} rows ({config.field}, {config.depth}) in "

@@ -5,6 +5,8 @@ Examples:
     python jobs/train_ensemble.py --train sim/deep_spec --output models/ens --members 5 --epochs 30
     python jobs/train_ensemble.py --train specz/ --pretrain sim/deep --output models/ft --members 5
     python jobs/train_ensemble.py --train sim/deep_img --inputs fusion --output models/fusion
+    python jobs/train_ensemble.py --train sim/deep_obj --cutouts sim/deep_cutouts \
+        --inputs fusion --output models/fusion
     python jobs/train_ensemble.py --train specz/ --config tune/best_config.json --output models/t
     python jobs/train_ensemble.py --train sim/deep_img --inputs cutouts --domain-adapt \\
         --target sim/wide_img --output models/dann
@@ -64,7 +66,13 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--train",
         required=True,
-        help="labelled object table (Parquet file/dir/HATS, local or s3://)",
+        help="labelled object table (Parquet or FITS file/dir, or HATS; local or s3://)",
+    )
+    p.add_argument(
+        "--cutouts",
+        help="image models: cutout store co-partitioned with --train (Parquet or FITS cutout "
+        "files named as its files; local or s3://), joined on objectId; default: the "
+        "table's cutout column",
     )
     p.add_argument(
         "--output", required=True, help="model artifact directory to write (local or s3://)"
@@ -83,6 +91,7 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         f"fusion: the CNN joined with the catalog features (default {inputs})",
     )
     p.add_argument("--target", help="unlabelled table of the target field (with --domain-adapt)")
+    p.add_argument("--target-cutouts", help="cutout store of --target (as --cutouts)")
     p.add_argument(
         "--storage-path", help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)"
     )
@@ -109,6 +118,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     train, net, cnn = config_flags(getattr(args, "base_config", None))
     if args.cnn_domain_adapt != (args.target is not None):
         raise SystemExit("--domain-adapt and --target go together")
+    if args.inputs == "catalog" and (args.cutouts or args.target_cutouts):
+        raise SystemExit("--cutouts / --target-cutouts: only with --inputs cutouts or fusion")
     unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")
     if unused.changed(args):
         raise SystemExit(f"{' '.join(unused.changed(args))}: only with --inputs {needed}")
@@ -134,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         storage_path=args.storage_path,
         name=args.name,
         target=args.target,
+        cutouts=args.cutouts,
+        target_cutouts=args.target_cutouts,
     )
     print(training_summary(result))
     return 0

@@ -58,13 +58,27 @@ def makedirs(path: str) -> None:
     fs.create_dir(inner, recursive=True)
 
 
+CUTOUT_STORE_MARKER = "_cutout_store.json"
+"""File that marks a directory as a cutout store (:mod:`raypz.cutout_store`): listing a table
+that contains one (``jobs/simulate_survey.py`` writes its cutouts to ``OUTPUT/cutouts/``)
+skips it, so cutout files are never read as object rows."""
+
+
 def list_parquet_files(path: str) -> list[str]:
-    """Sorted paths (inside the filesystem of ``path``) of the ``.parquet`` files under ``path``.
+    """Sorted paths (inside the filesystem of ``path``) of the ``.parquet`` files under ``path``
+    (see :func:`list_files`)."""
+    return list_files(path, (".parquet",))
+
+
+def list_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Sorted paths (inside the filesystem of ``path``) of the files under ``path`` whose
+    names end with one of ``suffixes`` (case-insensitive).
 
     ``path`` may be one file or a directory searched recursively; hidden and ``_``-prefixed
     files (``_metadata``, ``_SUCCESS``, staging files) are skipped. In a HATS catalog (a
     directory with ``properties`` or ``hats.properties``) only ``dataset/`` holds rows: the
     root's ``data_thumbnail.parquet`` and ``per_partition_statistics.parquet`` are skipped.
+    Subdirectories marked as cutout stores (:data:`CUTOUT_STORE_MARKER`) are skipped too.
     """
     fs, inner = resolve(path)
     info = fs.get_file_info(inner)
@@ -72,18 +86,53 @@ def list_parquet_files(path: str) -> list[str]:
         raise FileNotFoundError(f"{path}: no such file or directory")
     if info.type == pafs.FileType.File:
         return [inner]
+    inner = _hats_primary_table(fs, inner)
     markers = [posixpath.join(inner, name) for name in ("properties", "hats.properties")]
     if any(m.type == pafs.FileType.File for m in fs.get_file_info(markers)):
         inner = posixpath.join(inner, "dataset")
-    selector = pafs.FileSelector(inner, recursive=True)
-    files = [
+    listing = [
         f.path
-        for f in fs.get_file_info(selector)
+        for f in fs.get_file_info(pafs.FileSelector(inner, recursive=True))
         if f.type == pafs.FileType.File
-        and f.path.endswith(".parquet")
-        and not any(part.startswith((".", "_")) for part in f.path[len(inner) :].split("/") if part)
+    ]
+    stores = tuple(
+        posixpath.dirname(p) + "/"
+        for p in listing
+        if posixpath.basename(p) == CUTOUT_STORE_MARKER and posixpath.dirname(p) != inner
+    )
+    files = [
+        p
+        for p in listing
+        if p.lower().endswith(suffixes)
+        and not p.startswith(stores)
+        and not any(part.startswith((".", "_")) for part in p[len(inner) :].split("/") if part)
     ]
     return sorted(files)
+
+
+def _hats_primary_table(fs: pafs.FileSystem, inner: str) -> str:
+    """The catalog directory of a HATS collection (a directory with ``collection.properties``,
+    what ``lsdb``'s ``write_catalog`` writes by default and LINCC serves Rubin data previews
+    as): its ``hats_primary_table_url``, so that margin caches (rows repeated from neighbouring
+    partitions) and the catalog's ``point_map.fits`` / ``skymap.fits`` are never read as
+    object rows. Any other directory is returned unchanged."""
+    marker = posixpath.join(inner, "collection.properties")
+    if fs.get_file_info(marker).type != pafs.FileType.File:
+        return inner
+    with fs.open_input_stream(marker) as f:
+        lines = f.read().decode().splitlines()
+    props = dict(
+        (key.strip(), value.strip())
+        for key, sep, value in (line.partition("=") for line in lines)
+        if sep and not key.lstrip().startswith("#")
+    )
+    table = props.get("hats_primary_table_url")
+    if not table or "://" in table:
+        raise ValueError(
+            f"{inner}: HATS collection without a relative hats_primary_table_url"
+            f" ({table!r}); give the catalog directory itself as the input"
+        )
+    return posixpath.normpath(posixpath.join(inner, table))
 
 
 def is_file(path: str) -> bool:

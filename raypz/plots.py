@@ -222,6 +222,31 @@ def plot_nz(
     return _save(fig, path)
 
 
+def plot_nz_stacks(
+    grid: ZGrid,
+    stack: np.ndarray,
+    edges: np.ndarray,
+    counts: np.ndarray,
+    path: str,
+    title: str = "",
+) -> str:
+    """n(z) of each tomographic bin (``stack`` (B, G), per unit z) as one curve per bin on one
+    axis, labelled with the bin's z_phot range and row count; empty bins are named, not drawn."""
+    fig = Figure(figsize=(7.0, 4.0))
+    ax = fig.subplots()
+    for b, (row, n) in enumerate(zip(stack, counts, strict=True)):
+        label = f"{edges[b]:g} <= z_phot < {edges[b + 1]:g}"
+        if n > 0:
+            ax.plot(grid.values, row, lw=1.2, color=f"C{b % 10}", label=f"{label} (n={n:,})")
+        else:
+            ax.plot([], [], " ", label=f"{label}: empty")
+    ax.set(xlim=(grid.z_min, grid.z_max), xlabel="redshift", ylabel="n(z) (per unit z)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title or "n(z) per tomographic bin (stacked PDFs)")
+    return _save(fig, path)
+
+
 def plot_training_curves(members: list[dict], path: str, title: str = "") -> str:
     """Training (dashed) and validation (solid) loss per epoch of every ensemble member, one
     colour per member, the best validation epoch marked; ``members`` as in model.json (each

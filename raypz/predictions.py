@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,9 @@ import pyarrow.parquet as pq
 
 from raypz import compact, io
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, summarize
+
+if TYPE_CHECKING:
+    import lsdb
 
 Z_GRID_KEY = b"raypz.z_grid"
 """Schema-metadata key holding the JSON z grid of the ``pdf`` column."""
@@ -93,14 +97,27 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
     if Z_GRID_KEY not in meta:
         raise ValueError(f"{files[0]}: schema metadata has no {Z_GRID_KEY.decode()!r} z grid")
     grid = ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
-    pdf_col = table["pdf"].combine_chunks()
-    if pa.types.is_binary(pdf_col.type):
-        pdf = compact.decode(table["pdf_start"].to_numpy(), pdf_col, grid.n, grid.dz)
-        rest = table.drop_columns(["pdf", "pdf_start"])
-    else:
-        pdf = _decode_pdf_column(pdf_col, grid)
-        rest = table.drop_columns(["pdf"])
+    compact_pdfs = pa.types.is_binary(table.schema.field("pdf").type)
+    start = table["pdf_start"] if compact_pdfs else None
+    pdf = decode_pdfs(table["pdf"], start, grid)
+    rest = table.drop_columns(["pdf", "pdf_start"] if compact_pdfs else ["pdf"])
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest)
+
+
+def decode_pdfs(
+    pdf: pa.Array | pa.ChunkedArray, pdf_start: pa.Array | pa.ChunkedArray | None, grid: ZGrid
+) -> np.ndarray:
+    """PDFs (N, G) float32 on ``grid`` from a ``pdf`` column: the compact bytes of the
+    catalog (:mod:`raypz.compact`, which need ``pdf_start``) or float lists. Null rows (no PDF)
+    come back all zero."""
+    if isinstance(pdf, pa.ChunkedArray):
+        pdf = pdf.combine_chunks()
+    if not pa.types.is_binary(pdf.type):
+        return _decode_pdf_column(pdf, grid)
+    if pdf_start is None:
+        raise ValueError("compact (binary) PDFs need their pdf_start column to decode")
+    start = np.asarray(pdf_start, dtype=np.int64)
+    return compact.decode(start, pdf, grid.n, grid.dz)
 
 
 def to_qp_ensemble(pred: Predictions):
@@ -118,6 +135,75 @@ def to_qp_ensemble(pred: Predictions):
 
     has = pred.pdf.any(axis=1)
     return qp.Ensemble(qp.interp, data={"xvals": pred.grid.values, "yvals": pred.pdf[has]})
+
+
+def open_catalog(path: str, columns: list[str] | None = None) -> lsdb.Catalog:
+    """A HATS catalog (the PDF catalog or any other), opened lazily with lsdb.
+
+    Only ``columns`` (default: the catalog's default columns, else all) are read, one partition
+    at a time, when the result is computed. ``s3://`` paths use the standard AWS credentials
+    (hats would open them anonymously).
+    """
+    import lsdb  # 1-2 s to import: only callers that open catalogs pay for it
+
+    options = {"anon": False} if path.startswith("s3://") else None
+    return lsdb.open_catalog(path, columns=columns, storage_options=options)
+
+
+def crossmatch_catalog(
+    pdf_catalog: str | lsdb.Catalog,
+    other_catalog: str | lsdb.Catalog,
+    radius_arcsec: float = 1.0,
+    columns: list[str] | None = None,
+    other_columns: list[str] | None = None,
+    n_neighbors: int = 1,
+    suffixes: tuple[str, str] = ("_pz", "_other"),
+) -> lsdb.Catalog:
+    """The PDF catalog's rows paired on the sky with another HATS catalog's, lazily (lsdb).
+
+    Each PDF-catalog row gets its ``n_neighbors`` nearest rows of ``other_catalog`` within
+    ``radius_arcsec`` (lsdb's k-d tree cross-match, run partition by partition: neither catalog
+    is ever loaded whole); rows without a neighbour are left out. The result is an lsdb
+    ``Catalog`` (``.compute()`` gives a data frame) with both catalogs' columns, those that
+    both have suffixed with ``suffixes``, and ``_dist_arcsec`` (separation, arcsec).
+
+    A neighbour across a partition boundary is found only through ``other_catalog``'s margin
+    cache: pass it opened with ``lsdb.open_catalog(path, margin_cache=...)`` when it has one.
+
+    Args:
+        pdf_catalog: the PDF catalog (path, local or s3://, or an opened lsdb Catalog).
+        other_catalog: the catalog to match against (e.g. an object or spectroscopic catalog).
+        radius_arcsec: largest separation of a match (arcsec).
+        columns: PDF-catalog columns to read when given a path (default: all; the PDFs are
+            the bulk of the bytes, leave out ``pdf`` and ``pdf_start`` if not needed).
+        other_columns: columns of ``other_catalog`` to read when given a path (default: all).
+        n_neighbors: matches kept per PDF-catalog row, nearest first.
+        suffixes: appended to the names both catalogs use (left, right).
+
+    Example (spectroscopic redshifts next to the photo-z summaries)::
+
+        from raypz.predictions import crossmatch_catalog
+
+        matched = crossmatch_catalog(
+            "dr1/photoz", "dr1/specz", radius_arcsec=0.5,
+            columns=["objectId", "z_mode", "z_median", "flags"], other_columns=["z_spec"],
+        ).compute()
+        matched[["objectId", "z_mode", "z_spec", "_dist_arcsec"]]
+    """
+    left = open_catalog(pdf_catalog, columns) if isinstance(pdf_catalog, str) else pdf_catalog
+    right = (
+        open_catalog(other_catalog, other_columns)
+        if isinstance(other_catalog, str)
+        else other_catalog
+    )
+    return left.crossmatch(
+        right,
+        n_neighbors=n_neighbors,
+        radius_arcsec=radius_arcsec,
+        suffixes=suffixes,
+        suffix_method="overlapping_columns",
+        log_changes=False,
+    )
 
 
 def _pdf_start(file: str, fs) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from raypz.cli import ConfigFlags, attribute_docs, flag_kind
 from raypz.evaluation import EvaluationRequest
 from raypz.infer import InferConfig
+from raypz.metrics.catalog_nz import NZConfig
 from raypz.models import CatalogNetConfig, ImageNetConfig
 from raypz.pdf import ZGrid
 from raypz.sim import SurveyConfig
@@ -241,6 +242,7 @@ CONFIGS = {
     "infer_lsst": [(InferConfig, "", ())],
     "simulate_survey": [(SurveyConfig, "", ())],
     "evaluate": [(EvaluationRequest, "", ())],
+    "nz": [(NZConfig, "", ())],
 }
 """Job -> the config classes whose every field must be a flag: (class, dest prefix, fields the
 job sets otherwise)."""
@@ -260,7 +262,7 @@ def test_every_config_field_of_a_job_is_a_flag_with_docstring_help(name):
             assert actions[dest].help.startswith(docs[f.name].replace("``", "").split()[0])
 
 
-@pytest.mark.parametrize("name", ["train_ensemble", "infer_lsst", "simulate_survey", "demo"])
+@pytest.mark.parametrize("name", ["train_ensemble", "infer_lsst", "simulate_survey", "demo", "nz"])
 def test_every_ray_job_has_verbose_and_num_cpus(name):
     actions = {a.dest: a for a in _job(name).build_parser()._actions}
     assert actions["verbose"].default is False and actions["verbose"].nargs == 0
@@ -287,6 +289,10 @@ def test_jobs_without_config_flags_build_the_default_configs():
         ["--predictions", "p", "--truth", "t", "--report", "r"]
     )
     assert request == EvaluationRequest("p", "t", "r")
+    nz = _job("nz")
+    assert nz.config_from_args(nz.parse_args(["--catalog", "c", "--output", "o"])) == NZConfig()
+    args = nz.parse_args(["--catalog", "c", "--output", "o", "--bins", "0", "1", "2"])
+    assert nz.config_from_args(args).edges == (0.0, 1.0, 2.0)
 
 
 def test_infer_job_refuses_a_fixed_and_an_elastic_pool():

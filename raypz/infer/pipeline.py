@@ -2,7 +2,8 @@
 
     first pass   one task per file: coord_ra/coord_dec -> HEALPix histogram -> partition plan
                  (kept for reruns)
-    main pass    read_parquet (needed columns, path tag) -> an elastic pool of CatalogPredictor
+    main pass    read the files (needed columns, path tag; cutouts joined from a cutout store,
+                 :mod:`raypz.object_stream`) -> an elastic pool of CatalogPredictor
                  actors (GPU if any; it grows as nodes join, :mod:`raypz.infer.pool`), which
                  split their rows by partition and write fragments named by source file
     merge        one task per partition: dedupe by objectId, sort by _healpix_29, write Npix=N
@@ -26,7 +27,6 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 
@@ -42,14 +42,17 @@ from raypz.catalog import (
     with_healpix29,
 )
 from raypz.catalog.write import fragment_directory
+from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, count_unpaired
 from raypz.infer import pool, staging, tasks
 from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.models import load_artifact
+from raypz.object_stream import PATH_COLUMN, CutoutJoin, object_dataset
 from raypz.predictions import Z_GRID_KEY
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, check_file_schema, validate_dataset
+from raypz.tables import list_table_files, num_rows
 
 SUMMARY_FILE = "raypz_run_summary.json"
 
@@ -81,6 +84,10 @@ class InferenceSummary:
             block retried after a lost actor or node counts once, where it finally ran.
         actor_pool: the predictor pool (:class:`raypz.infer.pool.PoolPlan`): size bounds,
             resources per actor, and the actors the nodes present at the start held.
+        cutouts: for an image model reading a cutout store (``--cutouts``): the store and
+            how the input's rows met its cutouts (:class:`raypz.cutout_store.JoinCounts`:
+            ``matched``, ``without_cutout`` (flagged no_cutout), ``cutouts_without_object``,
+            counting the store's files that pair with no input file); empty otherwise.
     """
 
     output: str
@@ -101,6 +108,7 @@ class InferenceSummary:
     rows_by_node: dict[str, dict] = field(default_factory=dict)
     rows_by_device: dict[str, int] = field(default_factory=dict)
     actor_pool: dict = field(default_factory=dict)
+    cutouts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -166,8 +174,8 @@ class _PredictStage:
         return pa.concat_tables(self.threads.map(self._stage, parts))
 
     def _stage(self, batch: pa.Table) -> pa.Table:
-        src = pc.index_in(batch[tasks.PATH_COLUMN], value_set=self.files).to_numpy()
-        out = self.predictor(batch.drop_columns([tasks.PATH_COLUMN]))
+        src = pc.index_in(batch[PATH_COLUMN], value_set=self.files).to_numpy()
+        out = self.predictor(batch.drop_columns([PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
         return tasks.stage_block(out, src, self.root, self.plan, self.origin)
 
@@ -197,45 +205,63 @@ def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHis
     return PixelHistogram.merge(h for h, _ in results)
 
 
-def _validate(input_path: str, files: list[str], fs, config: InferConfig, artifact) -> None:
+def _validate(
+    input_path: str, files: list[str], config: InferConfig, artifact, store: bool
+) -> None:
+    """Check the input against the contract before any work: every file's schema, or (with
+    ``validate="full"``) every row. An image model needs a cutout column unless its cutouts
+    come from a store (``store``), whose files the first pass checks."""
     cols, bands = artifact.transform.columns, artifact.transform.bands
-    cutouts = artifact.cutouts is not None
+    cutouts = artifact.cutouts is not None and not store
     if cutouts:  # the column the model was trained on
         cols = replace(cols, cutout=artifact.cutouts.column)
     if config.validate == "full":
         print(validate_dataset(input_path, cols, bands, require_cutouts=cutouts).summary())
     else:
         for f in files:
-            schema = pq.read_schema(f, filesystem=fs)
-            check_file_schema(f, schema, cols, bands, require_cutouts=cutouts)
+            check_file_schema(f, None, cols, bands, require_cutouts=cutouts)
 
 
 def run_inference(
-    input_path: str, model: str, output: str, config: InferConfig | None = None
+    input_path: str,
+    model: str,
+    output: str,
+    config: InferConfig | None = None,
+    cutouts: str | None = None,
 ) -> InferenceSummary:
     """Predict PDFs for every row of ``input_path`` and write the HATS catalog ``output``.
 
     Args:
-        input_path: object table: Parquet file, directory of shards or HATS catalog; local or
-            URI.
+        input_path: object table: a Parquet or FITS file, a directory of them, or a HATS
+            catalog; local or URI.
         model: artifact directory.
         output: catalog root to write (local or URI). Rerunning with the same arguments after
             an interruption finishes the job.
         config: run settings.
+        cutouts: for an image model, a cutout store co-partitioned with the input
+            (:mod:`raypz.cutout_store`: Parquet or FITS cutout files, local or URI), joined on
+            objectId inside the stream; None when the cutouts are a column of the input.
     """
     config = config or InferConfig()
     t0 = time.perf_counter()
     init_ray()
     artifact = load_artifact(model)
+    store = CutoutStore.open(cutouts) if cutouts else None
+    if store is not None and artifact.cutouts is None:
+        raise ValueError(f"{model}: a catalog model reads no cutouts; drop --cutouts {cutouts}")
     fs, _ = io.resolve(input_path)
-    files = io.list_parquet_files(input_path)
+    files = list_table_files(input_path)
     if not files:
-        raise FileNotFoundError(f"{input_path}: no Parquet files")
-    _validate(input_path, files, fs, config, artifact)
-    expected = [pq.read_metadata(f, filesystem=fs).num_rows for f in files]
+        raise FileNotFoundError(f"{input_path}: no Parquet or FITS files")
+    _validate(input_path, files, config, artifact, store is not None)
+    expected = [num_rows(fs, f) for f in files]
+    join = None
+    if store is not None:
+        c = artifact.cutouts
+        join = CutoutJoin(store, c.column, c.shape, artifact.transform.columns.object_id)
 
     with _ray_data_settings(config):
-        return _run(input_path, model, output, config, artifact, files, fs, expected, t0)
+        return _run(input_path, model, output, config, artifact, files, fs, expected, t0, join)
 
 
 @contextmanager
@@ -274,13 +300,20 @@ def _run(
     fs,
     expected: list[int],
     t0: float,
+    join: CutoutJoin | None,
 ) -> InferenceSummary:
     """The body of :func:`run_inference` once the input is checked."""
     clock = _StageClock(t0)
     clock.lap("setup")
     cols = artifact.transform.columns
     root = staging.staging_root(output)
-    fingerprint = staging.input_fingerprint(files, fs, artifact.model_hash)
+    model_and_cutouts = artifact.model_hash
+    if join is not None:  # other cutouts make another catalog
+        store_fs, _ = io.resolve(join.store.root)
+        model_and_cutouts += staging.input_fingerprint(
+            sorted(join.store.files.values()), store_fs, ""
+        )
+    fingerprint = staging.input_fingerprint(files, fs, model_and_cutouts)
     finished = _finished_run(output, fingerprint)
     if finished is not None:
         print(f"{output}: already complete for these inputs and model; nothing to do")
@@ -290,6 +323,7 @@ def _run(
         histogram = _first_pass(files, fs, cols.ra, cols.dec, config.histogram_order)
         staging.save_histogram(root, histogram, fingerprint)
     plan = plan_partitions(histogram, config.max_rows_per_partition)
+    cutout_counts = _join_counts(input_path, files, join) if join is not None else None
     clock.lap("first_pass")
 
     done, stale = staging.finished_sources(root, expected, cols.object_id)
@@ -297,7 +331,7 @@ def _run(
     pending = [i for i in range(len(files)) if i not in done]
     rows_done = sum(expected[i] for i in pending)
     predicted = (
-        _main_pass(model, artifact, files, pending, fs, root, plan, config, rows_done)
+        _main_pass(model, artifact, input_path, files, pending, root, plan, config, rows_done, join)
         if pending
         else {}
     )
@@ -348,6 +382,9 @@ def _run(
         pdf_bytes_per_object=round(sum(s[1] for s in stats) / max(rows_out, 1), 1),
         catalog_bytes_per_object=round(sum(s[2] for s in stats) / max(rows_out, 1), 1),
         stage_seconds=clock.seconds,
+        cutouts={}
+        if cutout_counts is None
+        else {"store": join.store.root, **asdict(cutout_counts)},
         **predicted,
     )
     io.write_bytes_atomic(
@@ -363,30 +400,47 @@ def _node_resources() -> list[dict[str, float]]:
     return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
 
 
+def _join_counts(input_path: str, files: list[str], join: CutoutJoin) -> JoinCounts:
+    """Check every input file's cutout file (one task per file, ids only) and count how their
+    rows meet; cutouts in store files that pair with no input file count as without object."""
+    task = ray.remote(num_cpus=0.25)(count_file_join)
+    store, shape = join.store, join.shape
+    refs = [task.remote(f, input_path, store, join.id_column, join.column, shape) for f in files]
+    total = sum(ray.get(refs), JoinCounts(0, 0, 0, 0))
+    return total + JoinCounts(0, 0, 0, count_unpaired(store, files, input_path))
+
+
 def _main_pass(
     model: str,
     artifact,
+    input_path: str,
     files: list[str],
     pending: list[int],
-    fs,
     root: str,
     plan: PartitionPlan,
     config: InferConfig,
     rows_to_do: int,
+    join: CutoutJoin | None,
 ) -> dict:
-    """Read the ``pending`` input files (``rows_to_do`` rows), predict in the actor pool and
-    stage fragments under ``root``, showing progress; returns the summary's ``rows_by_node``,
-    ``rows_by_device`` and ``actor_pool``."""
+    """Read the ``pending`` input files (``rows_to_do`` rows; cutouts joined from ``join``'s
+    store), predict in the actor pool and stage fragments under ``root``, showing progress;
+    returns the summary's ``rows_by_node``, ``rows_by_device`` and ``actor_pool``."""
     nodes = _node_resources()
     actors = pool.plan_pool(config, nodes)
     _set_object_store_budget(actors, config, nodes)
     cols = artifact.transform.columns
-    ds = ray.data.read_parquet(
+    shape = artifact.cutouts.shape if artifact.cutouts is not None else None
+    rows_per_call = config.rows_per_batch(shape, actors.gpus > 0)
+    columns = input_columns(artifact)  # no need to build the members here
+    if join is not None:
+        columns.remove(join.column)
+    ds = object_dataset(
+        input_path,
         [files[i] for i in pending],
-        filesystem=fs,
-        columns=input_columns(artifact),  # no need to build the members here
+        columns,
+        join,
         include_paths=True,
-        num_cpus=0.25,
+        chunk_rows=rows_per_call,
     )
     ds = ds.map_batches(
         _PredictStage,
@@ -402,10 +456,7 @@ def _main_pass(
             "calls": actors.calls,
         },
         # each of the actor's parallel parts gets a whole predictor call's rows
-        batch_size=actors.calls
-        * config.rows_per_batch(
-            artifact.cutouts.shape if artifact.cutouts is not None else None, actors.gpus > 0
-        ),
+        batch_size=actors.calls * rows_per_call,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(
             min_size=actors.min_size,

@@ -28,10 +28,7 @@ from raypz.catalog import (
 )
 from raypz.catalog.write import fragment_directory
 from raypz.infer import staging
-
-PATH_COLUMN = "path"
-"""Column Ray Data adds with ``include_paths=True``: the input file of each row."""
-
+from raypz.tables import open_table
 
 ORIGIN_COLUMNS = ("node_id", "node_ip", "device")
 """Where a staged block was predicted: columns of :func:`stage_block`'s row counts, which the
@@ -87,14 +84,14 @@ def histogram_file(
     """
     parts = [PixelHistogram.from_healpix29(np.zeros(0, dtype=np.int64), order)]  # empty file
     bad = 0
-    reader = pq.ParquetFile(path, filesystem=filesystem)
-    for batch in reader.iter_batches(batch_size=HISTOGRAM_READ_ROWS, columns=[ra, dec]):
-        ra_deg = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
-        dec_deg = batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(ra_deg) & np.isfinite(dec_deg) & (np.abs(dec_deg) <= 90.0)
-        parts.append(PixelHistogram.from_healpix29(healpix29(ra_deg[ok], dec_deg[ok]), order))
-        bad += int((~ok).sum())
+    with open_table(filesystem, path) as table:
+        for batch in table.iter_batches([ra, dec], HISTOGRAM_READ_ROWS):
+            ra_deg = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
+            dec_deg = batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                ok = np.isfinite(ra_deg) & np.isfinite(dec_deg) & (np.abs(dec_deg) <= 90.0)
+            parts.append(PixelHistogram.from_healpix29(healpix29(ra_deg[ok], dec_deg[ok]), order))
+            bad += int((~ok).sum())
     return PixelHistogram.merge(parts), bad
 
 

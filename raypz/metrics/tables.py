@@ -10,30 +10,36 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from raypz import io
+from raypz import io, tables
 from raypz.schema import ContractError
+from raypz.schema.files import open_object_table
 
 
 def read_table(path: str, columns: list[str]) -> pa.Table:
-    """The ``columns`` of every Parquet file under ``path`` (file, directory, HATS; local or URI).
+    """The ``columns`` of every table file under ``path`` (a Parquet or FITS table file, a
+    directory of them, a HATS catalog; local or URI).
 
     Raises:
-        ContractError: no Parquet file under ``path``, or a file lacks one of ``columns``
-            (named with the file), checked on every footer before any rows are read.
+        ContractError: no table file under ``path``, a file is unreadable, or a file lacks one
+            of ``columns`` (named with the file), checked on every footer or FITS header before
+            any rows are read.
     """
-    files = io.list_parquet_files(path)
+    files = tables.list_table_files(path)
     if not files:
-        raise ContractError(path, None, "no Parquet files found")
+        raise ContractError(path, None, "no Parquet files found (nor FITS tables)")
     fs, _ = io.resolve(path)
     for f in files:
-        names = pq.read_schema(f, filesystem=fs).names
+        with open_object_table(fs, f) as table:
+            names = table.schema.names
         missing = [c for c in columns if c not in names]
         if missing:
             raise ContractError(f, missing[0], "missing (needed by the evaluation)")
-    tables = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
-    return pa.concat_tables(tables, promote_options="default")
+    parts = []
+    for f in files:
+        with open_object_table(fs, f) as table:
+            parts.append(table.read(columns))
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ Two kinds of finding, treated differently:
   legal measurement that the features mask and flag): non-finite fluxes, errors that are not
   positive beside a finite flux, absurd fluxes, rows without any band, missing labels.
 
-The input may be one Parquet file, a directory of shards or a HATS catalog, local or a URI.
-:func:`validate_dataset` checks it all before a job starts; :func:`check_file_schema` checks one
-file's footer, cheap enough for every file an inference job opens.
+The input may be one Parquet or FITS table file, a directory of shards (either format, see
+:mod:`raypz.tables`) or a HATS catalog, local or a URI; the rules and messages are the same for
+both formats. :func:`validate_dataset` checks it all before a job starts;
+:func:`check_file_schema` checks one file's footer (or FITS header), cheap enough for every file
+an inference job opens.
 
 >>> import numpy as np, pyarrow as pa, pyarrow.parquet as pq, tempfile, os
 >>> from raypz.columns import DEFAULT_COLUMNS as C

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from raypz.schema.errors import ContractError
-from raypz.schema.files import batches, open_parquet
+from raypz.schema.files import batches, open_object_table
 
 MAX_IDS_PER_PASS = 50_000_000
 """Ids held at once: (int64 id, int32 file index) pairs, about 600 MB."""
@@ -27,9 +27,10 @@ def check_unique_ids(
 
     Args:
         fs: the filesystem of ``files``.
-        files: the input's Parquet files, in order.
+        files: the input's table files (Parquet or FITS), in order.
         id_name: the id column.
-        rows: total rows of ``files`` (from their footers), to choose the number of passes.
+        rows: total rows of ``files`` (from their footers or headers), to choose the number of
+            passes.
         max_ids_per_pass: the memory bound, in ids.
 
     Raises:
@@ -40,8 +41,8 @@ def check_unique_ids(
     for k in range(passes):
         ids, where = [], []
         for i, file in enumerate(files):
-            with open_parquet(fs, file) as parquet:
-                for batch in batches(file, parquet, [id_name]):
+            with open_object_table(fs, file) as table:
+                for batch in batches(file, table, [id_name]):
                     column = batch.column(0)
                     if column.null_count:
                         raise ContractError(file, id_name, f"{column.null_count} null values")

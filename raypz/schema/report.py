@@ -54,8 +54,8 @@ class ValidationReport:
 
     Attributes:
         path: the input validated.
-        files: number of Parquet files.
-        rows: number of rows (from the files' footers).
+        files: number of table files (Parquet or FITS).
+        rows: number of rows (from the files' footers or headers).
         bands: the bands checked, in order.
         problems: per-row problem counts; None when rows were not read (``check_rows=False``).
     """

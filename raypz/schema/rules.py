@@ -11,7 +11,7 @@ import pyarrow as pa
 from raypz import io
 from raypz.columns import BANDS, DEFAULT_COLUMNS, ColumnTemplate
 from raypz.schema.errors import ContractError
-from raypz.schema.files import open_parquet
+from raypz.schema.files import open_object_table
 
 _RAY_TENSOR = "ray.data.arrow_tensor"
 """Ray Data's tensor extension types are named ``ray.data.arrow_tensor[_v2]``."""
@@ -25,12 +25,14 @@ def check_file_schema(
     require_labels: bool = False,
     require_cutouts: bool = False,
 ) -> pa.Schema:
-    """Check one file's schema against the contract, reading at most its footer.
+    """Check one file's schema against the contract, reading at most its footer (Parquet) or
+    header (FITS).
 
     Cheap enough to run on every file an inference job opens.
 
     Args:
-        path: the file; read when ``schema`` is None, otherwise only named in errors.
+        path: the file (Parquet or FITS, by suffix); read when ``schema`` is None, otherwise
+            only named in errors.
         schema: the file's Arrow schema, if already known.
         columns: the column names of the input.
         bands: the bands that must be present.
@@ -45,8 +47,8 @@ def check_file_schema(
     """
     if schema is None:
         fs, inner = io.resolve(path)
-        with open_parquet(fs, inner) as parquet:
-            schema = parquet.schema_arrow
+        with open_object_table(fs, inner) as table:
+            schema = table.schema
     required = [columns.object_id, *value_columns(columns, bands, require_labels)]
     required += [columns.cutout] if require_cutouts else []
     missing = [name for name in required if name not in schema.names]
@@ -62,7 +64,7 @@ def check_file_schema(
         if name in schema.names:
             _require(path, schema, name, _is_float_list, "a list of floats")
     if require_cutouts:
-        _check_cutout(path, schema.field(columns.cutout), len(bands))
+        check_cutout_field(path, schema.field(columns.cutout), len(bands))
     return schema
 
 
@@ -106,13 +108,18 @@ def _is_float_list(dtype: pa.DataType) -> bool:
     return _is_list(dtype) and pa.types.is_floating(dtype.value_type)
 
 
-def _check_cutout(path: str, field: pa.Field, n_bands: int) -> None:
+def check_cutout_field(
+    path: str, field: pa.Field, n_bands: int = len(BANDS)
+) -> tuple[int, int, int]:
+    """The (bands, H, W) shape of a cutout column; ContractError unless it is a fixed-shape
+    float tensor with ``n_bands`` bands."""
     shape, value_type = _tensor_shape(field)
     if shape is None or len(shape) != 3 or shape[0] != n_bands or min(shape) < 1:
         rule = f"shape {shape} is not a fixed (bands={n_bands}, H, W) tensor"
         raise ContractError(path, field.name, rule)
     if not pa.types.is_floating(value_type):
         raise ContractError(path, field.name, f"values of type {value_type} are not floats")
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def _tensor_shape(field: pa.Field) -> tuple[tuple[int, ...] | None, pa.DataType]:

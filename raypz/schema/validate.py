@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from raypz import io
+from raypz import io, tables
 from raypz.columns import BANDS, DEFAULT_COLUMNS, ColumnTemplate
 from raypz.schema.errors import ContractError
-from raypz.schema.files import batches, open_parquet
+from raypz.schema.files import batches, open_object_table
 from raypz.schema.ids import check_unique_ids
 from raypz.schema.report import ValidationReport
 from raypz.schema.rules import check_file_schema, check_same_types, value_columns
@@ -28,13 +28,15 @@ def validate_dataset(
     grow with the input; ids are checked in hashed passes when they are too many for one.
 
     Args:
-        path: one Parquet file, a directory of shards, or a HATS catalog; local or a URI.
+        path: one Parquet or FITS table file, a directory of shards (either format), or a HATS
+            catalog; local or a URI.
         columns: the column names of the input.
         bands: the bands that must be present.
         require_labels: the input is for training: the redshift column is required.
         require_cutouts: the cutout column (bands x H x W floats) is required.
         check_rows: read the rows (units, uniqueness of ``objectId``, problem counts); with
-            False only the files' footers are read (readability, columns, types).
+            False only the files' footers or FITS headers are read (readability, columns,
+            types).
 
     Returns:
         The report; ``problems`` is None when ``check_rows`` is False.
@@ -43,29 +45,29 @@ def validate_dataset(
         ContractError: the first breach found, naming file, column and rule.
         FileNotFoundError: ``path`` does not exist.
     """
-    files = io.list_parquet_files(path)
+    files = tables.list_table_files(path)
     if not files:
-        raise ContractError(path, None, "no Parquet files found")
+        raise ContractError(path, None, "no Parquet files found (nor FITS tables)")
     fs, _ = io.resolve(path)
     names = value_columns(columns, bands, require_labels)
     first_types: dict[str, tuple[pa.DataType, str]] = {}
     rows = 0
     problems = count_row_problems(_empty(names), columns, bands, require_labels)
     for file in files:
-        with open_parquet(fs, file) as parquet:
+        with open_object_table(fs, file) as table:
             schema = check_file_schema(
                 file,
-                parquet.schema_arrow,
+                table.schema,
                 columns=columns,
                 bands=bands,
                 require_labels=require_labels,
                 require_cutouts=require_cutouts,
             )
             check_same_types(file, schema, [columns.object_id, *names], first_types)
-            rows += parquet.metadata.num_rows
+            rows += table.num_rows
             if not check_rows:
                 continue
-            for batch in batches(file, parquet, names):
+            for batch in batches(file, table, names):
                 check_units(file, batch, columns, bands)
                 problems += count_row_problems(batch, columns, bands, require_labels)
     if check_rows:

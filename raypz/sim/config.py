@@ -69,6 +69,11 @@ class SurveyConfig:
             are merged into this many groups (each epoch is then a group coadd).
         cutouts: write a ``cutout`` column of (6, size, size) float32 images in nJy/pixel.
         cutout_size: cutout side in pixels of 0.2 arcsec (even, 8 to 128).
+        cutout_layout: where cutouts go: ``"column"`` (a column of the object shards),
+            ``"shards"`` (Parquet cutout shards, objectId + cutout, one per object shard) or
+            ``"fits"`` (one FITS file per object shard, :mod:`raypz.fits`), the last two in a
+            cutout store apart from the object shards (:mod:`raypz.cutout_store`). The same
+            seed gives the same objects and cutouts in every layout.
         spec_selection: keep a spectroscopic-like subset biased to bright and emission-line
             galaxies instead of every object above the magnitude limit.
         area_deg2: sky area of the patch in square degrees; ``None`` picks the area at which
@@ -102,6 +107,7 @@ class SurveyConfig:
     max_epochs_per_band: int = 20
     cutouts: bool = False
     cutout_size: int = 32
+    cutout_layout: Literal["column", "shards", "fits"] = "column"
     spec_selection: bool = False
     area_deg2: float | None = None
     sed_set: Literal["default", "alt"] = "default"
@@ -136,6 +142,10 @@ class SurveyConfig:
             raise ValueError(f"cutout_size must be even and in [8, 128], got {self.cutout_size!r}")
         if self.area_deg2 is not None and not 0 < self.area_deg2 <= 1000:
             raise ValueError(f"area_deg2 must be in (0, 1000] or None, got {self.area_deg2!r}")
+        if self.cutout_layout not in ("column", "shards", "fits"):
+            raise ValueError(
+                f"cutout_layout must be 'column', 'shards' or 'fits', got {self.cutout_layout!r}"
+            )
         if self.sed_set not in ("default", "alt"):
             raise ValueError(f"sed_set must be 'default' or 'alt', got {self.sed_set!r}")
         if self.errors_from not in ("true", "observed"):
@@ -175,24 +185,26 @@ class SurveyConfig:
     def to_json(self) -> str:
         """The config as a sorted JSON object (written into every shard's metadata).
 
-        The realism options (:data:`REALISM_DEFAULTS`) appear only when they differ from their
-        defaults, so a default config writes the same bytes as before they existed.
+        The options added later (:data:`OPTION_DEFAULTS`) appear only when they differ from
+        their defaults, so a default config writes the same bytes as before they existed.
         """
         values = dataclasses.asdict(self)
-        for name, default in REALISM_DEFAULTS.items():
+        for name, default in OPTION_DEFAULTS.items():
             if values[name] == default:
                 del values[name]
         return json.dumps(values, sort_keys=True)
 
 
-REALISM_DEFAULTS: dict[str, object] = {
+OPTION_DEFAULTS: dict[str, object] = {
     "sed_set": "default",
     "errors_from": "true",
     "missing_band_fraction": 0.0,
     "z_max": 3.5,
     "depth_scatter_mag": 0.0,
+    "cutout_layout": "column",
 }
-"""Options added for sim-to-real tests (issue 16) and their defaults (which change nothing)."""
+"""Options added after the first simulator (the sim-to-real options of issue 16, the cutout
+layout of issue 15) and their defaults, which change nothing."""
 
 
 def object_ids(field: FieldSpec, shard_index: int, n_rows: int) -> np.ndarray:

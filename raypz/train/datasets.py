@@ -2,14 +2,16 @@
 unlabelled target rows of domain-adversarial training.
 
 Catalog rows are materialised in the object store once; cutouts are streamed from Parquet every
-epoch, so a training set of images never has to fit in memory.
+epoch (from the table's cutout column, or joined from a cutout store on objectId,
+:mod:`raypz.object_stream`), so a training set of images never has to fit in memory.
 """
 
 from __future__ import annotations
 
 import ray.data
 
-from raypz import io
+from raypz.object_stream import CutoutJoin, object_dataset
+from raypz.tables import list_table_files
 from raypz.train.augment import BalanceWeights
 from raypz.train.config import TrainConfig
 from raypz.train.labelled import has_epoch_columns, member_rows, training_columns
@@ -21,16 +23,16 @@ def member_datasets(
     fold: int | None,
     balance: BalanceWeights | None,
     with_epochs: bool,
+    join: CutoutJoin | None = None,
 ) -> dict[str, ray.data.Dataset]:
-    """The ``train`` and ``val`` Ray Datasets of one member.
+    """The ``train`` and ``val`` Ray Datasets of one member (cutouts joined from ``join``'s
+    store when given).
 
-    Catalog rows are read from Parquet once and materialised in the object store (distributed,
+    Catalog rows are read once and materialised in the object store (distributed,
     spillable): labelled catalogs are small next to the survey, and re-reading Parquet every
-    epoch cost more than the training. Rows with cutouts stream from Parquet every epoch.
+    epoch cost more than the training. Rows with cutouts stream from the files every epoch.
     """
-    fs, _ = io.resolve(path)
-    cols = training_columns(config, with_epochs)
-    base = ray.data.read_parquet(io.list_parquet_files(path), filesystem=fs, columns=cols)
+    base = _read(path, training_columns(config, with_epochs), join)
     out = {}
     for name, want_train in (("train", True), ("val", False)):
         selected = base.map_batches(
@@ -48,8 +50,18 @@ def member_datasets(
     return out
 
 
-def target_dataset(path: str, config: TrainConfig) -> ray.data.Dataset:
-    """The unlabelled ``target`` rows of domain-adversarial training (every row; streamed)."""
-    fs, _ = io.resolve(path)
+def target_dataset(
+    path: str, config: TrainConfig, join: CutoutJoin | None = None
+) -> ray.data.Dataset:
+    """The unlabelled ``target`` rows of domain-adversarial training (every row; streamed;
+    cutouts joined from ``join``'s store when given)."""
     cols = training_columns(config, has_epoch_columns(path, config), labelled=False)
-    return ray.data.read_parquet(io.list_parquet_files(path), filesystem=fs, columns=cols)
+    return _read(path, cols, join)
+
+
+def _read(path: str, columns: list[str], join: CutoutJoin | None) -> ray.data.Dataset:
+    """The table ``path`` (Parquet or FITS), ``columns`` only; the cutout column comes from
+    ``join``'s store when given."""
+    if join is not None:
+        columns = [c for c in columns if c != join.column]
+    return object_dataset(path, list_table_files(path), columns, join)

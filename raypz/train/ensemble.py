@@ -46,6 +46,7 @@ from raypz.models import (
 )
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.models.reference import TrainingReference
+from raypz.object_stream import checked_join
 from raypz.pdf import ZGrid
 from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
@@ -156,11 +157,14 @@ def _run_id(
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
-def _fit_cutout_stretch(train: str, config: TrainConfig) -> CutoutStretch:
-    """The cutout stretch fitted on the first ``cutout_fit_rows`` usable training cutouts."""
-    raw, usable = read_cutouts(train, config, rows=config.cutout_fit_rows)
+def _fit_cutout_stretch(train: str, config: TrainConfig, cutouts: str | None) -> CutoutStretch:
+    """The cutout stretch fitted on the first ``cutout_fit_rows`` usable training cutouts (of
+    the table's cutout column, or of the cutout store ``cutouts``)."""
+    raw, usable = read_cutouts(train, config, rows=config.cutout_fit_rows, cutouts=cutouts)
     if not usable.any():
-        raise ValueError(f"{train}: column {config.columns.cutout!r} has no usable cutout")
+        raise ValueError(
+            f"{cutouts or train}: column {config.columns.cutout!r} has no usable cutout"
+        )
     return CutoutStretch.fit(raw[usable], column=config.columns.cutout)
 
 
@@ -172,6 +176,8 @@ def train_ensemble(
     storage_path: str | None = None,
     name: str = "catalog",
     target: str | None = None,
+    cutouts: str | None = None,
+    target_cutouts: str | None = None,
 ) -> TrainResult:
     """Train an ensemble on the labelled table ``train`` and write the artifact to ``output``.
 
@@ -185,6 +191,10 @@ def train_ensemble(
         name: model name used in the model id.
         target: unlabelled table of the target field, for domain-adversarial training
             (required when ``config.image.domain_adapt``, else not allowed).
+        cutouts: image models: a cutout store co-partitioned with ``train``
+            (:mod:`raypz.cutout_store`, Parquet or FITS cutout files), joined on objectId in
+            the stream; None when the cutouts are a column of ``train``.
+        target_cutouts: the same for ``target``.
     """
     config = config or TrainConfig()
     if config.domain_adapt != (target is not None):
@@ -197,11 +207,16 @@ def train_ensemble(
     check_worker_resources(config)  # fail now, not after reading the data (or never)
     storage = storage_path or io.join(output, "_checkpoints")
     images = config.image is not None
-    for path in [train] + ([pretrain] if pretrain else []):
-        report = validate_dataset(path, config.columns, require_labels=True, require_cutouts=images)
+    if not images and (cutouts or target_cutouts):
+        raise ValueError("cutout stores are read by image models only (TrainConfig.image)")
+    for path, store in [(train, cutouts)] + ([(pretrain, None)] if pretrain else []):
+        report = validate_dataset(
+            path, config.columns, require_labels=True, require_cutouts=images and not store
+        )
         print(report.summary())
     if target is not None:
-        print(validate_dataset(target, config.columns, require_cutouts=True).summary())
+        need = target_cutouts is None
+        print(validate_dataset(target, config.columns, require_cutouts=need).summary())
     labelled = read_labelled(train, config)
     fingerprint = labelled.fingerprint(train)
     sim = read_labelled(pretrain, config) if pretrain else None
@@ -218,12 +233,21 @@ def train_ensemble(
         if config.balanced
         else None
     )
-    stretch = _fit_cutout_stretch(train, config) if images else None
+    stretch = _fit_cutout_stretch(train, config, cutouts) if images else None
+    joins = {}
+    if stretch is not None:
+        c, shape = config.columns, stretch.shape
+        joins = {train: checked_join(train, cutouts, c.cutout, shape, c.object_id)}
+        if target is not None:
+            joins[target] = checked_join(target, target_cutouts, c.cutout, shape, c.object_id)
     res = plan_workers(config, cluster_has_gpus())
 
     def datasets(path: str, fold: int | None, bal: BalanceWeights | None) -> dict:
-        out = member_datasets(path, config, fold, bal, has_epoch_columns(path, config))
-        return {**out, "target": target_dataset(target, config)} if target else out
+        with_epochs = has_epoch_columns(path, config)
+        out = member_datasets(path, config, fold, bal, with_epochs, joins.get(path))
+        if target:
+            out["target"] = target_dataset(target, config, joins.get(target))
+        return out
 
     def spec(seed: int, epochs: int, lr: float, init: dict | None) -> MemberSpec:
         init_np = {k: v.numpy() for k, v in init.items()} if init is not None else None
@@ -291,7 +315,7 @@ def train_ensemble(
     contents = ArtifactContents(
         name, transform, config.grid, config.network, members, training, stretch, reference
     )
-    val_path = _finalize(output, train, labelled, config, states, contents)
+    val_path = _finalize(output, train, labelled, config, states, contents, cutouts)
     artifact = load_artifact(output)
     return TrainResult(output, artifact.model_hash, members, val_path, time.perf_counter() - t0)
 
@@ -361,12 +385,13 @@ def _finalize(
     config: TrainConfig,
     states: list[dict],
     contents: ArtifactContents,
+    cutouts: str | None = None,
 ) -> str:
     """Save the artifact, calibrate its PDF widths on the validation rows, record the validation
     metrics in model.json, write the validation predictions and the training-curve plot;
     returns the predictions' path."""
     if contents.cutouts is not None:
-        labelled = _with_images(labelled, train, config, contents.cutouts)
+        labelled = _with_images(labelled, train, config, contents.cutouts, cutouts)
     states = [with_width_scale(s, 1.0) for s in states]
     contents.save(output, states, {})
     predictor = EnsemblePredictor(load_artifact(output), device="auto")
@@ -386,13 +411,16 @@ def _finalize(
     return _write_validation_predictions(output, labelled, config, rows, pdf, flags)
 
 
-def recalibrate(output: str, train: str, config: TrainConfig | None = None) -> dict:
+def recalibrate(
+    output: str, train: str, config: TrainConfig | None = None, cutouts: str | None = None
+) -> dict:
     """Refit the width scale of an existing artifact on its validation rows, in place.
 
     ``train`` is the labelled table the artifact was trained on (its validation split is
-    fixed by objectId); ``config`` defaults to the one stored in model.json (its calibration
-    settings may be changed). Rewrites the members, model.json metrics and validation
-    predictions; returns the new metrics.
+    fixed by objectId; an image model's cutout store, if any, is ``cutouts``); ``config``
+    defaults to the one stored in model.json (its calibration settings may be changed).
+    Rewrites the members, model.json metrics and validation predictions; returns the new
+    metrics.
     """
     artifact = load_artifact(output)
     meta = artifact.meta
@@ -410,19 +438,23 @@ def recalibrate(output: str, train: str, config: TrainConfig | None = None) -> d
         cutouts=artifact.cutouts,
         reference=artifact.reference,
     )
-    _finalize(output, train, labelled, config, list(artifact.states), contents)
+    _finalize(output, train, labelled, config, list(artifact.states), contents, cutouts)
     return load_artifact(output).meta["metrics"]
 
 
 def _with_images(
-    labelled: LabelledArrays, train: str, config: TrainConfig, stretch: CutoutStretch
+    labelled: LabelledArrays,
+    train: str,
+    config: TrainConfig,
+    stretch: CutoutStretch,
+    cutouts: str | None,
 ) -> LabelledArrays:
     """The rows an image model is scored on by the driver (the validation split, or every row
     in k-fold mode) with their stretched cutouts; rows without a usable cutout are left out of
     the validation metrics (and counted)."""
     if not config.kfold:
         labelled = labelled.take(~train_mask(labelled.object_id, config, None))
-    raw, usable = read_cutouts(train, config, labelled.object_id)
+    raw, usable = read_cutouts(train, config, labelled.object_id, cutouts=cutouts)
     if not usable.all():
         print(f"validation: {int((~usable).sum())} rows without a usable cutout are not scored")
     kept = labelled.take(usable)

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from raypz import io
+from raypz import io, tables
 from raypz.columns import BANDS
+from raypz.cutout_store import CutoutStore, read_store_cutouts
 from raypz.features.cutouts import cutout_array
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.batches import WEIGHT_COLUMN
@@ -59,14 +60,11 @@ class LabelledArrays:
 
 
 def read_labelled(path: str, config: TrainConfig) -> LabelledArrays:
-    """Read objectId, fluxes, errors and labels of a labelled table (local or URI)."""
+    """Read objectId, fluxes, errors and labels of a labelled table (Parquet or FITS table
+    files, a directory of them or a HATS catalog; local or URI)."""
     c = config.columns
     fluxes, errs = c.flux_columns(BANDS), c.flux_err_columns(BANDS)
-    fs, _ = io.resolve(path)
-    files = io.list_parquet_files(path)
-    table = pads.dataset(files, filesystem=fs, format="parquet").to_table(
-        columns=[c.object_id, *fluxes, *errs, c.redshift]
-    )
+    table = tables.read_table(path, [c.object_id, *fluxes, *errs, c.redshift])
 
     def arr(name: str) -> np.ndarray:
         return table[name].to_numpy().astype(np.float64)
@@ -80,11 +78,20 @@ def read_labelled(path: str, config: TrainConfig) -> LabelledArrays:
 
 
 def read_cutouts(
-    path: str, config: TrainConfig, object_ids: np.ndarray | None = None, rows: int = 0
+    path: str,
+    config: TrainConfig,
+    object_ids: np.ndarray | None = None,
+    rows: int = 0,
+    cutouts: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw cutouts (n, C, H, W) in nJy/pixel and their usable-row mask (n,): of the given
-    objectIds in that order, or of the first ``rows`` rows when ``object_ids`` is None."""
+    objectIds in that order, or of the first ``rows`` rows when ``object_ids`` is None; from
+    the cutout column of the table ``path``, or from the cutout store ``cutouts``
+    (:mod:`raypz.cutout_store`; an object without a cutout there is not usable)."""
     c = config.columns
+    if cutouts is not None:
+        store = CutoutStore.open(cutouts)
+        return read_store_cutouts(store, c.object_id, c.cutout, object_ids, rows)
     fs, _ = io.resolve(path)
     ds = pads.dataset(io.list_parquet_files(path), filesystem=fs, format="parquet")
     if object_ids is None:
@@ -110,7 +117,11 @@ def train_mask(object_id: np.ndarray, config: TrainConfig, fold: int | None) -> 
 def has_epoch_columns(path: str, config: TrainConfig) -> bool:
     """True when the table carries single-exposure flux columns for every band."""
     fs, _ = io.resolve(path)
-    schema = pads.dataset(io.list_parquet_files(path)[:1], filesystem=fs).schema
+    files = tables.list_table_files(path)
+    if not files:
+        raise FileNotFoundError(f"{path}: no Parquet or FITS table files")
+    with tables.open_table(fs, files[0]) as table:
+        schema = table.schema
     ef, ee = config.columns.epoch_columns(BANDS)
     return all(name in schema.names for name in ef + ee)
 
@@ -148,9 +159,7 @@ def member_rows(
 
 def read_training_rows(path: str, config: TrainConfig) -> pa.Table:
     """Every row of a labelled table with the columns that training reads, in memory (for
-    in-process training of small spec-z sets; Ray Train workers stream them instead)."""
-    fs, _ = io.resolve(path)
+    in-process training of small spec-z sets; Ray Train workers stream them instead).
+    Parquet or FITS table files, as :func:`read_labelled`."""
     columns = training_columns(config, has_epoch_columns(path, config))
-    return pads.dataset(io.list_parquet_files(path), filesystem=fs, format="parquet").to_table(
-        columns=columns
-    )
+    return tables.read_table(path, columns)

@@ -13,16 +13,17 @@ from raypz.infer import tasks
 from raypz.infer.pipeline import _PredictStage
 from raypz.infer.predictor import input_columns
 from raypz.models import load_artifact
+from raypz.object_stream import PATH_COLUMN
 
 
 def _stage(small_survey, small_model, root: str, calls: int) -> tuple[pa.Table, pa.Table]:
     files = io.list_parquet_files(small_survey)
     artifact = load_artifact(small_model)
     cols = artifact.transform.columns
-    histogram = tasks.histogram_file(files[0], None, cols.ra, cols.dec, 12)[0]
+    histogram = tasks.histogram_file(files[0], io.resolve(files[0])[0], cols.ra, cols.dec, 12)[0]
     plan = plan_partitions(histogram, 400)  # several partitions, so each part splits too
     block = pq.read_table(files[0], columns=input_columns(artifact))
-    block = block.append_column(tasks.PATH_COLUMN, pa.array([files[0]] * block.num_rows))
+    block = block.append_column(PATH_COLUMN, pa.array([files[0]] * block.num_rows))
     stage = _PredictStage(
         small_model, "cpu", files, cols.ra, cols.dec, 1, root, plan, calls=calls
     )

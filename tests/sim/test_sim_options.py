@@ -22,7 +22,7 @@ from raypz.columns import BANDS, DEFAULT_COLUMNS, mag_to_flux
 from raypz.schema import validate_dataset
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.sim.attenuation import calzetti_k, modified_calzetti_k
-from raypz.sim.config import REALISM_DEFAULTS
+from raypz.sim.config import OPTION_DEFAULTS
 from raypz.sim.photometry import noise_model
 from raypz.sim.templates import sed_grid
 
@@ -73,10 +73,10 @@ def test_default_config_writes_the_rows_it_wrote_before_the_options():
 
 def test_passing_the_defaults_explicitly_changes_nothing():
     implicit = SurveyConfig(n_objects=800, seed=5, field="deep", epochs=True)
-    explicit = SurveyConfig(n_objects=800, seed=5, field="deep", epochs=True, **REALISM_DEFAULTS)
+    explicit = SurveyConfig(n_objects=800, seed=5, field="deep", epochs=True, **OPTION_DEFAULTS)
     assert implicit == explicit
     assert simulate_shard(implicit, 0).equals(simulate_shard(explicit, 0), check_metadata=True)
-    assert not set(REALISM_DEFAULTS) & set(json.loads(implicit.to_json()))
+    assert not set(OPTION_DEFAULTS) & set(json.loads(implicit.to_json()))
     changed = dataclasses.replace(implicit, z_max=4.0, sed_set="alt")
     assert json.loads(changed.to_json())["z_max"] == 4.0
     assert json.loads(changed.to_json())["sed_set"] == "alt"
@@ -84,7 +84,7 @@ def test_passing_the_defaults_explicitly_changes_nothing():
 
 def test_every_option_is_documented_for_the_cli():
     docs = attribute_docs(SurveyConfig)
-    for name in REALISM_DEFAULTS:
+    for name in OPTION_DEFAULTS:
         assert len(docs.get(name, "")) > 40, name
 
 

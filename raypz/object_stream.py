@@ -1,0 +1,165 @@
+"""Ray Datasets of an object table, with its cutouts joined on objectId inside the stream.
+
+Inference and training read object tables through :func:`object_dataset`:
+
+* Parquet files without a cutout store: Ray Data's ``read_parquet`` (column projection, files
+  split into blocks by row groups), as before;
+* FITS object tables, or any table whose cutouts live in a cutout store
+  (:mod:`raypz.cutout_store`): one read task per object file (:func:`read_object_file`), which
+  reads the file's needed columns and streams its co-partitioned cutout file through the join,
+  yielding tables of at most ``chunk_rows`` rows. Ray Data runs these tasks with the same
+  streaming back-pressure as its own readers, so memory per task is one object file's catalog
+  columns plus one chunk of cutouts, and the number of files changes only how many tasks run.
+
+:func:`read_object_file` is plain Python (no Ray): the in-process predictor and the tests read
+files through it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from raypz import io
+from raypz.cutout_store import (
+    CUTOUT_CHUNK_ROWS,
+    CutoutStore,
+    JoinCounts,
+    count_file_join,
+    count_unpaired,
+    join_cutouts,
+    open_cutout_file,
+)
+from raypz.tables import is_fits, list_table_files, open_table
+
+PATH_COLUMN = "path"
+"""Column added with ``include_paths``: the object file of each row (as Ray Data's
+``read_parquet(include_paths=True)`` names it)."""
+
+
+@dataclass(frozen=True)
+class CutoutJoin:
+    """Where an image model's cutouts come from when they are not a column of the object table.
+
+    Attributes:
+        store: the cutout store.
+        column: the cutout column to add (the model's).
+        shape: (bands, H, W) of one cutout.
+        id_column: the objectId column.
+    """
+
+    store: CutoutStore
+    column: str
+    shape: tuple[int, int, int]
+    id_column: str = "objectId"
+
+
+def checked_join(
+    table: str,
+    cutouts: str | None,
+    column: str,
+    shape: tuple[int, int, int],
+    id_column: str = "objectId",
+) -> CutoutJoin | None:
+    """The join of ``table``'s rows with the cutout store ``cutouts`` (None without one), in
+    this process: every pair of files is checked first (readable, one cutout per objectId,
+    cutouts of ``shape``), and how the rows met their cutouts is printed. For training sets;
+    the inference pipeline runs the same checks as Ray tasks."""
+    if cutouts is None:
+        return None
+    store = CutoutStore.open(cutouts)
+    files = list_table_files(table)
+    counts = sum(
+        (count_file_join(f, table, store, id_column, column, shape) for f in files),
+        JoinCounts(0, 0, 0, count_unpaired(store, files, table)),
+    )
+    print(
+        f"cutouts: {counts.matched} of {counts.objects} rows of {table} joined from {cutouts}; "
+        f"{counts.without_cutout} without a cutout, "
+        f"{counts.cutouts_without_object} cutouts without an object row"
+    )
+    return CutoutJoin(store, column, shape, id_column)
+
+
+def read_object_file(
+    path: str,
+    root: str,
+    columns: list[str],
+    join: CutoutJoin | None = None,
+    chunk_rows: int = CUTOUT_CHUNK_ROWS,
+) -> Iterator[pa.Table]:
+    """The rows of one object file (Parquet or FITS) of the table ``root`` (local or URI;
+    ``path`` inside its filesystem, as :func:`raypz.tables.list_table_files` lists it),
+    ``columns`` only, with the cutout column joined from ``join``'s store when given, in
+    tables of at most ``chunk_rows`` rows."""
+    fs, _ = io.resolve(root)
+    with open_table(fs, path) as table:
+        objects = table.read(columns)
+    if join is None:
+        for lo in range(0, objects.num_rows, chunk_rows):
+            yield objects.slice(lo, chunk_rows)
+        return
+    cutout_path = join.store.file_for(path, root)
+    if cutout_path is None:
+        yield from join_cutouts(objects, None, join.id_column, join.column, join.shape, chunk_rows)
+        return
+    cutout_fs, _ = io.resolve(join.store.root)
+    with open_cutout_file(cutout_fs, cutout_path, join.id_column, join.column) as cutouts:
+        yield from join_cutouts(
+            objects, cutouts, join.id_column, join.column, join.shape, chunk_rows
+        )
+
+
+def object_dataset(
+    root: str,
+    files: list[str],
+    columns: list[str],
+    join: CutoutJoin | None = None,
+    include_paths: bool = False,
+    chunk_rows: int = CUTOUT_CHUNK_ROWS,
+):
+    """A Ray Dataset of ``files`` (object files under ``root``), ``columns`` only, with cutouts
+    joined from ``join`` and a :data:`PATH_COLUMN` when ``include_paths``.
+
+    Read tasks ask for a quarter CPU (a full-CPU read task next to an actor pool on a small
+    node can wait forever, see RAY_NOTES).
+    """
+    import ray.data
+
+    fs, _ = io.resolve(root)
+    if join is None and not any(is_fits(f) for f in files):
+        return ray.data.read_parquet(
+            files, filesystem=fs, columns=columns, include_paths=include_paths, num_cpus=0.25
+        )
+    items = ray.data.from_items([{PATH_COLUMN: f} for f in files], override_num_blocks=len(files))
+    return items.map_batches(
+        _read_files,
+        batch_size=1,
+        batch_format="pyarrow",
+        fn_kwargs={
+            "root": root,
+            "columns": columns,
+            "join": join,
+            "include_paths": include_paths,
+            "chunk_rows": chunk_rows,
+        },
+        num_cpus=0.25,
+    )
+
+
+def _read_files(
+    batch: pa.Table,
+    root: str,
+    columns: list[str],
+    join: CutoutJoin | None,
+    include_paths: bool,
+    chunk_rows: int,
+) -> Iterator[pa.Table]:
+    """Ray Data UDF: the rows of the object files named in ``batch``."""
+    for path in batch[PATH_COLUMN].to_pylist():
+        for part in read_object_file(path, root, columns, join, chunk_rows):
+            if include_paths:
+                part = part.append_column(PATH_COLUMN, pa.array([path] * part.num_rows))
+            yield part

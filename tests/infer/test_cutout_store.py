@@ -1,0 +1,152 @@
+"""Integration: cutouts apart from the object table (issue 15).
+
+A fusion CNN is trained with Ray Train on a deep field whose cutouts are Parquet cutout shards
+apart from the object shards (``train_ensemble(..., cutouts=STORE)``), then run by the
+inference pipeline over the same wide field in the three layouts the simulator writes (cutout
+column, Parquet cutout shards, FITS cutout files): the three catalogs must be the same. Then
+the join's per-row rules: a missing cutout is a flag, a cutout without an object is counted,
+a repeated objectId in a cutout file stops the job before it writes anything.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import flags as fl
+from raypz.infer import InferConfig, run_inference
+from raypz.models import ImageNetConfig, load_artifact
+from raypz.pdf import ZGrid
+from raypz.predictions import read_predictions
+from raypz.schema import ContractError
+from raypz.sim import SurveyConfig
+from raypz.sim.survey import write_shard
+from raypz.train import TrainConfig, train_ensemble
+
+pytestmark = pytest.mark.timeout(400)
+
+CONFIG = TrainConfig(
+    members=1,
+    epochs=2,
+    batch_size=128,
+    val_fraction=0.2,
+    seed=5,
+    grid=ZGrid(0.0, 3.5, 351),
+    calibration_rows=200,
+    image=ImageNetConfig(stem_channels=8, blocks=(16, 16), hidden=(32,), fusion=True),
+)
+INFER = InferConfig(max_rows_per_partition=400, image_batch_mb=1)
+
+
+def _survey(root: Path, layout: str, n: int, seed: int, field: str) -> tuple[str, str | None]:
+    """Write a 2-shard survey with 16x16 cutouts in ``layout``; (objects, cutout store)."""
+    config = SurveyConfig(
+        n_objects=n,
+        seed=seed,
+        field=field,
+        cutouts=True,
+        cutout_size=16,
+        rows_per_shard=n // 2,
+        cutout_layout=layout,
+    )
+    out = root / layout
+    for i in range(config.n_shards):
+        write_shard(config, i, str(out))
+    return str(out), (str(out / "cutouts") if layout != "column" else None)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory) -> dict[str, tuple[str, str | None]]:
+    """The same 600-row wide field in the three layouts."""
+    root = tmp_path_factory.mktemp("wide")
+    return {lay: _survey(root, lay, 600, 31, "wide") for lay in ("column", "shards", "fits")}
+
+
+@pytest.fixture(scope="module")
+def fusion_model(ray_session, tmp_path_factory) -> str:
+    """A fusion CNN trained on a deep field whose cutouts are Parquet cutout shards."""
+    objects, store = _survey(tmp_path_factory.mktemp("deep"), "shards", 1200, 32, "deep")
+    out = str(tmp_path_factory.mktemp("model") / "fusion")
+    train_ensemble(objects, out, CONFIG, name="fusion", cutouts=store)
+    return out
+
+
+def _sorted(catalog: str):
+    pred = read_predictions(catalog, columns=["z_mode", "flags"])
+    order = np.argsort(pred.object_id)
+    return pred.object_id[order], pred.table.take(pa.array(order)), pred.pdf[order]
+
+
+def test_three_layouts_give_the_same_catalog(fusion_model, wide, tmp_path):
+    artifact = load_artifact(fusion_model)
+    assert artifact.cutouts.shape == (6, 16, 16)
+    assert artifact.meta["metrics"]["n_scored"] > 100  # validation cutouts came from the store
+    results = {}
+    for layout, (objects, store) in wide.items():
+        out = str(tmp_path / layout)
+        summary = run_inference(objects, fusion_model, out, INFER, cutouts=store)
+        assert summary.rows_in == summary.rows_out == 600
+        assert summary.flagged["no_cutout"] == 0
+        if store is not None:
+            assert summary.cutouts["matched"] == 600
+            assert summary.cutouts["cutouts_without_object"] == 0
+        else:
+            assert summary.cutouts == {}
+        results[layout] = _sorted(out)
+    ids, table, pdf = results["column"]
+    for layout in ("shards", "fits"):
+        other_ids, other_table, other_pdf = results[layout]
+        np.testing.assert_array_equal(ids, other_ids)
+        np.testing.assert_allclose(
+            table["z_mode"].to_numpy(), other_table["z_mode"].to_numpy(), atol=1e-5
+        )
+        np.testing.assert_array_equal(table["flags"].to_numpy(), other_table["flags"].to_numpy())
+        np.testing.assert_allclose(pdf, other_pdf, atol=1e-4)
+
+
+def _edited_store(source: str, target: Path, edit) -> str:
+    """A copy of a Parquet cutout store whose first shard is replaced by ``edit(table)``."""
+    shutil.copytree(source, target)
+    first = target / "shard-00000.parquet"
+    table = pq.read_table(first)
+    pq.write_table(edit(table), first)
+    return str(target)
+
+
+def test_missing_and_extra_cutouts_are_flagged_and_counted(fusion_model, wide, tmp_path):
+    objects, store = wide["shards"]
+
+    def drop_ten_add_five(table: pa.Table) -> pa.Table:
+        kept = table.slice(10)
+        extra = table.slice(0, 5).set_column(
+            0, table.schema.field(0), pc.add(table["objectId"].slice(0, 5), 10**12)
+        )
+        return pa.concat_tables([kept, extra])
+
+    edited = _edited_store(store, tmp_path / "store", drop_ten_add_five)
+    summary = run_inference(objects, fusion_model, str(tmp_path / "cat"), INFER, cutouts=edited)
+    assert summary.rows_out == 600  # no row dropped
+    assert summary.flagged["no_cutout"] == 10 and summary.flagged["no_pdf"] == 10
+    assert summary.cutouts["without_cutout"] == 10
+    assert summary.cutouts["cutouts_without_object"] == 5
+    _, table, _ = _sorted(str(tmp_path / "cat"))
+    no_cutout = (table["flags"].to_numpy() & fl.NO_CUTOUT) != 0
+    assert no_cutout.sum() == 10 and table["z_mode"].null_count == 10
+
+
+def test_repeated_cutout_id_stops_the_job_naming_the_file(fusion_model, wide, tmp_path):
+    objects, store = wide["shards"]
+    edited = _edited_store(
+        store, tmp_path / "store", lambda t: pa.concat_tables([t, t.slice(3, 1)])
+    )
+    out = tmp_path / "cat"
+    with pytest.raises(ContractError, match=r"shard-00000\.parquet.*objectId") as err:
+        run_inference(objects, fusion_model, str(out), INFER, cutouts=edited)
+    assert "2 cutouts" in str(err.value)
+    assert not list(out.rglob("Npix=*.parquet"))  # stopped before any partition was written
