@@ -157,3 +157,22 @@ def test_s3_input_and_output_with_no_credentials_in_outputs(
         if info.is_file:
             blob = io.read_bytes(f"s3://{info.path}")
             assert not any(s.encode() in blob for s in secrets), info.path
+
+
+def test_fits_object_tables_give_the_catalog_of_their_parquet_twins(
+    catalog, small_survey, small_model, tmp_path
+):
+    """The same shards as FITS binary tables: the same catalog, FITS files as the sources."""
+    from raypz.fits import write_fits_table
+
+    for shard in io.list_parquet_files(small_survey):
+        table = pq.read_table(shard)
+        write_fits_table(table, str(tmp_path / "fits" / Path(shard).with_suffix(".fits").name))
+    out = str(tmp_path / "catalog")
+    config = InferConfig(max_rows_per_partition=800, batch_size=1024, validate="full")
+    summary = run_inference(str(tmp_path / "fits"), small_model, out, config)
+    assert (summary.sources, summary.rows_in, summary.rows_out) == (3, 3000, 3000)
+    parquet, fits = read_predictions(catalog[0]), read_predictions(out)
+    order_a, order_b = np.argsort(parquet.object_id), np.argsort(fits.object_id)
+    np.testing.assert_array_equal(parquet.object_id[order_a], fits.object_id[order_b])
+    np.testing.assert_allclose(parquet.pdf[order_a], fits.pdf[order_b], atol=1e-6)

@@ -1,0 +1,197 @@
+"""Unit tests of cutout stores (no Ray): the simulator's layouts, pairing files, the per-file
+join and its rules, FITS and Parquet cutout files read alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import io
+from raypz.cutout_store import (
+    CutoutStore,
+    count_file_join,
+    count_join,
+    join_cutouts,
+    open_cutout_file,
+    read_store_cutouts,
+)
+from raypz.fits import write_cutout_fits
+from raypz.object_stream import CutoutJoin, read_object_file
+from raypz.schema import ContractError
+from raypz.sim import SurveyConfig, simulate_shard
+from raypz.sim.survey import write_shard
+from raypz.tables import list_table_files, read_table, relative_stem
+
+SHAPE = (6, 8, 8)
+LOCAL = pafs.LocalFileSystem()
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory) -> dict[str, Path]:
+    """One 2-shard survey (300 rows, 8x8 cutouts) in the three layouts."""
+    root = tmp_path_factory.mktemp("layouts")
+    out = {}
+    for layout in ("column", "shards", "fits"):
+        config = SurveyConfig(
+            n_objects=300,
+            seed=4,
+            cutouts=True,
+            cutout_size=8,
+            rows_per_shard=150,
+            cutout_layout=layout,
+        )
+        for i in range(config.n_shards):
+            write_shard(config, i, str(root / layout))
+        out[layout] = root / layout
+    return out
+
+
+def _joined(objects: Path, store: Path | None) -> pa.Table:
+    """Every row of a layout with its cutouts, sorted by objectId."""
+    join = CutoutJoin(CutoutStore.open(str(store)), "cutout", SHAPE) if store else None
+    parts = []
+    for f in list_table_files(str(objects)):
+        columns = ["objectId", "g_cModelFlux"] + ([] if join else ["cutout"])
+        parts.extend(read_object_file(f, str(objects), columns, join, chunk_rows=64))
+    return pa.concat_tables(parts).sort_by("objectId")
+
+
+def test_layouts_hold_the_same_objects_and_cutouts(layouts):
+    column = _joined(layouts["column"], None)
+    assert column.num_rows == 300
+    for layout in ("shards", "fits"):
+        objects = read_table(str(layouts[layout]))
+        assert "cutout" not in objects.column_names  # the store is not read as object rows
+        assert objects.num_rows == 300
+        joined = _joined(layouts[layout], layouts[layout] / "cutouts")
+        assert joined["objectId"].equals(column["objectId"])
+        assert joined["g_cModelFlux"].equals(column["g_cModelFlux"])
+        np.testing.assert_array_equal(
+            joined["cutout"].combine_chunks().to_numpy_ndarray(),
+            column["cutout"].combine_chunks().to_numpy_ndarray(),
+        )
+
+
+def test_cutout_files_are_shuffled_within_and_paired_by_name(layouts):
+    store = CutoutStore.open(str(layouts["fits"] / "cutouts"))
+    assert sorted(store.files) == ["shard-00000", "shard-00001"]
+    first = list_table_files(str(layouts["fits"]))[0]
+    assert store.file_for(first, str(layouts["fits"])).endswith("cutouts/shard-00000.fits")
+    with open_cutout_file(LOCAL, store.files["shard-00000"]) as cutouts:
+        ids = cutouts.ids()
+        assert cutouts.shape == SHAPE and cutouts.num_rows == 150
+    objects = pq.read_table(first, columns=["objectId"])["objectId"].to_numpy()
+    assert sorted(ids) == sorted(objects) and not np.array_equal(ids, objects)
+
+
+def test_relative_stems_pair_hats_partitions_and_lone_files(tmp_path):
+    root = str(tmp_path / "cat")
+    path = f"{tmp_path}/cat/dataset/Norder=3/Dir=0/Npix=12.parquet"
+    assert relative_stem(path, root) == "Norder=3/Dir=0/Npix=12"
+    collection = f"{tmp_path}/cat/objects/dataset/Norder=3/Dir=0/Npix=12.parquet"
+    assert relative_stem(collection, root) == "Norder=3/Dir=0/Npix=12"
+    assert relative_stem(f"{tmp_path}/x.fits", f"{tmp_path}/x.fits") == "x"
+    lone = CutoutStore(str(tmp_path / "c.fits"), {"c": str(tmp_path / "c.fits")})
+    objects = str(tmp_path / "objects.parquet")
+    assert lone.file_for(io.resolve(objects)[1], objects) == str(tmp_path / "c.fits")
+
+
+def test_two_files_for_one_stem_are_refused(layouts, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    for suffix in (".parquet", ".fits"):
+        (store / f"shard-00000{suffix}").write_bytes(b"x")
+    with pytest.raises(ContractError, match="two cutout files"):
+        CutoutStore.open(str(store))
+
+
+def _objects(ids) -> pa.Table:
+    return pa.table({"objectId": pa.array(ids, pa.int64()), "x": pa.array(np.arange(len(ids)))})
+
+
+def _fits(path: Path, ids, images) -> str:
+    write_cutout_fits(str(path), np.asarray(ids), [images[:3], images[3:]], SHAPE)
+    return str(path)
+
+
+def test_join_emits_every_object_once_with_nan_pixels_where_missing(tmp_path, rng):
+    images = rng.normal(size=(5, *SHAPE)).astype(np.float32)
+    path = _fits(tmp_path / "c.fits", [14, 11, 99, 10, 13], images)  # 99: no object row
+    objects = _objects([10, 11, 12, 13, 14])
+    with open_cutout_file(LOCAL, path) as cutouts:
+        out = pa.concat_tables(join_cutouts(objects, cutouts, "objectId", "cutout", SHAPE, 2))
+    assert sorted(out["objectId"].to_pylist()) == [10, 11, 12, 13, 14]
+    pixels = dict(
+        zip(
+            out["objectId"].to_pylist(),
+            out["cutout"].combine_chunks().to_numpy_ndarray(),
+            strict=True,
+        )
+    )
+    for i, oid in enumerate([14, 11, 99, 10, 13]):
+        if oid != 99:
+            np.testing.assert_array_equal(pixels[oid], images[i])
+    assert np.isnan(pixels[12]).all()
+    with open_cutout_file(LOCAL, path) as cutouts:
+        counts = count_join(objects["objectId"].to_numpy(), cutouts.ids())
+    assert (counts.matched, counts.without_cutout, counts.cutouts_without_object) == (4, 1, 1)
+
+
+def test_repeated_id_and_wrong_shape_name_the_cutout_file(tmp_path, rng):
+    images = rng.normal(size=(5, *SHAPE)).astype(np.float32)
+    path = _fits(tmp_path / "dup.fits", [1, 2, 3, 2, 5], images)
+    with open_cutout_file(LOCAL, path) as cutouts, pytest.raises(ContractError) as err:
+        list(join_cutouts(_objects([1, 2, 3]), cutouts, "objectId", "cutout", SHAPE))
+    assert "dup.fits" in str(err.value) and "objectId 2 has 2 cutouts" in str(err.value)
+    good = _fits(tmp_path / "good.fits", [1, 2, 3, 4, 5], images)
+    with (
+        open_cutout_file(LOCAL, good) as cutouts,
+        pytest.raises(ContractError, match=r"good\.fits"),
+    ):
+        list(join_cutouts(_objects([1]), cutouts, "objectId", "cutout", (6, 16, 16)))
+    (tmp_path / "bad.fits").write_bytes(b"SIMPLE  = not fits")
+    with (
+        pytest.raises(ContractError, match=r"bad\.fits"),
+        open_cutout_file(LOCAL, str(tmp_path / "bad.fits")),
+    ):
+        pass
+
+
+def test_fits_and_parquet_stores_read_the_same_cutouts(layouts):
+    ids = read_table(str(layouts["shards"]), ["objectId"])["objectId"].to_numpy()[::7]
+    wanted = np.concatenate([ids, [123]])  # 123: no such object
+    got = {}
+    for layout in ("shards", "fits"):
+        store = CutoutStore.open(str(layouts[layout] / "cutouts"))
+        got[layout] = read_store_cutouts(store, object_ids=wanted)
+        head, usable = read_store_cutouts(store, rows=20)
+        assert head.shape == (20, *SHAPE) and usable.all()
+    np.testing.assert_array_equal(got["shards"][0], got["fits"][0])
+    assert got["fits"][1].tolist() == [True] * len(ids) + [False]
+
+
+def test_store_check_counts_and_listing_skips_the_store(layouts):
+    root = str(layouts["shards"])
+    files = list_table_files(root)
+    assert len(files) == 2 and not any("cutouts" in f for f in files)
+    store = CutoutStore.open(f"{root}/cutouts")
+    counts = count_file_join(files[0], root, store, shape=SHAPE)
+    assert (counts.objects, counts.matched, counts.cutouts_without_object) == (150, 150, 0)
+    with pytest.raises(ContractError, match="the model reads"):
+        count_file_join(files[0], root, store, shape=(6, 16, 16))
+
+
+def test_fits_object_tables_stream_like_parquet(tmp_path):
+    from raypz.fits import write_fits_table
+
+    table = simulate_shard(SurveyConfig(n_objects=200, seed=9), 0)
+    write_fits_table(table, str(tmp_path / "objects.fits"))
+    columns = ["objectId", "coord_ra", "r_cModelFlux"]
+    parts = list(read_object_file(str(tmp_path / "objects.fits"), str(tmp_path), columns))
+    assert [p.num_rows for p in parts] == [200]
+    assert pa.concat_tables(parts).equals(table.select(columns).cast(parts[0].schema))
