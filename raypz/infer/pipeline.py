@@ -52,6 +52,7 @@ from raypz.predictions import Z_GRID_KEY
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, check_file_schema, validate_dataset
+from raypz.schema.files import open_object_table
 from raypz.tables import list_table_files, num_rows
 
 SUMMARY_FILE = "raypz_run_summary.json"
@@ -217,9 +218,11 @@ def _validate(
         cols = replace(cols, cutout=artifact.cutouts.column)
     if config.validate == "full":
         print(validate_dataset(input_path, cols, bands, require_cutouts=cutouts).summary())
-    else:
-        for f in files:
-            check_file_schema(f, None, cols, bands, require_cutouts=cutouts)
+        return
+    fs, _ = io.resolve(input_path)
+    for f in files:
+        with open_object_table(fs, f) as table:
+            check_file_schema(f, table.schema, cols, bands, require_cutouts=cutouts)
 
 
 def run_inference(
