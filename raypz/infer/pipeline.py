@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
@@ -192,7 +193,9 @@ def _origin(device) -> dict[str, str]:
 
 def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHistogram:
     """HEALPix histogram of every input row's position, one task per file."""
-    task = ray.remote(num_cpus=0.25)(tasks.histogram_file)
+    # one CPU per task: quarter-CPU tasks made Ray start up to 4 worker processes per CPU
+    # (~200 MB each, alive through the main pass) for work that takes milliseconds per file
+    task = ray.remote(num_cpus=1)(tasks.histogram_file)
     results = ray.get([task.remote(f, fs, ra, dec, order) for f in files])
     bad = [(f, n) for f, (_, n) in zip(files, results, strict=True) if n]
     if bad:
@@ -406,7 +409,7 @@ def _node_resources() -> list[dict[str, float]]:
 def _join_counts(input_path: str, files: list[str], join: CutoutJoin) -> JoinCounts:
     """Check every input file's cutout file (one task per file, ids only) and count how their
     rows meet; cutouts in store files that pair with no input file count as without object."""
-    task = ray.remote(num_cpus=0.25)(count_file_join)
+    task = ray.remote(num_cpus=1)(count_file_join)  # one CPU, as the first pass's histograms
     store, shape = join.store, join.shape
     refs = [task.remote(f, input_path, store, join.id_column, join.column, shape) for f in files]
     total = sum(ray.get(refs), JoinCounts(0, 0, 0, 0))
@@ -434,6 +437,9 @@ def _main_pass(
     cols = artifact.transform.columns
     shape = artifact.cutouts.shape if artifact.cutouts is not None else None
     rows_per_call = config.rows_per_batch(shape, actors.gpus > 0)
+    # files read by object_dataset's tasks come in blocks of at most target_block_mb of
+    # cutouts, as read_parquet's do: a whole predictor call per block held 3x more in flight
+    block_rows = config.target_block_mb * 2**20 // (4 * int(np.prod(shape))) if shape else None
     columns = input_columns(artifact)  # no need to build the members here
     if join is not None:
         columns.remove(join.column)
@@ -443,7 +449,7 @@ def _main_pass(
         columns,
         join,
         include_paths=True,
-        chunk_rows=rows_per_call,
+        chunk_rows=min(rows_per_call, block_rows or rows_per_call),
     )
     ds = ds.map_batches(
         _PredictStage,
