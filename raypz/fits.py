@@ -44,11 +44,11 @@ CUTOUTS_EXTNAME = "CUTOUTS"
 
 @contextmanager
 def open_fits(fs: pafs.FileSystem, path: str) -> Iterator[fits.HDUList]:
-    """Open a FITS file on any pyarrow filesystem; local files are memory-mapped (lazy reads)."""
-    if isinstance(fs, pafs.LocalFileSystem) and not path.lower().endswith(".gz"):
-        with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
-            yield hdul
-        return
+    """Open a FITS file on any pyarrow filesystem (local or S3) through a random-access file.
+
+    Not memory-mapped: a cube's ``section`` is read with a seek, and the pages read do not stay
+    mapped in the reading process (mapped cutout files made a read task's resident memory grow
+    with every file it joined)."""
     with fs.open_input_file(path) as f, fits.open(f, lazy_load_hdus=True) as hdul:
         yield hdul
 
