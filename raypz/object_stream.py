@@ -150,8 +150,16 @@ def object_dataset(
             "chunk_rows": chunk_rows,
         },
         num_cpus=0.25,
-        compute=ray.data.TaskPoolStrategy(size=max(1, int(ray.cluster_resources()["CPU"]) // 2)),
+        compute=_read_tasks(int(ray.cluster_resources().get("CPU", 0))),
     )
+
+
+def _read_tasks(cpus: int):
+    """At most one read task per two of the ``cpus`` present now; on a cluster with no CPU yet
+    (an autoscaling one whose head has none), Ray Data's default, which grows with it."""
+    import ray.data
+
+    return ray.data.TaskPoolStrategy(size=max(1, cpus // 2)) if cpus else None
 
 
 def _read_files(
