@@ -9,6 +9,7 @@ as the same user.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -370,3 +371,95 @@ def assert_catalog_matches_predictor(catalog: Path, survey: Path, model: str) ->
     ]
     assert np.abs(levels[0] - levels[1]).max() <= 1, "PDFs differ from the in-process predictor"
     return expected.num_rows
+
+
+def staged_so_far(
+    root: Path, expected: list[int], seen: dict[Path, tuple[int, int]]
+) -> tuple[int, int]:
+    """(input files whose rows are all staged, input files staged in part) under an inference
+    run's staging ``root``, from the fragments' names and footers (cheap: each fragment is read
+    once, into ``seen``; they are renamed into place complete)."""
+    for fragment in root.rglob("src*.parquet"):
+        if fragment not in seen:
+            with contextlib.suppress(OSError):  # deleted while listed
+                source = int(fragment.name[3:].split("-")[0])  # src000012-<uuid>
+                seen[fragment] = (source, pq.read_metadata(fragment).num_rows)
+    staged = [0] * len(expected)
+    for source, n in seen.values():
+        staged[source] += n
+    pairs = list(zip(staged, expected, strict=True))
+    return sum(s == n for s, n in pairs), sum(0 < s < n for s, n in pairs)
+
+
+def embedded_ray_env() -> dict[str, str]:
+    """This process's environment for a job that starts its own embedded Ray (no
+    ``RAY_ADDRESS``), without Ray Data's progress bars."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    return env
+
+
+def kill_job_when(
+    cmd: list[str], cwd: Path, log: Path, ready: Callable[[], bool], timeout_s: float
+) -> float:
+    """Run the job ``cmd`` in its own process session and SIGKILL the whole session (the
+    driver and its embedded Ray) as soon as ``ready()`` is true; assert that the job was
+    still running then, died of the signal and left no process behind. Returns the seconds
+    from start to kill."""
+    t0 = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, env=embedded_ray_env(), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        while time.monotonic() - t0 < timeout_s and proc.poll() is None and not ready():
+            time.sleep(0.02)
+        alive = proc.poll() is None
+        if alive:
+            os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    seconds = round(time.monotonic() - t0, 1)
+    assert alive, f"the job was not running when it was to be killed:\n{log_tail(log)}"
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 15
+    while (left := session_pids(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes of the killed job still alive: {left}"
+    return seconds
+
+
+def rerun_job(cmd: list[str], cwd: Path, log: Path, timeout_s: float) -> float:
+    """Run the job ``cmd`` to its end (embedded Ray); assert it succeeded; returns its seconds."""
+    t0 = time.monotonic()
+    with log.open("w") as out:
+        done = subprocess.run(
+            cmd, env=embedded_ray_env(), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            timeout=timeout_s,
+        )  # fmt: skip
+    assert done.returncode == 0, f"the rerun failed:\n{log_tail(log)}"
+    return round(time.monotonic() - t0, 1)
+
+
+def assert_rerun_finished_the_rest(
+    out: Path, expected: list[int], done: set[int], observed: dict
+) -> dict:
+    """Assert that the rerun's summary under ``out`` covers every input row, skipped exactly
+    the sources finished before the kill (``done``) and predicted exactly the others' rows,
+    and that staging is gone; returns the summary. ``observed`` is printed first."""
+    print("kill and rerun observed:", json.dumps(observed))
+    summary = json.loads((out / "raypz_run_summary.json").read_text())
+    rows = sum(expected)
+    assert summary["rows_in"] == summary["rows_out"] == rows
+    assert summary["sources"] == len(expected)
+    assert summary["sources_skipped"] == len(done)  # finished files were not predicted again
+    redone = sum(n for i, n in enumerate(expected) if i not in done)
+    assert sum(n["rows"] for n in summary["rows_by_node"].values()) == redone
+    assert sum(summary["rows_by_device"].values()) == redone
+    from raypz.infer import staging
+
+    assert not Path(staging.staging_root(str(out))).exists()  # removed once the catalog is done
+    return summary

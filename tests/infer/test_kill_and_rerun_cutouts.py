@@ -20,19 +20,19 @@ stores). About 75 s on 2 cores.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from ray_nodes import assert_catalog_matches_predictor, log_tail, session_pids
+from ray_nodes import (
+    assert_catalog_matches_predictor,
+    assert_rerun_finished_the_rest,
+    kill_job_when,
+    rerun_job,
+    staged_so_far,
+)
 
 from raypz.cutout_store import CutoutStore
 from raypz.infer import staging
@@ -126,24 +126,6 @@ def image_model(fits_survey, tmp_path_factory) -> str:
     return path
 
 
-def _staged_so_far(
-    root: Path, expected: list[int], seen: dict[Path, tuple[int, int]]
-) -> tuple[int, int]:
-    """(input files whose rows are all staged, input files staged in part), from the fragments'
-    names and footers (as in tests/infer/test_kill_and_rerun.py: each fragment is read once,
-    into ``seen``; they are renamed into place complete)."""
-    for fragment in root.rglob("src*.parquet"):
-        if fragment not in seen:
-            with contextlib.suppress(OSError):  # deleted while listed
-                source = int(fragment.name[3:].split("-")[0])  # src000012-<uuid>
-                seen[fragment] = (source, pq.read_metadata(fragment).num_rows)
-    staged = [0] * len(expected)
-    for source, n in seen.values():
-        staged[source] += n
-    pairs = list(zip(staged, expected, strict=True))
-    return sum(s == n for s, n in pairs), sum(0 < s < n for s, n in pairs)
-
-
 def _job(objects: Path, store: Path, model: str, out: Path) -> list[str]:
     return [
         sys.executable,
@@ -165,72 +147,34 @@ def test_killed_cutout_store_job_rerun_is_exactly_once(tmp_path, fits_survey, im
     expected = [pq.read_metadata(f).num_rows for f in files]
     rows = sum(expected)
     out = tmp_path / "catalog"
-    root = staging.staging_root(str(out))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # an embedded Ray
-    env["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    root = Path(staging.staging_root(str(out)))
     observed: dict[str, object] = {"rows": rows, "files": N_FILES}
+    job = _job(objects, store, image_model, out)
+    seen: dict[Path, tuple[int, int]] = {}
 
-    log1 = tmp_path / "killed.log"
-    t0 = time.monotonic()
-    with log1.open("w") as log:
-        proc = subprocess.Popen(
-            _job(objects, store, image_model, out), env=env, cwd=REPO, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        seen: dict[Path, tuple[int, int]] = {}
-        while time.monotonic() - t0 < JOB_S and proc.poll() is None:
-            finished, in_part = _staged_so_far(Path(root), expected, seen)
-            if finished and in_part:  # a file done, the next one under way
-                break
-            time.sleep(0.02)
-        alive = proc.poll() is None
-        if alive:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the whole embedded Ray
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    observed["s_to_kill"] = round(time.monotonic() - t0, 1)
-    assert alive, f"the job was not running when it was to be killed:\n{log_tail(log1)}"
-    assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 15
-    while (left := session_pids(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"processes of the killed job still alive: {left}"
+    def a_file_done_the_next_under_way() -> bool:
+        finished, in_part = staged_so_far(root, expected, seen)
+        return finished > 0 and in_part > 0
+
+    observed["s_to_kill"] = kill_job_when(
+        job, REPO, tmp_path / "killed.log", a_file_done_the_next_under_way, JOB_S
+    )
 
     # What the kill left: the predict stage under way, some files finished, others not.
     assert not (out / "raypz_run_summary.json").exists()
-    done, partial = staging.finished_sources(root, expected, "objectId")
+    done, partial = staging.finished_sources(str(root), expected, "objectId")
     observed["finished_at_kill"] = sorted(done)
     observed["fragments_of_unfinished_files"] = len(partial)
     assert 1 <= len(done) < N_FILES, f"not killed mid-predict: {observed}"
     assert partial, f"no file staged in part at the kill: {observed}"  # the rerun deletes them
 
-    log2 = tmp_path / "rerun.log"
-    t1 = time.monotonic()
-    with log2.open("w") as log:
-        rerun = subprocess.run(
-            _job(objects, store, image_model, out), env=env, cwd=REPO, stdout=log,
-            stderr=subprocess.STDOUT, timeout=JOB_S,
-        )  # fmt: skip
-    observed["rerun_s"] = round(time.monotonic() - t1, 1)
-    print("kill and rerun observed:", json.dumps(observed))
-    assert rerun.returncode == 0, f"the rerun failed:\n{log_tail(log2)}"
-
-    summary = json.loads((out / "raypz_run_summary.json").read_text())
-    assert summary["rows_in"] == summary["rows_out"] == rows
-    assert summary["sources"] == N_FILES
-    assert summary["sources_skipped"] == len(done)  # finished files were not predicted again
-    redone = sum(n for i, n in enumerate(expected) if i not in done)
-    assert sum(n["rows"] for n in summary["rows_by_node"].values()) == redone
-    assert sum(summary["rows_by_device"].values()) == redone
+    observed["rerun_s"] = rerun_job(job, REPO, tmp_path / "rerun.log", JOB_S)
+    summary = assert_rerun_finished_the_rest(out, expected, done, observed)
     counts = summary["cutouts"]  # the join is counted over every input file, skipped or not
     assert counts["objects"] == counts["matched"] == rows, counts
     assert counts["without_cutout"] == counts["cutouts_without_object"] == 0, counts
     assert Path(counts["store"]).resolve() == store.resolve()
     assert summary["flagged"]["no_cutout"] == 0
-    assert not Path(root).exists()  # staging removed once the catalog is complete
 
     # The reference: the in-process predictor over the same rows, joined in-process from the
     # FITS store and written as Parquet with the cutout column (what a "column" layout holds).
