@@ -98,6 +98,12 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     files = list_table_files(path)
     if not files:
         raise FileNotFoundError(f"{path}: no Parquet or FITS table files")
+    return read_files(fs, files, columns)
+
+
+def read_files(fs: pafs.FileSystem, files: list[str], columns: list[str] | None = None) -> pa.Table:
+    """Every row of ``columns`` of ``files`` (table files on ``fs``), in order, as one table
+    (types promoted where files differ, e.g. a FITS column nullable where Parquet's is not)."""
     parts = []
     for file in files:
         with open_table(fs, file) as table:

@@ -35,11 +35,7 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
         missing = [c for c in columns if c not in names]
         if missing:
             raise ContractError(f, missing[0], "missing (needed by the evaluation)")
-    parts = []
-    for f in files:
-        with open_object_table(fs, f) as table:
-            parts.append(table.read(columns))
-    return pa.concat_tables(parts, promote_options="permissive")
+    return tables.read_files(fs, files, columns)
 
 
 @dataclass(frozen=True)
