@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import io
+from raypz.features.cutout_arrays import cutout_array
 from raypz.schema.errors import ContractError
 from raypz.schema.rules import check_cutout_field
 from raypz.tables import TABLE_SUFFIXES, is_fits, open_table, relative_stem
@@ -132,22 +133,10 @@ class CutoutFile:
         names = [self.id_column, self.column]
         for batch in self.reader.iter_batches(batch_size=rows, columns=names):
             ids = batch.column(0).to_numpy().astype(np.int64, copy=False)
-            yield ids, _pixels(batch.column(1), self.shape)
-
-
-def _pixels(column: pa.Array, shape: tuple[int, int, int]) -> np.ndarray:
-    """A fixed-shape tensor (or nested fixed-size list) column as (n, bands, H, W) float32;
-    null rows become NaN pixels. No torch here: read tasks stay light."""
-    storage = column.storage if isinstance(column, pa.ExtensionArray) else column
-    values = storage
-    while pa.types.is_fixed_size_list(values.type):
-        values = values.flatten()  # skips the null rows of the outer list
-    flat = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    if not storage.null_count:
-        return flat.reshape(len(storage), *shape)
-    images = np.full((len(storage), *shape), np.nan, dtype=np.float32)
-    images[storage.is_valid().to_numpy(zero_copy_only=False)] = flat.reshape(-1, *shape)
-    return images
+            images, valid = cutout_array(batch.column(1), self.shape, check_finite=False)
+            if not valid.all():  # a fresh array then (else a read-only view of the batch)
+                images[~valid] = np.nan
+            yield ids, images
 
 
 @contextmanager

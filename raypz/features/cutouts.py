@@ -23,66 +23,13 @@ import pyarrow as pa
 import torch
 
 from raypz import flags as fl
+from raypz.features.cutout_arrays import cutout_array
 from raypz.rowops import host_tensor
 
 STRETCH_SIGMAS = 3.0
 """The stretch turns from linear to logarithmic at this many pixel-noise sigmas."""
 BORDER_PIXELS = 3
 """Width of the frame of border pixels used to estimate the sky noise."""
-
-
-def cutout_array(
-    values, shape: tuple[int, ...] | None = None, check_finite: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's cutout column as (N, C, H, W) float32 and a (N,) bool mask of usable rows.
-
-    Accepts Arrow's ``fixed_shape_tensor`` (a Table column or array), Ray Data's numpy batch
-    form (an (N, C, H, W) array, or an object array of per-row arrays / None), and nested lists.
-    Null rows, and with ``check_finite`` rows with non-finite pixels, are returned as zeros with
-    mask False. Without ``check_finite``, an Arrow column without nulls comes back as a
-    read-only view of its buffer. ``shape`` (C, H, W) is needed only when every row is null.
-    """
-    if isinstance(values, pa.ChunkedArray):  # one chunk (a Ray Data block): no copy
-        if values.num_chunks == 1:
-            values = values.chunk(0)
-        else:
-            values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)
-    if isinstance(values, pa.ExtensionArray) and isinstance(values.type, pa.FixedShapeTensorType):
-        valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        row_shape = tuple(values.type.shape)
-        flat = values.storage.flatten().to_numpy(zero_copy_only=False)
-        if valid.all() and not check_finite and flat.dtype == np.float32:
-            return flat.reshape(len(values), *row_shape), valid
-        images = np.zeros((len(values), *row_shape), dtype=np.float32)
-        if valid.all():
-            images[:] = flat.reshape(images.shape)
-        elif valid.any():  # flatten() skips null rows
-            images[valid] = flat.reshape(-1, *row_shape)
-    else:
-        images, valid = _from_rows(values, shape)
-    if not check_finite:
-        return images, valid
-    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
-    usable = valid & finite
-    images[~usable] = 0.0
-    return images, usable
-
-
-def _from_rows(values, shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(values, pa.Array):
-        values = values.to_numpy(zero_copy_only=False)
-    arr = np.asarray(values)
-    if arr.dtype != object:
-        return arr.astype(np.float32, copy=True), np.ones(len(arr), dtype=bool)
-    valid = np.array([v is not None for v in arr], dtype=bool)
-    if valid.any():
-        shape = np.asarray(arr[np.flatnonzero(valid)[0]], dtype=np.float32).shape
-    if shape is None:
-        raise ValueError("cutout_array: every row is null and no shape was given")
-    images = np.zeros((len(arr), *shape), dtype=np.float32)
-    for i in np.flatnonzero(valid):
-        images[i] = np.asarray(arr[i], dtype=np.float32).reshape(shape)
-    return images, valid
 
 
 @dataclass(frozen=True)

@@ -112,3 +112,17 @@ def test_raw_cutouts_are_a_view_and_the_device_stretch_flags_non_finite_rows(rng
     stretched, flags = stretch.from_batch(pa.table({"cutout": column}))
     assert flags.tolist() == [0, 0, fl.NO_CUTOUT | fl.NO_PDF, 0]
     np.testing.assert_array_equal(stretched, out.numpy())
+
+
+def test_cutout_array_reads_nested_fixed_size_lists_with_null_rows():
+    """The other fixed-shape form the contract accepts (raypz.schema.rules): (6, H, W) as
+    fixed-size lists of fixed-size lists, a null row among them."""
+    x = np.arange(3 * 6 * 2 * 2, dtype=np.float32).reshape(3, 6, 2, 2)
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 2)
+    rows = pa.FixedSizeListArray.from_arrays(
+        pa.FixedSizeListArray.from_arrays(inner, 2), 6, mask=pa.array([False, True, False])
+    )
+    out, usable = cutout_array(rows)
+    assert out.shape == (3, 6, 2, 2) and usable.tolist() == [True, False, True]
+    np.testing.assert_array_equal(out[[0, 2]], x[[0, 2]])
+    assert not out[1].any()
