@@ -326,34 +326,51 @@ def read_store_cutouts(
     For the driver's samples of a training set (the stretch fit, the validation rows): memory
     is the cutouts returned plus one chunk."""
     fs, _ = io.resolve(store.root)
-    wanted = None if object_ids is None else np.asarray(object_ids, dtype=np.int64)
-    index = None if wanted is None else ObjectIndex(wanted)
-    n = rows if wanted is None else len(wanted)
-    images: np.ndarray | None = None
-    found = np.zeros(n, dtype=bool)
-    filled = 0
-    for path in sorted(store.files.values()):
-        with open_cutout_file(fs, path, id_column, column) as cutouts:
-            if images is None:
-                images = np.zeros((n, *cutouts.shape), dtype=np.float32)
-            cutouts.require_shape(images.shape[1:])
-            for ids, chunk in cutouts.chunks():
-                if index is None:
-                    take = chunk[: n - filled]
-                    images[filled : filled + len(take)] = take
-                    found[filled : filled + len(take)] = True
-                    filled += len(take)
-                    if filled == n:
-                        break
-                    continue
-                where, hit = index.rows(ids)
-                images[where] = chunk[hit]
-                found[where] = True
-        if index is None and filled == n:
-            break
-    if images is None:
-        raise FileNotFoundError(f"{store.root}: no cutout files")
-    finite = np.isfinite(images).reshape(n, -1).all(axis=1)
-    usable = found & finite
+    paths = sorted(store.files.values())
+    with open_cutout_file(fs, paths[0], id_column, column) as first:
+        shape = first.shape
+    chunks = _store_chunks(fs, paths, id_column, column, shape)
+    if object_ids is None:
+        images, found = _first_cutouts(chunks, rows, shape)
+    else:
+        images, found = _cutouts_of(chunks, np.asarray(object_ids, dtype=np.int64), shape)
+    usable = found & np.isfinite(images).reshape(len(images), -1).all(axis=1)
     images[~usable] = 0.0
-    return images[: filled if index is None else n], usable[: filled if index is None else n]
+    return images, usable
+
+
+def _store_chunks(
+    fs: pafs.FileSystem, paths: list[str], id_column: str, column: str, shape: tuple[int, ...]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, cutouts) chunks of every file of a store, in file order; all of ``shape``."""
+    for path in paths:
+        with open_cutout_file(fs, path, id_column, column) as cutouts:
+            cutouts.require_shape(shape)
+            yield from cutouts.chunks()
+
+
+def _first_cutouts(chunks, rows: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``rows`` cutouts of ``chunks`` (fewer if the store holds fewer), all found."""
+    images = np.zeros((rows, *shape), dtype=np.float32)
+    n = 0
+    for _, chunk in chunks:
+        take = chunk[: rows - n]
+        images[n : n + len(take)] = take
+        n += len(take)
+        if n == rows:
+            break
+    return images[:n], np.ones(n, dtype=bool)
+
+
+def _cutouts_of(
+    chunks, wanted: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cutouts of the ids ``wanted``, in that order, and which of them the store holds."""
+    index = ObjectIndex(wanted)
+    images = np.zeros((len(wanted), *shape), dtype=np.float32)
+    found = np.zeros(len(wanted), dtype=bool)
+    for ids, chunk in chunks:
+        where, hit = index.rows(ids)
+        images[where] = chunk[hit]
+        found[where] = True
+    return images, found
