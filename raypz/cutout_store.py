@@ -23,7 +23,7 @@ file is an error naming the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -302,14 +302,23 @@ def count_file_join(
         return count_join(ids, cutouts.ids())
 
 
-def count_unpaired(store: CutoutStore, object_files: list[str], object_root: str) -> int:
-    """Cutouts in store files that pair with no object file (every one lacks its object)."""
+def store_counts(
+    per_file: Iterable[JoinCounts],
+    store: CutoutStore,
+    object_files: list[str],
+    object_root: str,
+    id_column: str = "objectId",
+    column: str = "cutout",
+) -> JoinCounts:
+    """The join counts of a whole table: the sum of its files' (:func:`count_file_join`, run
+    wherever the caller runs them), plus the cutouts of store files that pair with no object
+    file (every one of them lacks its object)."""
     fs, _ = io.resolve(store.root)
-    total = 0
+    unpaired = 0
     for path in store.unpaired(object_files, object_root):
-        with open_cutout_file(fs, path) as cutouts:
-            total += cutouts.num_rows
-    return total
+        with open_cutout_file(fs, path, id_column, column) as cutouts:
+            unpaired += cutouts.num_rows
+    return sum(per_file, JoinCounts(0, 0, 0, unpaired))
 
 
 def read_store_cutouts(

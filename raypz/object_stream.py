@@ -26,11 +26,10 @@ from raypz import io
 from raypz.cutout_store import (
     CUTOUT_CHUNK_ROWS,
     CutoutStore,
-    JoinCounts,
     count_file_join,
-    count_unpaired,
     join_cutouts,
     open_cutout_file,
+    store_counts,
 )
 from raypz.tables import is_fits, list_table_files, open_table
 
@@ -71,10 +70,8 @@ def checked_join(
         return None
     store = CutoutStore.open(cutouts)
     files = list_table_files(table)
-    counts = sum(
-        (count_file_join(f, table, store, id_column, column, shape) for f in files),
-        JoinCounts(0, 0, 0, count_unpaired(store, files, table)),
-    )
+    per_file = (count_file_join(f, table, store, id_column, column, shape) for f in files)
+    counts = store_counts(per_file, store, files, table, id_column, column)
     print(
         f"cutouts: {counts.matched} of {counts.objects} rows of {table} joined from {cutouts}; "
         f"{counts.without_cutout} without a cutout, "

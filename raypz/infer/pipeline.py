@@ -43,7 +43,7 @@ from raypz.catalog import (
     with_healpix29,
 )
 from raypz.catalog.write import fragment_directory
-from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, count_unpaired
+from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, store_counts
 from raypz.infer import pool, staging, tasks
 from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
@@ -412,8 +412,7 @@ def _join_counts(input_path: str, files: list[str], join: CutoutJoin) -> JoinCou
     task = ray.remote(num_cpus=1)(count_file_join)  # one CPU, as the first pass's histograms
     store, shape = join.store, join.shape
     refs = [task.remote(f, input_path, store, join.id_column, join.column, shape) for f in files]
-    total = sum(ray.get(refs), JoinCounts(0, 0, 0, 0))
-    return total + JoinCounts(0, 0, 0, count_unpaired(store, files, input_path))
+    return store_counts(ray.get(refs), store, files, input_path, join.id_column, join.column)
 
 
 def _main_pass(
