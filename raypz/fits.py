@@ -140,7 +140,8 @@ def write_fits_table(table: pa.Table, path: str) -> None:
     for field, column in zip(table.schema, table.columns, strict=True):
         columns.append(_fits_column(field, column.combine_chunks()))
     hdu = fits.BinTableHDU.from_columns(columns, name=OBJECTS_EXTNAME)
-    _write_hdus(fits.HDUList([fits.PrimaryHDU(), hdu]), path)
+    with _local_target(path) as local:
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(local)
 
 
 def _fits_column(field: pa.Field, array: pa.Array) -> fits.Column:
@@ -244,11 +245,6 @@ def write_cutout_fits(
         stream.close()
         if written != len(ids):
             raise ValueError(f"{path}: {written} cutouts written for {len(ids)} objectIds")
-
-
-def _write_hdus(hdul: fits.HDUList, path: str) -> None:
-    with _local_target(path) as local:
-        hdul.writeto(local)
 
 
 @contextmanager

@@ -120,7 +120,7 @@ def _write_split_shard(config: SurveyConfig, shard_index: int, path: str, store:
             start = 0
             for batch in iter_shard_batches(config, shard_index):
                 objects.write_batch(batch.drop_columns([cols.cutout]))
-                perm = _batch_order(config, shard_index, start, batch.num_rows)
+                perm = order[start : start + batch.num_rows] - start  # the batch's own order
                 start += batch.num_rows
                 yield batch.select([cols.object_id, cols.cutout]).take(pa.array(perm))
 
