@@ -25,11 +25,11 @@ parameter      distribution                           sets
 ============== ====================================== =========================================
 lr             log-uniform 3e-4 .. 1e-2               ``TrainConfig.lr``
 weight_decay   log-uniform 1e-6 .. 1e-3               ``TrainConfig.weight_decay``
-batch_size     one of 256, 512, 1024                  ``TrainConfig.batch_size``
+batch_size     one of 64, 128, 256, 512               ``TrainConfig.batch_size``
 flux_noise     one of 0, 0.25, 0.5, 1                 ``TrainConfig.flux_noise``
 width          one of 128, 256, 512                   ``CatalogNetConfig.hidden`` = width x depth
 depth          one of 2, 3, 4                         (with ``width``)
-dropout        one of 0, 0.05, 0.1                    ``CatalogNetConfig.dropout``
+dropout        one of 0, 0.05, 0.1, 0.2               ``CatalogNetConfig.dropout``
 n_components   one of 3, 5, 8                         ``CatalogNetConfig.n_components``
 dae_noise      uniform 0 .. 0.3                       ``CatalogNetConfig.dae_noise``
 dae_weight     log-uniform 0.01 .. 1                  ``CatalogNetConfig.dae_weight``
@@ -96,11 +96,11 @@ from raypz.train.member import MemberProgress, MemberSpec, TableBatches, train_m
 SEARCH_SPACE: dict[str, Any] = {
     "lr": tune.loguniform(3e-4, 1e-2),
     "weight_decay": tune.loguniform(1e-6, 1e-3),
-    "batch_size": tune.choice([256, 512, 1024]),
+    "batch_size": tune.choice([64, 128, 256, 512]),
     "flux_noise": tune.choice([0.0, 0.25, 0.5, 1.0]),
     "width": tune.choice([128, 256, 512]),
     "depth": tune.choice([2, 3, 4]),
-    "dropout": tune.choice([0.0, 0.05, 0.1]),
+    "dropout": tune.choice([0.0, 0.05, 0.1, 0.2]),
     "n_components": tune.choice([3, 5, 8]),
     "dae_noise": tune.uniform(0.0, 0.3),
     "dae_weight": tune.loguniform(0.01, 1.0),
