@@ -16,9 +16,9 @@ session, writing under WORKDIR:
     report/   metrics.json, report.md and plots: the ensemble next to a kNN baseline
 
 Training takes TrainConfig's defaults (5 members x 60 epochs, each member in one Ray task):
-75 s of the demo's ~100 s on 2 quiet cores, and an ensemble well ahead of the kNN baseline
-(sigma_MAD 0.0124 vs 0.0216, eta_0.15 0.0151 vs 0.0261, mean CRPS 0.0385 vs 0.0507, PIT KS
-0.028 vs 0.071).
+116 s of the demo's ~140 s on 2 quiet cores, and an ensemble well ahead of the kNN baseline
+(sigma_MAD 0.0115 vs 0.0216, eta_0.15 0.0147 vs 0.0261, mean CRPS 0.0362 vs 0.0507, PIT KS
+0.025 vs 0.071).
 
 Every stage resumes: rerunning after an interruption redoes only what is missing.
 """

@@ -239,6 +239,10 @@ CONFIGS = {
         (CatalogNetConfig, "", ()),
         (ImageNetConfig, "cnn", ("fusion",)),  # set by --inputs
     ],
+    "cross_validate": [
+        (TrainConfig, "", ("domain_weight", "flip_rotate", "cutout_fit_rows")),  # CNNs only
+        (CatalogNetConfig, "", ()),
+    ],
     "infer_lsst": [(InferConfig, "", ())],
     "simulate_survey": [(SurveyConfig, "", ())],
     "evaluate": [(EvaluationRequest, "", ())],
@@ -262,7 +266,9 @@ def test_every_config_field_of_a_job_is_a_flag_with_docstring_help(name):
             assert actions[dest].help.startswith(docs[f.name].replace("``", "").split()[0])
 
 
-@pytest.mark.parametrize("name", ["train_ensemble", "infer_lsst", "simulate_survey", "demo", "nz"])
+@pytest.mark.parametrize(
+    "name", ["train_ensemble", "cross_validate", "infer_lsst", "simulate_survey", "demo", "nz"]
+)
 def test_every_ray_job_has_verbose_and_num_cpus(name):
     actions = {a.dest: a for a in _job(name).build_parser()._actions}
     assert actions["verbose"].default is False and actions["verbose"].nargs == 0

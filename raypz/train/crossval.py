@@ -1,0 +1,151 @@
+"""Outer k-fold cross-validation of a whole training configuration on one labelled table.
+
+A setting (a batch size, a dropout, a head) is chosen by how the ensemble it trains scores on
+objects it did not see, without touching the test file. Here the labelled rows are cut into
+``folds`` outer folds by a hash of objectId (salted, so the outer folds are independent of the
+training's own validation split and k-fold folds, :mod:`raypz.train.splits`). For each fold,
+:func:`raypz.train.train_ensemble` trains a whole ensemble on the other folds' rows, exactly
+as ``jobs/train_ensemble.py`` would (its own early-stopping split, calibration, members in Ray
+tasks), and the catalog predictor (:class:`raypz.infer.CatalogPredictor`, the columns the
+inference pipeline writes, compact PDFs included) predicts the held-out fold. Every labelled
+row thus gets one out-of-fold catalog row, and the evaluation of ``jobs/evaluate.py`` scores
+them all.
+
+Layout under ``output``::
+
+    fold-K/train.parquet       the rows fold K trains on (every fold but K)
+    fold-K/model/              fold K's ensemble artifact (resumable, as train_ensemble)
+    predictions/fold-K.parquet the held-out rows of fold K, predicted by fold K's ensemble
+    report/                    metrics.json, report.md and plots of all out-of-fold rows
+
+Rerunning the same call resumes: finished members and finished folds' predictions are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raypz import io, tables
+from raypz.columns import BANDS
+from raypz.evaluation import EvaluationRequest, evaluate_predictions
+from raypz.infer.predictor import CatalogPredictor
+from raypz.predictions import Z_GRID_KEY
+from raypz.train.config import TrainConfig
+from raypz.train.ensemble import train_ensemble
+from raypz.train.splits import fold_of
+
+OUTER_SALT = 0x2545F4914F6CDD1D
+"""Mixed into objectId before hashing, so that outer folds do not coincide with the training's
+own validation split or folds (both hash the bare objectId)."""
+
+
+def outer_folds(object_id: np.ndarray, folds: int) -> np.ndarray:
+    """Outer fold in [0, folds) per objectId, (N,) int64; the same on every run and machine."""
+    salted = np.asarray(object_id).astype(np.int64).view(np.uint64) ^ np.uint64(OUTER_SALT)
+    return fold_of(salted.view(np.int64), folds)
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """A finished cross-validation.
+
+    Attributes:
+        predictions: directory of the out-of-fold predictions (one Parquet file per fold).
+        report: directory of the evaluation report.
+        models: the folds' artifact directories.
+        fold_rows: held-out rows per fold.
+        metrics: the evaluation's metrics of the out-of-fold rows (``metrics.json``'s model).
+        seconds: wall time of the whole run.
+    """
+
+    predictions: str
+    report: str
+    models: list[str]
+    fold_rows: list[int]
+    metrics: dict
+    seconds: float
+
+
+def cross_validate(
+    train: str,
+    output: str,
+    config: TrainConfig | None = None,
+    folds: int = 4,
+    pretrain: str | None = None,
+    point_estimate: str = "mode",
+    name: str = "cross-validated",
+) -> CrossValidation:
+    """Cross-validate ``config`` on the labelled table ``train``; see the module docstring.
+
+    Args:
+        train: labelled object table (Parquet or FITS file/dir, or HATS; local or URI).
+        output: directory to write (local or URI).
+        config: the training configuration (catalog networks; default TrainConfig()).
+        folds: number of outer folds K >= 2; each ensemble trains on (K - 1) / K of the rows.
+        pretrain: labelled simulated survey every fold pre-trains on (as train_ensemble).
+        point_estimate: z_phot of the report ("mode", "median", "mean" or "best").
+        name: the model's name in the report.
+    """
+    config = config or TrainConfig()
+    if folds < 2:
+        raise ValueError(f"cross_validate: folds must be >= 2, got {folds}")
+    if config.image is not None:
+        raise ValueError("cross_validate: catalog networks only (TrainConfig.image is set)")
+    t0 = time.perf_counter()
+    c = config.columns
+    needed = [c.object_id, c.ra, c.dec, *c.flux_columns(BANDS), *c.flux_err_columns(BANDS)]
+    table = tables.read_table(train, [*needed, c.redshift])
+    fold = outer_folds(table[c.object_id].to_numpy(), folds)
+    predictions = io.join(output, "predictions")
+    io.makedirs(predictions)
+    models, fold_rows = [], []
+    for k in range(folds):
+        held_out = fold == k
+        if not held_out.any() or held_out.all():
+            raise ValueError(f"{train}: {len(fold)} rows are too few for {folds} outer folds")
+        fold_dir = io.join(output, f"fold-{k}")
+        fold_train = io.join(fold_dir, "train.parquet")
+        io.makedirs(fold_dir)
+        _write(table.filter(pa.array(~held_out)), fold_train)
+        model = io.join(fold_dir, "model")
+        print(f"cross-validation: fold {k + 1}/{folds}, {int((~held_out).sum())} training rows")
+        train_ensemble(fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}")
+        path = io.join(predictions, f"fold-{k}.parquet")
+        if not io.is_file(path):  # the fold's model is final once written: keep its rows
+            _write(_predict(model, table.filter(pa.array(held_out))), path)
+        models.append(model)
+        fold_rows.append(int(held_out.sum()))
+    report = io.join(output, "report")
+    request = EvaluationRequest(
+        predictions=predictions,
+        truth=train,
+        report=report,
+        name=name,
+        z_column=c.redshift,
+        point_estimate=point_estimate,
+    )
+    metrics = evaluate_predictions(request)[name]
+    return CrossValidation(
+        predictions, report, models, fold_rows, metrics, time.perf_counter() - t0
+    )
+
+
+def _predict(model: str, rows: pa.Table) -> pa.Table:
+    """Catalog rows of ``rows`` from the artifact ``model``, with the z grid in the schema
+    metadata (what :func:`raypz.predictions.read_predictions` needs)."""
+    predictor = CatalogPredictor(model)
+    out = predictor(rows.select(predictor.input_columns))
+    grid = json.dumps(predictor.artifact.grid.to_dict()).encode()
+    return out.replace_schema_metadata({Z_GRID_KEY: grid})
+
+
+def _write(table: pa.Table, path: str) -> None:
+    """Write a Parquet file (local or URI) that appears whole, replacing an earlier one."""
+    with io.atomic_output(path) as f:
+        pq.write_table(table, f)

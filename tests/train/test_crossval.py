@@ -1,0 +1,84 @@
+"""Outer k-fold cross-validation (raypz.train.crossval, jobs/cross_validate.py) on a local Ray."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from raypz import io
+from raypz.pdf import ZGrid
+from raypz.predictions import read_predictions
+from raypz.sim import SurveyConfig, simulate_shard
+from raypz.train import TrainConfig
+from raypz.train.crossval import cross_validate, outer_folds
+from raypz.train.splits import is_validation
+
+pytestmark = pytest.mark.timeout(300)
+
+_SPEC = importlib.util.spec_from_file_location(
+    "job_cross_validate", Path(__file__).resolve().parents[2] / "jobs" / "cross_validate.py"
+)
+job = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(job)
+
+CONFIG = TrainConfig(members=1, epochs=2, seed=3, grid=ZGrid(0.0, 3.5, 351))
+
+
+def test_outer_folds_are_balanced_fixed_and_independent_of_the_validation_split():
+    ids = np.arange(1_000_000, 1_040_000, dtype=np.int64)
+    fold = outer_folds(ids, 4)
+    assert np.array_equal(fold, outer_folds(ids[::-1], 4)[::-1])  # by id, not by position
+    assert np.abs(np.bincount(fold, minlength=4) / len(ids) - 0.25).max() < 0.01
+    val = is_validation(ids, 0.15)
+    for k in range(4):  # each outer fold holds ~15% validation rows, as the whole table does
+        assert abs(val[fold == k].mean() - 0.15) < 0.01
+
+
+def test_every_row_is_predicted_once_by_the_ensemble_that_did_not_train_on_it(
+    ray_session, tmp_path
+):
+    table = simulate_shard(SurveyConfig(n_objects=1200, seed=21, field="deep"), 0)
+    pq.write_table(table, tmp_path / "specz.parquet")
+    train, out = str(tmp_path / "specz.parquet"), str(tmp_path / "cv")
+    result = cross_validate(train, out, CONFIG, folds=2, name="cv")
+
+    ids = table["objectId"].to_numpy()
+    pred = read_predictions(result.predictions)
+    assert np.array_equal(np.sort(pred.object_id), np.sort(ids))  # every row, once
+    assert result.fold_rows == [int((outer_folds(ids, 2) == k).sum()) for k in range(2)]
+    for k in range(2):
+        seen = pq.read_table(io.join(out, f"fold-{k}", "train.parquet"))["objectId"].to_numpy()
+        held = read_predictions(io.join(result.predictions, f"fold-{k}.parquet")).object_id
+        assert not np.isin(held, seen).any()  # predicted only by the model that never saw it
+        assert len(seen) + len(held) == len(ids)
+        assert io.is_file(io.join(result.models[k], "model.json"))
+    assert np.allclose(np.trapezoid(pred.pdf, dx=pred.grid.dz, axis=1), 1.0, atol=1e-3)
+
+    metrics = json.loads(io.read_bytes(io.join(result.report, "metrics.json")))
+    assert metrics["models"]["cv"]["n_scored"] == len(ids)
+    assert result.metrics["overall"]["sigma_mad"] == metrics["models"]["cv"]["overall"]["sigma_mad"]
+    assert 0 < result.metrics["overall"]["sigma_mad"] < 0.5
+
+    # rerun: the folds' members and predictions are kept, the scores are the same
+    before = [io.read_bytes(io.join(result.predictions, f"fold-{k}.parquet")) for k in range(2)]
+    again = cross_validate(train, out, CONFIG, folds=2, name="cv")
+    after = [io.read_bytes(io.join(result.predictions, f"fold-{k}.parquet")) for k in range(2)]
+    assert before == after
+    assert again.metrics["overall"] == result.metrics["overall"]
+
+
+def test_cli_builds_the_config_and_rejects_what_it_cannot_do():
+    args = job.parse_args(
+        ["--train", "t", "--output", "o", "--batch-size", "64", "--dropout", "0.2", "--folds", "5"]
+    )
+    config = job.config_from_args(args)
+    assert (config.batch_size, config.net.dropout, args.folds) == (64, 0.2, 5)
+    with pytest.raises(SystemExit, match="folds"):
+        job.config_from_args(job.parse_args(["--train", "t", "--output", "o", "--folds", "1"]))
+    with pytest.raises(ValueError, match="folds"):
+        cross_validate("t", "o", CONFIG, folds=1)
