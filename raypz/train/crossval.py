@@ -18,7 +18,9 @@ Layout under ``output``::
     predictions/fold-K.parquet the held-out rows of fold K, predicted by fold K's ensemble
     report/                    metrics.json, report.md and plots of all out-of-fold rows
 
-Rerunning the same call resumes: finished members and finished folds' predictions are kept.
+Rerunning the same call resumes: finished members are kept, and a fold's predictions are kept
+while its model is the same (its hash is in the file's metadata), so a rerun with other
+settings into the same directory never scores the old rows.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ from raypz.train.splits import fold_of
 OUTER_SALT = 0x2545F4914F6CDD1D
 """Mixed into objectId before hashing, so that outer folds do not coincide with the training's
 own validation split or folds (both hash the bare objectId)."""
+
+
+MODEL_HASH_KEY = b"raypz.model_hash"
+"""Schema-metadata key of a fold's predictions: the hash of the artifact that wrote them."""
 
 
 def outer_folds(object_id: np.ndarray, folds: int) -> np.ndarray:
@@ -115,9 +121,9 @@ def cross_validate(
         _write(table.filter(pa.array(~held_out)), fold_train)
         model = io.join(fold_dir, "model")
         print(f"cross-validation: fold {k + 1}/{folds}, {int((~held_out).sum())} training rows")
-        train_ensemble(fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}")
+        fit = train_ensemble(fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}")
         path = io.join(predictions, f"fold-{k}.parquet")
-        if not io.is_file(path):  # the fold's model is final once written: keep its rows
+        if _predicted_by(path) != fit.model_hash:  # a rerun keeps the rows of the same model
             _write(_predict(model, table.filter(pa.array(held_out))), path)
         models.append(model)
         fold_rows.append(int(held_out.sum()))
@@ -137,12 +143,27 @@ def cross_validate(
 
 
 def _predict(model: str, rows: pa.Table) -> pa.Table:
-    """Catalog rows of ``rows`` from the artifact ``model``, with the z grid in the schema
-    metadata (what :func:`raypz.predictions.read_predictions` needs)."""
+    """Catalog rows of ``rows`` from the artifact ``model``, with the z grid (what
+    :func:`raypz.predictions.read_predictions` needs) and the model's hash in the schema
+    metadata."""
     predictor = CatalogPredictor(model)
     out = predictor(rows.select(predictor.input_columns))
-    grid = json.dumps(predictor.artifact.grid.to_dict()).encode()
-    return out.replace_schema_metadata({Z_GRID_KEY: grid})
+    artifact = predictor.artifact
+    return out.replace_schema_metadata(
+        {
+            Z_GRID_KEY: json.dumps(artifact.grid.to_dict()).encode(),
+            MODEL_HASH_KEY: artifact.model_hash.encode(),
+        }
+    )
+
+
+def _predicted_by(path: str) -> str | None:
+    """The model hash a fold's predictions file was written by; None without one."""
+    if not io.is_file(path):
+        return None
+    fs, inner = io.resolve(path)
+    meta = pq.read_schema(inner, filesystem=fs).metadata or {}
+    return meta[MODEL_HASH_KEY].decode() if MODEL_HASH_KEY in meta else None
 
 
 def _write(table: pa.Table, path: str) -> None:

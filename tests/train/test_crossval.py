@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -11,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from raypz import io
+from raypz.models import load_artifact
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig
-from raypz.train.crossval import cross_validate, outer_folds
+from raypz.train.crossval import MODEL_HASH_KEY, cross_validate, outer_folds
 from raypz.train.splits import is_validation
 
 pytestmark = pytest.mark.timeout(300)
@@ -70,6 +72,15 @@ def test_every_row_is_predicted_once_by_the_ensemble_that_did_not_train_on_it(
     after = [io.read_bytes(io.join(result.predictions, f"fold-{k}.parquet")) for k in range(2)]
     assert before == after
     assert again.metrics["overall"] == result.metrics["overall"]
+
+    # other settings into the same directory: new models, and their rows replace the old ones
+    other = cross_validate(train, out, dataclasses.replace(CONFIG, seed=4), folds=2, name="cv")
+    for k in range(2):
+        path = io.join(other.predictions, f"fold-{k}.parquet")
+        meta = pq.read_schema(path).metadata
+        assert meta[MODEL_HASH_KEY].decode() == load_artifact(other.models[k]).model_hash
+        assert io.read_bytes(path) != before[k]
+    assert other.metrics["overall"] != result.metrics["overall"]
 
 
 def test_cli_builds_the_config_and_rejects_what_it_cannot_do():
