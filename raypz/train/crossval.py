@@ -127,6 +127,7 @@ def cross_validate(
             _write(_predict(model, table.filter(pa.array(held_out))), path)
         models.append(model)
         fold_rows.append(int(held_out.sum()))
+    _remove_other_folds(predictions, folds)
     report = io.join(output, "report")
     request = EvaluationRequest(
         predictions=predictions,
@@ -155,6 +156,16 @@ def _predict(model: str, rows: pa.Table) -> pa.Table:
             MODEL_HASH_KEY: artifact.model_hash.encode(),
         }
     )
+
+
+def _remove_other_folds(predictions: str, folds: int) -> None:
+    """Delete fold files of an earlier run with more folds into the same directory, which
+    would otherwise be scored as well (their rows twice)."""
+    keep = {f"fold-{k}.parquet" for k in range(folds)}
+    fs, _ = io.resolve(predictions)
+    for file in io.list_parquet_files(predictions):
+        if file.rsplit("/", 1)[-1] not in keep:
+            fs.delete_file(file)
 
 
 def _predicted_by(path: str) -> str | None:

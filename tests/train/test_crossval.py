@@ -82,6 +82,15 @@ def test_every_row_is_predicted_once_by_the_ensemble_that_did_not_train_on_it(
         assert io.read_bytes(path) != before[k]
     assert other.metrics["overall"] != result.metrics["overall"]
 
+    # fewer folds into the same directory: the extra fold's rows are not scored twice
+    io.write_bytes_atomic(io.join(result.predictions, "fold-2.parquet"), before[0])
+    again = cross_validate(train, out, dataclasses.replace(CONFIG, seed=4), folds=2, name="cv")
+    assert sorted(p.name for p in (tmp_path / "cv" / "predictions").iterdir()) == [
+        "fold-0.parquet",
+        "fold-1.parquet",
+    ]
+    assert again.metrics["n_scored"] == len(ids)
+
 
 def test_cli_builds_the_config_and_rejects_what_it_cannot_do():
     args = job.parse_args(
