@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, config_file_base
+from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
 from raypz.models import CatalogNetConfig
 from raypz.pdf import POINT_ESTIMATES
 from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig
-from raypz.train.crossval import CrossValidation, cross_validate
+from raypz.train.crossval import CrossValidation, check_settings, cross_validate
 
 IMAGE_ONLY_FIELDS = ("domain_weight", "flip_rotate", "cutout_fit_rows")
 """TrainConfig fields without a flag here: they shape CNN training only."""
@@ -91,10 +91,7 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The parsed command line; ``base_config`` is the ``--config`` file's TrainConfig."""
-    base = config_file_base(argv, TrainConfig)
-    args = build_parser(base).parse_args(argv)
-    args.base_config = base
-    return args
+    return parse_with_config_base(argv, TrainConfig, build_parser)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -102,12 +99,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     train, net = config_flags(getattr(args, "base_config", None))
     try:
         config = train.build(args, net=net.build(args))
+        check_settings(config, args.folds)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from err
-    if config.image is not None:
-        raise SystemExit("error: cross-validation covers catalog networks (--config has a CNN)")
-    if args.folds < 2:
-        raise SystemExit(f"error: --folds must be >= 2, got {args.folds}")
     return config
 
 

@@ -23,7 +23,7 @@ import argparse
 import sys
 
 from raypz import io
-from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, config_file_base
+from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.progress import summary_table
@@ -106,10 +106,7 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The parsed command line; ``base_config`` is the ``--config`` file's TrainConfig (None
     without one)."""
-    base = config_file_base(argv, TrainConfig)
-    args = build_parser(base).parse_args(argv)
-    args.base_config = base
-    return args
+    return parse_with_config_base(argv, TrainConfig, build_parser)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

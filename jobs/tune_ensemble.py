@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, config_file_base
+from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
 from raypz.models import CatalogNetConfig
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig
@@ -95,10 +95,7 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The parsed command line; ``base_config`` is the ``--config`` file's TrainConfig."""
-    base = config_file_base(argv, TrainConfig)
-    args = build_parser(base).parse_args(argv)
-    args.base_config = base
-    return args
+    return parse_with_config_base(argv, TrainConfig, build_parser)
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, TuneSettings]:

@@ -362,6 +362,18 @@ def config_file_base(argv: list[str] | None, cls: type) -> Any:
         raise SystemExit(f"error: --config {path}: {err}") from err
 
 
+def parse_with_config_base(
+    argv: list[str] | None, cls: type, build_parser: Callable[[Any], argparse.ArgumentParser]
+) -> argparse.Namespace:
+    """Parse ``argv`` with ``build_parser(base)``, whose flags default to ``base``: the ``cls``
+    of the ``--config FILE`` (:func:`config_file_base`; None without one). The namespace keeps
+    it as ``base_config``."""
+    base = config_file_base(argv, cls)
+    args = build_parser(base).parse_args(argv)
+    args.base_config = base
+    return args
+
+
 def read_config_file(path: str, cls: type) -> Any:
     """A config dataclass from JSON (local or URI): ``cls.to_dict()``'s form, or a model.json
     (its ``training.config``). Fields the file leaves out keep their defaults; an unknown

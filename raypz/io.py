@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 
 def resolve(path: str) -> tuple[pafs.FileSystem, str]:
@@ -153,6 +154,13 @@ def write_bytes_atomic(path: str, data: bytes | pa.Buffer) -> None:
     buffer)."""
     with atomic_output(path) as f:
         f.write(data)
+
+
+def write_parquet(table: pa.Table, path: str) -> None:
+    """Write ``table`` as one Parquet file (local or URI) that appears whole
+    (:func:`atomic_output`), replacing an earlier one."""
+    with atomic_output(path) as f:
+        pq.write_table(table, f)
 
 
 @contextmanager

@@ -71,8 +71,7 @@ def nz_table(result: CatalogNZ) -> pa.Table:
 def write_nz(result: CatalogNZ, output: str) -> tuple[str, str]:
     """Write ``output/nz.parquet`` and ``output/nz.png`` (local or s3://); their paths."""
     table_path, plot_path = io.join(output, "nz.parquet"), io.join(output, "nz.png")
-    with io.atomic_output(table_path) as sink:
-        pq.write_table(nz_table(result), sink)
+    io.write_parquet(nz_table(result), table_path)
     title = f"n(z) per bin of z_{result.point_estimate} ({result.totals.counts.sum():,} objects)"
     plot_nz_stacks(result.grid, result.stack, result.edges, result.totals.counts, plot_path, title)
     return table_path, plot_path

@@ -78,6 +78,15 @@ class CrossValidation:
     seconds: float
 
 
+def check_settings(config: TrainConfig, folds: int) -> None:
+    """ValueError unless ``config`` and ``folds`` can be cross-validated: catalog networks,
+    at least two folds."""
+    if folds < 2:
+        raise ValueError(f"cross_validate: folds must be >= 2, got {folds}")
+    if config.image is not None:
+        raise ValueError("cross_validate: catalog networks only (TrainConfig.image is set)")
+
+
 def cross_validate(
     train: str,
     output: str,
@@ -99,10 +108,7 @@ def cross_validate(
         name: the model's name in the report.
     """
     config = config or TrainConfig()
-    if folds < 2:
-        raise ValueError(f"cross_validate: folds must be >= 2, got {folds}")
-    if config.image is not None:
-        raise ValueError("cross_validate: catalog networks only (TrainConfig.image is set)")
+    check_settings(config, folds)
     t0 = time.perf_counter()
     c = config.columns
     needed = [c.object_id, c.ra, c.dec, *c.flux_columns(BANDS), *c.flux_err_columns(BANDS)]
@@ -118,13 +124,13 @@ def cross_validate(
         fold_dir = io.join(output, f"fold-{k}")
         fold_train = io.join(fold_dir, "train.parquet")
         io.makedirs(fold_dir)
-        _write(table.filter(pa.array(~held_out)), fold_train)
+        io.write_parquet(table.filter(pa.array(~held_out)), fold_train)
         model = io.join(fold_dir, "model")
         print(f"cross-validation: fold {k + 1}/{folds}, {int((~held_out).sum())} training rows")
         fit = train_ensemble(fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}")
         path = io.join(predictions, f"fold-{k}.parquet")
         if _predicted_by(path) != fit.model_hash:  # a rerun keeps the rows of the same model
-            _write(_predict(model, table.filter(pa.array(held_out))), path)
+            io.write_parquet(_predict(model, table.filter(pa.array(held_out))), path)
         models.append(model)
         fold_rows.append(int(held_out.sum()))
     _remove_other_folds(predictions, folds)
@@ -175,9 +181,3 @@ def _predicted_by(path: str) -> str | None:
     fs, inner = io.resolve(path)
     meta = pq.read_schema(inner, filesystem=fs).metadata or {}
     return meta[MODEL_HASH_KEY].decode() if MODEL_HASH_KEY in meta else None
-
-
-def _write(table: pa.Table, path: str) -> None:
-    """Write a Parquet file (local or URI) that appears whole, replacing an earlier one."""
-    with io.atomic_output(path) as f:
-        pq.write_table(table, f)
