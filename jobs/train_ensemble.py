@@ -13,7 +13,7 @@ Examples:
     ray job submit --working-dir . -- python jobs/train_ensemble.py --train s3://b/specz ...
 
 Writes the model artifact (model.json + member-NN.safetensors) and, under
-MODEL_DIR/validation/, the validation (or out-of-fold with --kfold) predictions that
+MODEL_DIR/validation/, the ensemble's predictions on the validation split that
 jobs/evaluate.py reads. Rerunning the same command resumes unfinished members.
 """
 

@@ -124,25 +124,19 @@ class EnsemblePredictor:
         return pdf.cpu().numpy(), flags.cpu().numpy()
 
     @torch.inference_mode()
-    def head_outputs(
-        self, x: np.ndarray, images: np.ndarray | None = None, members: list[int] | None = None
-    ) -> list[torch.Tensor]:
-        """Raw head outputs of the given members (default all) for the rows. PDFs follow from
-        them cheaply (:meth:`pdf_from_head_outputs`), e.g. for each trial width scale."""
-        chosen = range(len(self.members)) if members is None else members
+    def head_outputs(self, x: np.ndarray, images: np.ndarray | None = None) -> list[torch.Tensor]:
+        """Raw head outputs of every member for the rows. PDFs follow from them cheaply
+        (:meth:`pdf_from_head_outputs`), e.g. for each trial width scale."""
         x = to_device(x, self.device)  # once for all members
-        return [self._head_output(self.members[i], x, images) for i in chosen]
+        return [self._head_output(net, x, images) for net in self.members]
 
     @torch.inference_mode()
-    def pdf_from_head_outputs(
-        self, outputs: list[torch.Tensor], members: list[int] | None = None
-    ) -> np.ndarray:
-        """Mean PDF (N, G) of those members from their head outputs, at the current width
-        scale."""
-        chosen = range(len(self.members)) if members is None else members
+    def pdf_from_head_outputs(self, outputs: list[torch.Tensor]) -> np.ndarray:
+        """Mean PDF (N, G) of the members from their head outputs (:meth:`head_outputs`), at
+        the current width scale."""
         pdfs = [
-            self.members[i].head.pdf(out, self.z_grid).float()
-            for i, out in zip(chosen, outputs, strict=True)
+            net.head.pdf(out, self.z_grid).float()
+            for net, out in zip(self.members, outputs, strict=True)
         ]
         return (sum(pdfs) / len(pdfs)).cpu().numpy()
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from raypz.train.augment import BalanceWeights, add_flux_noise, randomised_coadd
 from raypz.train.config import TrainConfig
-from raypz.train.splits import fold_of, hash_unit, is_validation
+from raypz.train.splits import fold_of, hash_unit, is_validation, kfold_of
 
 if TYPE_CHECKING:
     from raypz.train.ensemble import VALIDATION_DIR, TrainResult, train_ensemble
@@ -30,6 +30,7 @@ __all__ = [
     "fold_of",
     "hash_unit",
     "is_validation",
+    "kfold_of",
     "randomised_coadd",
     "train_ensemble",
 ]

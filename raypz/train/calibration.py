@@ -3,9 +3,10 @@
 The ensemble PDF is the mean of its members' PDFs, which adds the members' spread to each
 member's own width; one factor on every member's widths (MDN sigmas, binned-head temperature)
 undoes the excess or a lack. :func:`calibrate` picks the factor that minimises the ensemble's
-log score on the validation rows (or, in k-fold mode, on the out-of-fold rows, each predicted by
-the member that did not train on it); :func:`with_width_scale` stores it in a member's weights,
-so it travels with the (hashed) artifact.
+log score on the validation rows, which no member trained on (in k-fold mode too: the folds
+divide the other rows), so the factor is fitted to the PDF that is deployed, the mean of all
+members; :func:`with_width_scale` stores it in a member's weights, so it travels with the
+(hashed) artifact.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid, cdf_at
 from raypz.train.config import TrainConfig
 from raypz.train.labelled import LabelledArrays, train_mask
-from raypz.train.splits import fold_of
 
 WIDTH_SCALES = np.round(np.arange(0.5, 1.5001, 0.1), 3)
 """Coarse PDF width scales tried by the calibration (1 = uncalibrated); it then refines the
@@ -40,31 +40,16 @@ def set_width_scale(predictor: EnsemblePredictor, scale: float) -> None:
 def validation_pdfs(
     predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows (N,) bool, their PDFs (n, G) and flags (n,): the ensemble on the validation split,
-    or in k-fold mode each member on its own fold (out-of-fold PDFs for every row)."""
-    x, flags = predictor.artifact.transform.transform_fluxes(labelled.flux, labelled.err)
-    if config.kfold:
-        pdf = np.zeros((len(labelled.z), config.grid.n), dtype=np.float32)
-        for rows, (k,) in member_groups(labelled.object_id, config, len(predictor.members)):
-            pdf[rows] = predictor.predict_member(k, x[rows], _rows_of(labelled.images, rows))
-        return np.ones(len(labelled.z), dtype=bool), pdf, flags
+    """Rows (N,) bool of the validation split, the ensemble's PDFs there (n, G) and their
+    flags (n,)."""
     rows = ~train_mask(labelled.object_id, config, None)
     if not rows.any():
         return rows, np.zeros((0, config.grid.n), np.float32), np.zeros(0, np.int32)
-    pdf, extra_flags = predictor.predict(x[rows], _rows_of(labelled.images, rows))
-    return rows, pdf, flags[rows] | extra_flags
-
-
-def member_groups(
-    object_id: np.ndarray, config: TrainConfig, n_members: int
-) -> list[tuple[np.ndarray, list[int]]]:
-    """Which members predict which of the given rows on the driver: in k-fold mode member k
-    predicts fold k (non-empty folds only), else every member predicts every row (the callers
-    pass the validation rows)."""
-    if config.kfold:
-        folds = fold_of(object_id, config.kfold)
-        return [(folds == k, [k]) for k in range(config.kfold) if (folds == k).any()]
-    return [(np.ones(len(object_id), dtype=bool), list(range(n_members)))]
+    x, flags = predictor.artifact.transform.transform_fluxes(
+        labelled.flux[rows], labelled.err[rows]
+    )
+    pdf, extra_flags = predictor.predict(x, _rows_of(labelled.images, rows))
+    return rows, pdf, flags | extra_flags
 
 
 def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -84,11 +69,11 @@ def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) 
 def calibrate(
     predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
 ) -> dict:
-    """The width scale minimising the ensemble's validation log score (ties: closest to 1).
+    """The width scale minimising the ensemble's log score on ``rows`` (ties: closest to 1),
+    which no member may have trained on (:func:`validation_pdfs`).
 
     The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
     member's own width; one scale of every member's widths undoes the excess (or a lack).
-    ``rows`` are predicted by the members :func:`_member_groups` assigns them.
     """
     idx = np.flatnonzero(rows)
     if len(idx) > config.calibration_rows:
@@ -98,16 +83,10 @@ def calibrate(
     sub = labelled.take(idx)
     x, _ = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
     # the networks run once; only the heads' PDFs are redone for each trial scale
-    cached = [
-        (rows, members, predictor.head_outputs(x[rows], _rows_of(sub.images, rows), members))
-        for rows, members in member_groups(sub.object_id, config, len(predictor.members))
-    ]
+    outputs = predictor.head_outputs(x, sub.images)
 
     def pdfs() -> np.ndarray:
-        pdf = np.zeros((len(sub.z), config.grid.n), dtype=np.float32)
-        for rows, members, outputs in cached:
-            pdf[rows] = predictor.pdf_from_head_outputs(outputs, members)
-        return pdf
+        return predictor.pdf_from_head_outputs(outputs)
 
     scores: dict[float, float] = {}
 

@@ -149,11 +149,17 @@ _NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members", "wo
 scheduling): changing them reuses the finished runs."""
 
 
+_KFOLD_SPLIT = "folds-outside-validation"
+"""Part of a k-fold run's id: runs from before k-fold held the validation split out of every
+member (they trained on it) are not resumed."""
+
+
 def _run_id(
     name: str, fingerprint: dict, config: TrainConfig, stage: str, target: str | None
 ) -> str:
     settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_ID}
-    blob = json.dumps([fingerprint, settings, stage, target], sort_keys=True).encode()
+    key = [fingerprint, settings, stage, target] + ([_KFOLD_SPLIT] if config.kfold else [])
+    blob = json.dumps(key, sort_keys=True).encode()
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
@@ -221,9 +227,7 @@ def train_ensemble(
     fingerprint = labelled.fingerprint(train)
     sim = read_labelled(pretrain, config) if pretrain else None
 
-    fit_rows = labelled.take(
-        train_mask(labelled.object_id, config, fold=None if not config.kfold else -1)
-    )
+    fit_rows = labelled.take(train_mask(labelled.object_id, config, fold=None))
     pool = fit_rows if sim is None else _concat(fit_rows, sim)
     sample = np.random.default_rng(config.seed).permutation(len(pool.z))[: config.fit_sample_rows]
     transform = FeatureTransform.fit(pool.flux[sample], pool.err[sample], columns=config.columns)
@@ -449,11 +453,10 @@ def _with_images(
     stretch: CutoutStretch,
     cutouts: str | None,
 ) -> LabelledArrays:
-    """The rows an image model is scored on by the driver (the validation split, or every row
-    in k-fold mode) with their stretched cutouts; rows without a usable cutout are left out of
-    the validation metrics (and counted)."""
-    if not config.kfold:
-        labelled = labelled.take(~train_mask(labelled.object_id, config, None))
+    """The rows an image model is scored on by the driver (the validation split) with their
+    stretched cutouts; rows without a usable cutout are left out of the validation metrics
+    (and counted)."""
+    labelled = labelled.take(~train_mask(labelled.object_id, config, None))
     raw, usable = read_cutouts(train, config, labelled.object_id, cutouts=cutouts)
     if not usable.all():
         print(f"validation: {int((~usable).sum())} rows without a usable cutout are not scored")
@@ -477,7 +480,7 @@ def validation_metrics(
     pdf: np.ndarray,
     flags: np.ndarray,
 ) -> dict:
-    """raypz.metrics of the validation (or out-of-fold) PDFs, for model.json.
+    """raypz.metrics of the ensemble's PDFs on the validation split, for model.json.
 
     ``overall`` holds every metric of DESIGN 8; ``mag_i`` the same in i-band magnitude bins.
     """
@@ -485,7 +488,7 @@ def validation_metrics(
     mag = flux_to_mag(labelled.flux[rows, 3])
     result = evaluate(config.grid, pdf, z, mag, flags)
     return {
-        "split": "out-of-fold" if config.kfold else "validation",
+        "split": "validation",
         "n_rows": result["n_rows"],
         "n_scored": result["n_scored"],
         "overall": result["overall"],
@@ -501,7 +504,7 @@ def _write_validation_predictions(
     pdf: np.ndarray,
     flags: np.ndarray,
 ) -> str:
-    """Write the validation (or out-of-fold) PDFs as a predictions table (Parquet)."""
+    """Write the ensemble's validation PDFs as a predictions table (Parquet)."""
     table = predictions_table(labelled.object_id[rows], pdf, config.grid, flags=flags)
     path = io.join(output, VALIDATION_DIR, "predictions.parquet")
     io.makedirs(io.join(output, VALIDATION_DIR))

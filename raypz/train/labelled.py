@@ -23,7 +23,7 @@ from raypz.features.cutouts import cutout_array
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.batches import WEIGHT_COLUMN
 from raypz.train.config import TrainConfig
-from raypz.train.splits import fold_of, is_validation
+from raypz.train.splits import is_validation, kfold_of
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,11 @@ def read_cutouts(
 
 
 def train_mask(object_id: np.ndarray, config: TrainConfig, fold: int | None) -> np.ndarray:
-    """Rows used for fitting: outside the validation split, or outside ``fold`` in k-fold mode."""
-    if config.kfold:
-        return fold_of(object_id, config.kfold) != fold
+    """Rows a member fits on: outside the validation split and, in k-fold mode, outside its
+    ``fold`` as well (``None``: every row outside the validation split)."""
+    if config.kfold and fold is not None:
+        folds = kfold_of(object_id, config.kfold, config.val_fraction)
+        return (folds >= 0) & (folds != fold)
     return ~is_validation(object_id, config.val_fraction)
 
 

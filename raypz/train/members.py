@@ -8,9 +8,10 @@ writes ``OUTPUT/member-NN.parquet`` (one predictions table per member, the forma
 The members carry the artifact's width scale, which was fitted to the *ensemble*; a member
 used alone deserves its own. ``--width-scale 1`` gives the members as trained, and
 ``--calibrate-on TRAIN`` fits each member's own scale on the validation split of the table the
-artifact was trained on (k-fold: the member's held-out fold; the same search as the ensemble
-calibration), so a member-vs-ensemble comparison is fair. In-process and chunked: meant for
-test sets of up to a few million rows, not for a survey (use ``jobs/infer_lsst.py`` there).
+artifact was trained on (k-fold: that split and the member's own fold, the rows it did not
+train on; the same search as the ensemble calibration), so a member-vs-ensemble comparison is
+fair. In-process and chunked: meant for test sets of up to a few million rows, not for a
+survey (use ``jobs/infer_lsst.py`` there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -40,17 +40,17 @@ def member_file_name(index: int) -> str:
 
 
 def fit_member_scales(predictor: EnsemblePredictor, train: str) -> list[float]:
-    """Each member's own width scale, fitted on the validation rows of ``train`` (in k-fold mode
-    on the member's held-out fold); the members of ``predictor`` are left at those scales."""
+    """Each member's own width scale, fitted on the rows of ``train`` it did not train on (the
+    validation split, and in k-fold mode its own fold too); the members of ``predictor`` are
+    left at those scales."""
     config = TrainConfig.from_dict(predictor.artifact.meta["training"]["config"])
     labelled = read_labelled(train, config)
-    solo = replace(config, kfold=0)  # one member predicts all the rows it did not train on
     scales = []
     for i, net in enumerate(list(predictor.members)):
         rows = ~train_mask(labelled.object_id, config, i if config.kfold else None)
         alone = copy.copy(predictor)
         alone.members = [net]
-        scales.append(calibrate(alone, labelled, solo, rows)["width_scale"])
+        scales.append(calibrate(alone, labelled, config, rows)["width_scale"])
     return scales
 
 

@@ -31,3 +31,15 @@ def fold_of(object_id: np.ndarray, n_folds: int) -> np.ndarray:
 def is_validation(object_id: np.ndarray, val_fraction: float) -> np.ndarray:
     """True for the rows of the fixed validation split."""
     return hash_unit(object_id) < val_fraction
+
+
+def kfold_of(object_id: np.ndarray, n_folds: int, val_fraction: float) -> np.ndarray:
+    """k-fold index in [0, n_folds) per objectId outside the validation split, -1 inside it.
+
+    The folds divide the rows that :func:`is_validation` leaves evenly (the hash is rescaled
+    over ``[val_fraction, 1)``), so no fold holds more of the split than another.
+    """
+    u = hash_unit(object_id)
+    kept = (u - val_fraction) / (1.0 - val_fraction)
+    folds = np.minimum((kept * n_folds).astype(np.int64), n_folds - 1)
+    return np.where(u < val_fraction, -1, folds)

@@ -14,8 +14,10 @@ from raypz.train import (
     fold_of,
     hash_unit,
     is_validation,
+    kfold_of,
     randomised_coadd,
 )
+from raypz.train.labelled import train_mask
 
 
 def test_flux_noise_off_returns_inputs(rng):
@@ -81,6 +83,22 @@ def test_hash_split_is_stable_and_sized():
     folds = fold_of(ids, 5)
     assert set(np.unique(folds)) == set(range(5))
     assert np.bincount(folds).min() > 0.19 * ids.size
+
+
+def test_kfold_folds_divide_the_rows_outside_the_validation_split_evenly():
+    ids = np.arange(50_000, dtype=np.int64) * 104729 + 7
+    config = TrainConfig(kfold=4, val_fraction=0.15)
+    held_out = is_validation(ids, config.val_fraction)
+    folds = kfold_of(ids, config.kfold, config.val_fraction)
+    assert np.array_equal(folds == -1, held_out)
+    counts = np.bincount(folds[~held_out], minlength=4)
+    assert counts.min() > 0.24 * (~held_out).sum()  # even, not piled into one fold
+    fit = [train_mask(ids, config, k) for k in range(config.kfold)]
+    for k, rows in enumerate(fit):
+        assert not (rows & held_out).any()  # no member trains on the validation split
+        assert np.array_equal(rows, ~held_out & (folds != k))
+    assert np.array_equal(np.logical_or.reduce(fit), ~held_out)  # together: every other row
+    assert np.array_equal(train_mask(ids, config, None), ~held_out)
 
 
 def test_validation_split_matches_fold_zero_share():

@@ -17,7 +17,7 @@ from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
 from raypz.sim import SurveyConfig, simulate_shard
-from raypz.train import VALIDATION_DIR, TrainConfig, train_ensemble
+from raypz.train import VALIDATION_DIR, TrainConfig, is_validation, train_ensemble
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -126,3 +126,22 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
     assert again.model_hash == first.model_hash
     assert [m["history"] for m in again.members] == [m["history"] for m in first.members]
 
+
+
+def test_kfold_members_split_the_training_rows_and_are_scored_on_the_held_out_split(
+    ray_session, labelled_survey, tmp_path
+):
+    """k-fold members train on different folds, but the validation split is held out of all of
+    them, so the calibration and model.json's metrics score the deployed mean PDF on rows that
+    no member saw (not each member on its own fold, which fits the width to single members)."""
+    config = dataclasses.replace(CONFIG, trainer="auto", kfold=2)
+    out = str(tmp_path / "model")
+    result = train_ensemble(labelled_survey, out, config, name="kfold")
+    assert [m["fold"] for m in result.members] == [0, 1]
+    ids = pq.read_table(labelled_survey, columns=["objectId"])["objectId"].to_numpy()
+    held_out = is_validation(ids, config.val_fraction)
+    metrics = load_artifact(out).meta["metrics"]
+    assert metrics["split"] == "validation" and metrics["n_rows"] == held_out.sum()
+    pred = read_predictions(io.join(out, VALIDATION_DIR))
+    assert sorted(pred.object_id) == sorted(ids[held_out])
+    assert 0.5 <= metrics["calibration"]["width_scale"] <= 1.5
