@@ -7,7 +7,7 @@ optionally pre-train one network on a simulated survey -> train M members
 (each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the pre-trained
 weights when there are some), as many at once as the cluster has room for, re-planned as it
 grows (:mod:`raypz.train.schedule`) -> calibrate one PDF
-width scale on the validation (or out-of-fold) rows -> save the artifact
+width scale on the validation rows -> save the artifact
 -> predict the validation rows and record their metrics (raypz.metrics) in model.json.
 Domain-adversarial image models also stream the unlabelled rows of a ``target`` table.
 
@@ -72,7 +72,7 @@ from raypz.train.schedule import Resources, members_that_fit, plan_workers, run_
 from raypz.train.tasks import fit_in_task
 
 VALIDATION_DIR = "validation"
-"""Sub-directory of the artifact with validation / out-of-fold predictions (Parquet)."""
+"""Sub-directory of the artifact with the ensemble's validation predictions (Parquet)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class TrainResult:
         artifact: the artifact directory.
         model_hash: its hash.
         members: per-member facts (seed, fold, epochs run, best validation loss, seconds).
-        validation_predictions: Parquet of the ensemble's validation / out-of-fold PDFs.
+        validation_predictions: Parquet of the ensemble's validation PDFs.
         seconds: wall time of the whole run.
     """
 
