@@ -428,6 +428,12 @@ def recalibrate(
     """
     artifact = load_artifact(output)
     meta = artifact.meta
+    if meta.get("metrics", {}).get("split") == "out-of-fold":
+        raise ValueError(
+            f"{output}: a k-fold model from before the validation split was held out of its "
+            "members (model.json metrics split 'out-of-fold'); they trained on every row, so "
+            "none is left to calibrate on: train it again"
+        )
     config = config or TrainConfig.from_dict(meta["training"]["config"])
     labelled = read_labelled(train, config)
     contents = ArtifactContents(

@@ -3,12 +3,19 @@ the scores it fits on cached head outputs equal the scores of full predictions a
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from raypz.models import EnsemblePredictor, load_artifact
-from raypz.train import TrainConfig
+from raypz.models.heads import WIDTH_SCALE_KEY
+from raypz.predictions import read_predictions
+from raypz.train import VALIDATION_DIR, TrainConfig
 from raypz.train.calibration import WIDTH_SCALES, calibrate, log_score, validation_pdfs
+from raypz.train.ensemble import recalibrate
 from raypz.train.labelled import read_labelled, train_mask
 from raypz.train.members import fit_member_scales
 
@@ -53,3 +60,28 @@ def test_members_alone_are_calibrated_on_their_own_held_out_rows(small_model, sm
         result = calibrate(alone, labelled, config, rows)
         assert result["rows"] == min(400, int(rows.sum()))
         assert result["width_scale"] == pytest.approx(scale)
+
+
+def test_recalibrate_refits_an_artifact_in_place(small_model, small_survey, tmp_path):
+    """``recalibrate`` stores the refitted scale in every member's weights, records it and the
+    validation metrics in model.json and writes the validation predictions; a k-fold model of
+    the former scheme (members trained on every row) is refused, not calibrated on seen rows."""
+    model = shutil.copytree(small_model, tmp_path / "model")
+    base = TrainConfig.from_dict(load_artifact(str(model)).meta["training"]["config"])
+    metrics = recalibrate(str(model), small_survey, replace(base, calibration_rows=400))
+    scale = metrics["calibration"]["width_scale"]
+    assert metrics["split"] == "validation" and metrics["calibration"]["rows"] == 400
+    assert metrics["calibration"]["log_score"] <= metrics["calibration"]["log_score_uncalibrated"]
+    artifact = load_artifact(str(model))
+    assert artifact.meta["metrics"]["calibration"]["width_scale"] == scale
+    for state in artifact.states:
+        assert float(state[f"head.{WIDTH_SCALE_KEY}"]) == pytest.approx(scale)
+    pred = read_predictions(str(model / VALIDATION_DIR))
+    assert len(pred.object_id) == metrics["n_rows"]
+
+    meta_path = model / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["metrics"]["split"] = "out-of-fold"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"out-of-fold.*train it again"):
+        recalibrate(str(model), small_survey)
