@@ -399,14 +399,14 @@ def _finalize(
     states = [with_width_scale(s, 1.0) for s in states]
     contents.save(output, states, {})
     predictor = EnsemblePredictor(load_artifact(output), device="auto")
-    rows, pdf, flags = validation_pdfs(predictor, labelled, config)
     calibration: dict = {"width_scale": 1.0}
-    if config.calibrate and rows.any():
-        calibration = calibrate(predictor, labelled, config, rows)
+    held_out = ~train_mask(labelled.object_id, config, None)
+    if config.calibrate and held_out.any():
+        calibration = calibrate(predictor, labelled, config, held_out)
         states = [with_width_scale(s, calibration["width_scale"]) for s in states]
         contents.save(output, states, {})
         predictor = EnsemblePredictor(load_artifact(output), device="auto")
-        rows, pdf, flags = validation_pdfs(predictor, labelled, config)
+    rows, pdf, flags = validation_pdfs(predictor, labelled, config)
     metrics = validation_metrics(labelled, config, rows, pdf, flags)
     metrics["calibration"] = calibration
     contents.save(output, states, metrics)
