@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import ray
 import ray.train
 import torch
@@ -513,7 +512,5 @@ def _write_validation_predictions(
     """Write the ensemble's validation PDFs as a predictions table (Parquet)."""
     table = predictions_table(labelled.object_id[rows], pdf, config.grid, flags=flags)
     path = io.join(output, VALIDATION_DIR, "predictions.parquet")
-    io.makedirs(io.join(output, VALIDATION_DIR))
-    fs, inner = io.resolve(path)
-    pq.write_table(table, inner, filesystem=fs)
+    io.write_parquet(table, path)
     return path

@@ -21,7 +21,6 @@ import copy
 import sys
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from raypz import flags as fl
 from raypz import io
@@ -83,7 +82,6 @@ def predict_members(
     ids = table[columns.object_id].to_numpy()
     x, flags = artifact.transform.transform_fluxes(*flux_arrays(table, columns, bands))
     usable = (flags & fl.NO_PDF) == 0
-    io.makedirs(output)
     paths = []
     for m in range(len(artifact.states)):
         pdf = np.zeros((len(ids), artifact.grid.n), dtype=np.float32)
@@ -93,10 +91,7 @@ def predict_members(
             if rows.size:
                 pdf[rows] = predictor.predict_member(m, x[rows])
         path = io.join(output, member_file_name(m))
-        fs, inner = io.resolve(path)
-        pq.write_table(
-            predictions_table(ids, pdf, artifact.grid, flags=flags), inner, filesystem=fs
-        )
+        io.write_parquet(predictions_table(ids, pdf, artifact.grid, flags=flags), path)
         paths.append(path)
         print(f"member {m}: {len(ids)} rows -> {path}", flush=True)
     return paths
