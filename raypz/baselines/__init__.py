@@ -1,4 +1,5 @@
-"""Classical photo-z baselines that the learned models are compared against.
+"""Classical photo-z baselines that the learned models are compared against: k nearest
+neighbours, and Bayes posteriors under a population sample (how far the photometry allows).
 
 >>> import numpy as np
 >>> from raypz.baselines import KNNBaseline, KNNConfig
@@ -14,5 +15,6 @@
 """
 
 from raypz.baselines.knn import KNNBaseline, KNNConfig
+from raypz.baselines.prior_sample import FluxErrorModel, PriorSamplePosterior
 
-__all__ = ["KNNBaseline", "KNNConfig"]
+__all__ = ["FluxErrorModel", "KNNBaseline", "KNNConfig", "PriorSamplePosterior"]
