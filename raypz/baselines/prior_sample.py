@@ -118,8 +118,9 @@ class PriorSamplePosterior:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """PDFs (N, G) on ``grid`` of objects with observed fluxes (N, B) in nJy.
 
-        Non-finite fluxes are missing bands (left out of the likelihood, flagged
-        BAND_MISSING and the band's bit); a row with no band gets an all-zero PDF and NO_PDF.
+        Non-finite fluxes are left out of the likelihood (NaN: flagged BAND_MISSING, +-inf:
+        NONFINITE_INPUT, each with the band's bit); a row with no band left gets an all-zero PDF
+        and NO_PDF.
         Draws outside the grid are not used. Also returns the flags (N,) and each row's
         effective number of draws, 1 / sum_s w_s^2 (small: the sample is too sparse there).
         """
@@ -146,7 +147,8 @@ class PriorSamplePosterior:
         mask = present.astype(np.float64)
         flags = np.zeros(len(flux), np.int32)
         for b in range(flux.shape[1]):
-            flags[~present[:, b]] |= fl.BAND_MISSING | fl.band_missing_bit(b)
+            flags[np.isnan(flux[:, b])] |= fl.BAND_MISSING | fl.band_missing_bit(b)
+            flags[np.isinf(flux[:, b])] |= fl.NONFINITE_INPUT | fl.band_missing_bit(b)
         pdf = np.zeros((len(flux), grid.n))
         n_eff = np.zeros(len(flux))
         chunk = max(1, self.max_elements // max(len(z_s), 1))

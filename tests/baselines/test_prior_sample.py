@@ -97,13 +97,14 @@ def test_missing_bands_leave_the_likelihood_and_set_flags():
     z = np.repeat([0.5, 1.5], 100)
     flux = np.repeat([[100.0, 100.0, 100.0], [200.0, 100.0, 100.0]], 100, axis=0)
     posterior = PriorSamplePosterior(z, flux, constant_errors(10.0, 3), smoothing=0.0)
-    obs = np.array([[np.nan, 100.0, 100.0], [np.nan] * 3, [200.0, np.nan, 100.0]])
+    obs = np.array([[np.nan, 100.0, 100.0], [np.nan, np.inf, np.nan], [200.0, np.nan, 100.0]])
     pdf, flags, n_eff = posterior.predict_pdf(obs, GRID)
     at_half = np.isclose(GRID.values, 0.5)
     # without u the two halves are indistinguishable; with u the second row is z = 1.5
     np.testing.assert_allclose(pdf[0, at_half] * GRID.dz, 0.5, atol=1e-9)
     assert flags[0] == fl.BAND_MISSING | fl.band_missing_bit(0)
-    assert flags[1] & fl.NO_PDF and not pdf[1].any() and n_eff[1] == 0
+    assert flags[1] & fl.NO_PDF and flags[1] & fl.NONFINITE_INPUT
+    assert not pdf[1].any() and n_eff[1] == 0
     assert flags[2] == fl.BAND_MISSING | fl.band_missing_bit(1)
     assert pdf[2, np.isclose(GRID.values, 1.5)] * GRID.dz > 0.999
 
