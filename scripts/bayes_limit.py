@@ -35,6 +35,7 @@ import numpy as np
 from raypz import io
 from raypz.baselines.prior_sample import FluxErrorModel, PriorSamplePosterior
 from raypz.columns import BANDS, DEFAULT_COLUMNS, mag_to_flux
+from raypz.features import flux_arrays
 from raypz.pdf import ZGrid
 from raypz.predictions import predictions_table
 from raypz.tables import read_table
@@ -84,13 +85,7 @@ def read_fluxes(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """objectId (N,), fluxes and flux errors (N, B) in nJy of an object table."""
     flux_cols, err_cols = DEFAULT_COLUMNS.flux_columns(), DEFAULT_COLUMNS.flux_err_columns()
     table = read_table(path, ["objectId", *flux_cols, *err_cols])
-
-    def stack(cols: list[str]) -> np.ndarray:
-        return np.stack(
-            [table[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in cols], axis=1
-        )
-
-    return table["objectId"].to_numpy(), stack(flux_cols), stack(err_cols)
+    return table["objectId"].to_numpy(), *flux_arrays(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     z, flux, dropped = read_draws(args.prior, args.max_draws)
     _, fit_flux, fit_err = read_fluxes(args.errors_from or args.objects)
     errors = FluxErrorModel.fit(fit_flux, fit_err)
-    object_id, obs_flux, _ = read_fluxes(args.objects)
+    object_id, obs_flux, obs_err = read_fluxes(args.objects)
     posterior = PriorSamplePosterior(z, flux, errors, smoothing=args.smoothing)
     start = time.perf_counter()
-    pdf, flags, n_eff = posterior.predict_pdf(obs_flux, GRID)
+    pdf, flags, n_eff = posterior.predict_pdf(obs_flux, obs_err, GRID)
     seconds = time.perf_counter() - start
     table = predictions_table(object_id, pdf, GRID, flags, extra={"n_eff": n_eff})
     io.write_parquet(table, args.output)

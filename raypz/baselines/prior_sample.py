@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from raypz import flags as fl
+from raypz.features import usable_bands
 from raypz.pdf import ZGrid, normalize
 
 
@@ -48,17 +49,18 @@ class FluxErrorModel:
 
     @classmethod
     def fit(cls, flux: np.ndarray, flux_err: np.ndarray) -> FluxErrorModel:
-        """Least-squares fit of sigma^2 in relative terms, per band, on rows with finite
-        fluxes and positive finite errors (nJy, shape (N, B))."""
+        """Least-squares fit of sigma^2 in relative terms, per band, on the usable measurements
+        (:func:`raypz.features.usable_bands`) of fluxes and errors in nJy, shape (N, B)."""
         flux = np.asarray(flux, dtype=np.float64)
         flux_err = np.asarray(flux_err, dtype=np.float64)
+        usable, _ = usable_bands(flux, flux_err)
         coefs, residuals = [], []
         for b in range(flux.shape[1]):
-            ok = np.isfinite(flux[:, b]) & np.isfinite(flux_err[:, b]) & (flux_err[:, b] > 0)
+            ok = usable[:, b]
             if ok.sum() < 3:
                 raise ValueError(
-                    f"FluxErrorModel.fit: band {b} has {int(ok.sum())} rows with a finite flux "
-                    "and a positive finite error; at least 3 are needed"
+                    f"FluxErrorModel.fit: band {b} has {int(ok.sum())} rows with a usable flux "
+                    "and error (finite, error > 0, not absurd); at least 3 are needed"
                 )
             design = _design(flux[ok, b])
             var = flux_err[ok, b] ** 2
@@ -114,13 +116,14 @@ class PriorSamplePosterior:
             raise ValueError(f"PriorSamplePosterior.smoothing must be >= 0: {self.smoothing}")
 
     def predict_pdf(
-        self, flux: np.ndarray, grid: ZGrid
+        self, flux: np.ndarray, flux_err: np.ndarray, grid: ZGrid
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """PDFs (N, G) on ``grid`` of objects with observed fluxes (N, B) in nJy.
+        """PDFs (N, G) on ``grid`` of objects with observed fluxes and errors (N, B) in nJy.
 
-        Non-finite fluxes are left out of the likelihood (NaN: flagged BAND_MISSING, +-inf:
-        NONFINITE_INPUT, each with the band's bit); a row with no band left gets an all-zero PDF
-        and NO_PDF.
+        The likelihood takes its widths from the error model; ``flux_err`` only decides, with
+        the fluxes, which measurements are usable, by the catalog models' rules and flags
+        (:func:`raypz.features.usable_bands`). Unusable bands are left out of the likelihood;
+        a row with none left gets an all-zero PDF (NO_PDF).
         Draws outside the grid are not used. Also returns the flags (N,) and each row's
         effective number of draws, 1 / sum_s w_s^2 (small: the sample is too sparse there).
         """
@@ -142,13 +145,9 @@ class PriorSamplePosterior:
         low_t = torch.from_numpy(low)
         high_t = torch.from_numpy(np.minimum(low + 1, grid.n - 1))
 
-        present = np.isfinite(flux)
+        present, flags = usable_bands(flux, np.asarray(flux_err, dtype=np.float64))
         obs = np.where(present, flux, 0.0)
         mask = present.astype(np.float64)
-        flags = np.zeros(len(flux), np.int32)
-        for b in range(flux.shape[1]):
-            flags[np.isnan(flux[:, b])] |= fl.BAND_MISSING | fl.band_missing_bit(b)
-            flags[np.isinf(flux[:, b])] |= fl.NONFINITE_INPUT | fl.band_missing_bit(b)
         pdf = np.zeros((len(flux), grid.n))
         n_eff = np.zeros(len(flux))
         chunk = max(1, self.max_elements // max(len(z_s), 1))
@@ -167,8 +166,7 @@ class PriorSamplePosterior:
             p.index_add_(1, low_t, w * (1.0 - frac))
             p.index_add_(1, high_t, w * frac)
             pdf[rows] = p.numpy()
-        empty = ~present.any(axis=1)
+        empty = (flags & fl.NO_PDF) != 0
         pdf[empty] = 0.0
         n_eff[empty] = 0.0
-        flags[empty] |= fl.NO_PDF
         return normalize(pdf, grid), flags, n_eff

@@ -71,7 +71,7 @@ def test_posterior_follows_the_likelihood():
     flux = np.repeat([[100.0] * 3, [200.0] * 3], 1000, axis=0)
     posterior = PriorSamplePosterior(z, flux, constant_errors(20.0, 3), smoothing=0.0)
     obs = np.array([[100.0] * 3, [150.0] * 3, [190.0, 210.0, 200.0]])
-    pdf, flags, n_eff = posterior.predict_pdf(obs, GRID)
+    pdf, flags, n_eff = posterior.predict_pdf(obs, np.ones_like(obs), GRID)
     mass = pdf * GRID.dz
     low = mass[:, np.isclose(GRID.values, 0.5)].ravel()
     high = mass[:, np.isclose(GRID.values, 1.5)].ravel()
@@ -89,7 +89,7 @@ def test_likelihood_normalisation_favours_the_draw_with_smaller_errors():
     posterior = PriorSamplePosterior(
         np.array([0.5, 1.5]), np.array([[100.0], [400.0]]), errors, 0.0
     )
-    pdf, _, _ = posterior.predict_pdf(np.array([[200.0]]), GRID)
+    pdf, _, _ = posterior.predict_pdf(np.array([[200.0]]), np.ones((1, 1)), GRID)
     np.testing.assert_allclose(pdf[0, np.isclose(GRID.values, 0.5)] * GRID.dz, 2 / 3, rtol=1e-9)
 
 
@@ -98,7 +98,7 @@ def test_missing_bands_leave_the_likelihood_and_set_flags():
     flux = np.repeat([[100.0, 100.0, 100.0], [200.0, 100.0, 100.0]], 100, axis=0)
     posterior = PriorSamplePosterior(z, flux, constant_errors(10.0, 3), smoothing=0.0)
     obs = np.array([[np.nan, 100.0, 100.0], [np.nan, np.inf, np.nan], [200.0, np.nan, 100.0]])
-    pdf, flags, n_eff = posterior.predict_pdf(obs, GRID)
+    pdf, flags, n_eff = posterior.predict_pdf(obs, np.ones_like(obs), GRID)
     at_half = np.isclose(GRID.values, 0.5)
     # without u the two halves are indistinguishable; with u the second row is z = 1.5
     np.testing.assert_allclose(pdf[0, at_half] * GRID.dz, 0.5, atol=1e-9)
@@ -118,7 +118,7 @@ def test_posterior_is_calibrated_when_the_sample_is_the_population():
     z_true, flux_true = population(rng, 1500)
     obs = observe(rng, flux_true, errors)
     posterior = PriorSamplePosterior(z_prior, flux_prior, errors, smoothing=0.0)
-    pdf, _, n_eff = posterior.predict_pdf(obs, GRID)
+    pdf, _, n_eff = posterior.predict_pdf(obs, np.ones_like(obs), GRID)
     values = pit(pdf, GRID, z_true)
     assert pit_metrics(values)["pit_ks"] < 0.04
     assert abs(coverage(values)["coverage_68"] - 0.68) < 0.04
@@ -132,7 +132,7 @@ def test_posterior_is_calibrated_when_the_sample_is_the_population():
 def test_posterior_rejects_draws_outside_the_grid():
     posterior = PriorSamplePosterior(np.array([3.5, 4.0]), np.ones((2, 3)), constant_errors(1.0, 3))
     with pytest.raises(ValueError, match="no draw has z in the grid"):
-        posterior.predict_pdf(np.ones((1, 3)), GRID)
+        posterior.predict_pdf(np.ones((1, 3)), np.ones((1, 3)), GRID)
 
 
 def load_script():
