@@ -146,16 +146,14 @@ class PriorSamplePosterior:
         high_t = torch.from_numpy(np.minimum(low + 1, grid.n - 1))
 
         present, flags = usable_bands(flux, np.asarray(flux_err, dtype=np.float64))
-        obs = np.where(present, flux, 0.0)
+        obs = np.where(present, flux, 0.0)  # 0 in unusable bands: their terms drop out
         mask = present.astype(np.float64)
         pdf = np.zeros((len(flux), grid.n))
         n_eff = np.zeros(len(flux))
         chunk = max(1, self.max_elements // max(len(z_s), 1))
         for start in range(0, len(flux), chunk):
             rows = slice(start, start + chunk)
-            x = torch.from_numpy(
-                np.concatenate([mask[rows] * obs[rows] ** 2, mask[rows] * obs[rows], mask[rows]], 1)
-            )
+            x = torch.from_numpy(np.concatenate([obs[rows] ** 2, obs[rows], mask[rows]], 1))
             log_w = x @ draw_terms.T
             log_w.mul_(-0.5)
             log_w.sub_(log_w.max(dim=1, keepdim=True).values)
