@@ -36,9 +36,9 @@ from raypz import io
 from raypz.baselines.prior_sample import FluxErrorModel, PriorSamplePosterior
 from raypz.columns import BANDS, DEFAULT_COLUMNS, mag_to_flux
 from raypz.features import flux_arrays
+from raypz.metrics import read_table
 from raypz.pdf import ZGrid
 from raypz.predictions import predictions_table
-from raypz.tables import read_table
 
 GRID = ZGrid(0.0, 3.5, 701)
 """The catalog models' grid (TrainConfig's default), so scores compare point for point."""

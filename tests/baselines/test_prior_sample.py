@@ -18,6 +18,7 @@ from raypz.columns import BANDS, flux_to_mag
 from raypz.metrics import coverage, pit, pit_metrics
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
+from raypz.schema import ContractError
 
 GRID = ZGrid(0.0, 3.0, 301)
 TRUE_COEFS = np.array([[400.0, 0.5, 1e-4], [100.0, 0.2, 4e-5], [900.0, 1.0, 0.0]])
@@ -174,3 +175,11 @@ def test_script_writes_a_predictions_table(tmp_path):
     assert predictions.pdf.shape == (500, 701)
     np.testing.assert_array_equal(predictions.object_id, objects["objectId"])
     assert (predictions.table["n_eff"].to_numpy() > 0).all()
+
+
+def test_script_names_the_file_and_column_a_draws_table_lacks(tmp_path):
+    path = tmp_path / "draws.parquet"
+    pq.write_table(pa.table({"redshift": [0.3, 0.5], "u": [24.0, 25.0]}), path)
+    with pytest.raises(ContractError, match="column 'g': missing") as info:
+        load_script().read_draws(str(path), None)
+    assert str(path) in str(info.value)
