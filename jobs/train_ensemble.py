@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+HEADLINE_METRICS = ("bias_median", "sigma_mad", "eta_0.15", "eta_0.05", "crps_mean", "pit_ks")
+"""Validation metrics the closing table prints (keys of raypz.metrics' ``overall``)."""
+
+
 def training_summary(result: TrainResult) -> str:
     """The job's closing table: the artifact, its members and its validation metrics (all of
     them are in OUTPUT/model.json)."""
@@ -171,7 +175,7 @@ def training_summary(result: TrainResult) -> str:
             )
         )
     rows.append(("width scale", metrics.get("calibration", {}).get("width_scale")))
-    for key in ("sigma_mad", "bias", "eta_0.15", "crps_mean", "pit_ks"):
+    for key in HEADLINE_METRICS:
         if key in overall:
             rows.append((f"{metrics['split']} {key}", f"{overall[key]:.4f}"))
     return summary_table(rows, "training done:")

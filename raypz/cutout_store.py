@@ -323,14 +323,13 @@ def store_counts(
 
 def read_store_cutouts(
     store: CutoutStore,
+    object_ids: np.ndarray,
     id_column: str = "objectId",
     column: str = "cutout",
-    object_ids: np.ndarray | None = None,
-    rows: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw cutouts (n, bands, H, W) float32 nJy/pixel from the store and their usable-row mask
-    (n,): of ``object_ids`` in that order (an id without a cutout, or with a non-finite pixel,
-    gives zeros and False), or the store's first ``rows`` cutouts when ``object_ids`` is None.
+    (n,) of ``object_ids``, in that order (an id without a cutout, or with a non-finite pixel,
+    gives zeros and False).
 
     For the driver's samples of a training set (the stretch fit, the validation rows): memory
     is the cutouts returned plus one chunk."""
@@ -339,10 +338,7 @@ def read_store_cutouts(
     with open_cutout_file(fs, paths[0], id_column, column) as first:
         shape = first.shape
     chunks = _store_chunks(fs, paths, id_column, column, shape)
-    if object_ids is None:
-        images, found = _first_cutouts(chunks, rows, shape)
-    else:
-        images, found = _cutouts_of(chunks, np.asarray(object_ids, dtype=np.int64), shape)
+    images, found = _cutouts_of(chunks, np.asarray(object_ids, dtype=np.int64), shape)
     usable = found & np.isfinite(images).reshape(len(images), -1).all(axis=1)
     images[~usable] = 0.0
     return images, usable
@@ -356,19 +352,6 @@ def _store_chunks(
         with open_cutout_file(fs, path, id_column, column) as cutouts:
             cutouts.require_shape(shape)
             yield from cutouts.chunks()
-
-
-def _first_cutouts(chunks, rows: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``rows`` cutouts of ``chunks`` (fewer if the store holds fewer), all found."""
-    images = np.zeros((rows, *shape), dtype=np.float32)
-    n = 0
-    for _, chunk in chunks:
-        take = chunk[: rows - n]
-        images[n : n + len(take)] = take
-        n += len(take)
-        if n == rows:
-            break
-    return images[:n], np.ones(n, dtype=bool)
 
 
 def _cutouts_of(

@@ -31,6 +31,14 @@ def _first_file(small_survey: str) -> pa.Table:
     return pq.read_table(io.list_parquet_files(small_survey)[0])
 
 
+def _input_dir(tmp_path: Path, table: pa.Table) -> Path:
+    """An input directory holding ``table`` as its one shard, ``shard-0.parquet``."""
+    bad = tmp_path / "input"
+    bad.mkdir()
+    pq.write_table(table, bad / "shard-0.parquet")
+    return bad
+
+
 @pytest.mark.parametrize(
     ("breakage", "column", "rule"),
     [
@@ -47,9 +55,7 @@ def test_inference_stops_before_any_work_on_a_broken_contract(
     else:
         index = table.schema.get_field_index(column)
         table = table.set_column(index, column, table[column].cast(pa.string()))
-    bad = tmp_path / "input"
-    bad.mkdir()
-    pq.write_table(table, bad / "shard-0.parquet")
+    bad = _input_dir(tmp_path, table)
     out = tmp_path / "catalog"
     with pytest.raises(ContractError) as info:
         run_inference(str(bad), small_model, str(out), InferConfig())
@@ -138,11 +144,25 @@ def test_rows_without_a_sky_position_stop_the_job_before_prediction(
     ra = table["coord_ra"].to_numpy().copy()
     ra[7] = np.nan
     table = table.set_column(table.schema.get_field_index("coord_ra"), "coord_ra", pa.array(ra))
-    bad = tmp_path / "input"
-    bad.mkdir()
-    pq.write_table(table, bad / "shard-0.parquet")
+    bad = _input_dir(tmp_path, table)
     out = tmp_path / "catalog"
     with pytest.raises(ContractError, match="without a valid sky position") as info:
         run_inference(str(bad), small_model, str(out), InferConfig(validate="schema"))
     assert info.value.column == "coord_ra/coord_dec" and "shard-0.parquet" in info.value.file
+    assert not list(out.rglob("src*.parquet"))  # nothing was predicted
+
+
+def test_a_repeated_id_stops_a_schema_validated_run_before_prediction(
+    ray_session, small_survey, small_model, tmp_path
+):
+    """validate="schema" reads no rows up front; the first pass still checks each file's ids,
+    since merging would keep one of two equal (position, objectId) rows and the run would fail
+    only at the end, on every rerun."""
+    table = _first_file(small_survey)
+    table = pa.concat_tables([table, table.slice(3, 1)])  # row 3 exported twice
+    bad = _input_dir(tmp_path, table)
+    out = tmp_path / "catalog"
+    with pytest.raises(ContractError, match="is duplicated") as info:
+        run_inference(str(bad), small_model, str(out), InferConfig(validate="schema"))
+    assert info.value.column == C.object_id and "shard-0.parquet" in info.value.file
     assert not list(out.rglob("src*.parquet"))  # nothing was predicted

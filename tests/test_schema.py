@@ -97,6 +97,8 @@ def test_labels_and_cutouts_only_when_required(tmp_path, rng):
     [
         (C.object_id, lambda n: np.arange(n).astype(str), "integer"),
         (C.object_id, lambda n: np.arange(n, dtype=np.float64), "integer"),
+        # ids from 2^63 would not cast to int64 once inference is under way
+        (C.object_id, lambda n: np.arange(n, dtype=np.uint64) + np.uint64(2**63), "uint64"),
         (C.ra, lambda n: np.full(n, 51, dtype=np.int64), "floating"),
         ("r_cModelFlux", lambda n: np.full(n, "1.0"), "floating"),
     ],

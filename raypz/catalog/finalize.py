@@ -171,7 +171,16 @@ def _check_against_plan(files: list[_PartitionFile], rows: list[int], plan: Part
     problems += [f"Norder={k}, Npix={n}: missing" for k, n in planned if (k, n) not in found]
     if problems:
         more = f"; ... ({len(problems)} in all)" if len(problems) > 5 else ""
-        raise ValueError(f"partition files disagree with the plan: {'; '.join(problems[:5])}{more}")
+        fewer = any(k in found and found[k] < want for k, want in planned.items())
+        hint = (
+            "; merging keeps one row per (position, objectId), so an objectId repeated across"
+            " input files gives fewer rows than planned (validate='full' names the files)"
+            if fewer
+            else ""
+        )
+        raise ValueError(
+            f"partition files disagree with the plan: {'; '.join(problems[:5])}{more}{hint}"
+        )
 
 
 def _combined_footers(files: list[_PartitionFile], footers: list[pq.FileMetaData]) -> bytes:

@@ -53,7 +53,8 @@ class InferConfig:
             planned from (10: pixels of ~3.4 arcmin).
         catalog_name: the catalog's name (``obs_collection``) in lsdb.
         validate: "full" checks every file, column, type and unique objectId before work;
-            "schema" checks only names and types from the footers (cheap at 1e10 rows).
+            "schema" checks only names and types from the footers (cheap at 1e10 rows), and
+            the first pass each file's own objectIds (not repeats across files).
         device: "auto" (CUDA when available), "cpu" or "cuda".
         target_block_mb: Ray Data's target block size; small blocks keep the stream moving
             and memory bounded.

@@ -209,6 +209,16 @@ def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHis
     return PixelHistogram.merge(h for h, _ in results)
 
 
+def _check_ids_per_file(files: list[str], fs, id_column: str, rows: list[int]) -> None:
+    """Stop on a null or repeated objectId within any input file, one task per file (a
+    repeat across files needs ``validate="full"``, which reads every file's ids together)."""
+    task = ray.remote(num_cpus=1)(tasks.id_problem)
+    problems = ray.get([task.remote(f, fs, id_column, n) for f, n in zip(files, rows, strict=True)])
+    for file, problem in zip(files, problems, strict=True):
+        if problem is not None:
+            raise ContractError(file, id_column, problem)
+
+
 def _validate(
     input_path: str, files: list[str], config: InferConfig, artifact, store: bool
 ) -> None:
@@ -327,6 +337,8 @@ def _run(
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
         histogram = _first_pass(files, fs, cols.ra, cols.dec, config.histogram_order)
+        if config.validate == "schema":  # "full" checked the ids across all files
+            _check_ids_per_file(files, fs, cols.object_id, expected)
         staging.save_histogram(root, histogram, fingerprint)
     plan = plan_partitions(histogram, config.max_rows_per_partition)
     cutout_counts = _join_counts(input_path, files, join) if join is not None else None

@@ -80,6 +80,8 @@ class CatalogPredictor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Catalog rows (one per input row, same order) for a batch of the object table."""
+        if batch.num_rows == 0:  # an empty file or slice (Ray Data skips empty blocks)
+            return self.schema.empty_table()
         x, flags = self.artifact.transform(batch)
         device = self.ensemble.device
         images = usable = None

@@ -28,6 +28,8 @@ from raypz.catalog import (
 )
 from raypz.catalog.write import fragment_directory
 from raypz.infer import staging
+from raypz.schema import ContractError
+from raypz.schema.ids import check_unique_ids
 from raypz.tables import open_table
 
 ORIGIN_COLUMNS = ("node_id", "node_ip", "device")
@@ -66,6 +68,21 @@ def stage_block(
             **{k: pa.array([origin[k]] * len(rows), pa.string()) for k in ORIGIN_COLUMNS},
         }
     )
+
+
+def id_problem(path: str, filesystem, id_column: str, rows: int) -> str | None:
+    """What breaks the id rule within one input file of ``rows`` rows (a null objectId, or one
+    repeated in the file), in words; None when nothing does.
+
+    The first pass runs it when the rows were not validated (``validate="schema"``): merging
+    takes a repeated (position, objectId) row for a retried block's and keeps one, so the run
+    would otherwise stop only at the end, on a row count that no rerun can match.
+    """
+    try:
+        check_unique_ids(filesystem, [path], id_column, rows)
+    except ContractError as err:
+        return err.rule
+    return None
 
 
 HISTOGRAM_READ_ROWS = 1_000_000

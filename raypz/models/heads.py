@@ -147,10 +147,15 @@ class BinnedHead(_WidthScaled):
         return torch.log_softmax(_full_precision(self.proj, h), dim=1)
 
     def soft_labels(self, z: torch.Tensor) -> torch.Tensor:
-        """Target distributions (B, G): a Gaussian of width label_sigma (1+z) at each z."""
+        """Target distributions (B, G): a Gaussian of width label_sigma (1+z) at each z.
+
+        A redshift beyond the grid's ends is taught as the end point (the PDF lives on the
+        grid); otherwise its Gaussian would underflow to zero on every grid point.
+        """
         dz = float(self.z_grid[1] - self.z_grid[0])
         width = (self.label_sigma * (1 + z)).clamp_min(dz / 2)[:, None]
-        w = torch.exp(-0.5 * ((self.z_grid[None, :] - z[:, None]) / width) ** 2)
+        centre = z.clamp(float(self.z_grid[0]), float(self.z_grid[-1]))[:, None]
+        w = torch.exp(-0.5 * ((self.z_grid[None, :] - centre) / width) ** 2)
         return w / w.sum(dim=1, keepdim=True)
 
     def loss(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,13 @@ def check_file_schema(
         rule = f"missing (required by the object-table contract){also}"
         raise ContractError(path, missing[0], rule)
 
-    _require(path, schema, columns.object_id, pa.types.is_integer, "an integer type (int64)")
+    _require(
+        path,
+        schema,
+        columns.object_id,
+        _fits_int64,
+        "an integer type that int64 holds (int8-int64, uint8-uint32; cast uint64 ids to int64)",
+    )
     for name in value_columns(columns, bands, require_labels):
         _require(path, schema, name, pa.types.is_floating, "a floating type (float32/float64)")
     for name in chain(*columns.epoch_columns(bands)):
@@ -94,6 +100,13 @@ def _require(
     dtype = schema.field(name).type
     if not ok(dtype):
         raise ContractError(path, name, f"type {dtype} is not {wanted}")
+
+
+def _fits_int64(dtype: pa.DataType) -> bool:
+    """Every value of the type is an int64 (uint64 is not: ids from 2^63 would not cast)."""
+    return pa.types.is_signed_integer(dtype) or (
+        pa.types.is_unsigned_integer(dtype) and dtype.bit_width <= 32
+    )
 
 
 def _is_list(dtype: pa.DataType) -> bool:

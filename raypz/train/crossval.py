@@ -34,12 +34,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raypz import io, tables
-from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer.predictor import CatalogPredictor
 from raypz.predictions import Z_GRID_KEY
+from raypz.schema import validate_dataset
 from raypz.train.config import TrainConfig
 from raypz.train.ensemble import train_ensemble
+from raypz.train.labelled import has_epoch_columns, training_columns
 from raypz.train.splits import fold_of
 
 OUTER_SALT = 0x2545F4914F6CDD1D
@@ -111,8 +112,7 @@ def cross_validate(
     check_settings(config, folds)
     t0 = time.perf_counter()
     c = config.columns
-    needed = [c.object_id, c.ra, c.dec, *c.flux_columns(BANDS), *c.flux_err_columns(BANDS)]
-    table = tables.read_table(train, [*needed, c.redshift])
+    table = read_rows(train, config)
     fold = outer_folds(table[c.object_id].to_numpy(), folds)
     predictions = io.join(output, "predictions")
     io.makedirs(predictions)
@@ -147,6 +147,17 @@ def cross_validate(
     return CrossValidation(
         predictions, report, models, fold_rows, metrics, time.perf_counter() - t0
     )
+
+
+def read_rows(train: str, config: TrainConfig) -> pa.Table:
+    """Every row of the labelled table ``train``, checked against the contract first (so a bad
+    input is named before any fold is written), with what the folds need: the columns
+    training reads (single-exposure fluxes included, so randomised coadds stay on) and the
+    positions the predictor reads."""
+    c = config.columns
+    print(validate_dataset(train, c, require_labels=True).summary())
+    columns = training_columns(config, has_epoch_columns(train, config))
+    return tables.read_table(train, [c.ra, c.dec, *columns])
 
 
 def _predict(model: str, rows: pa.Table) -> pa.Table:

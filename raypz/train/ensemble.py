@@ -162,10 +162,14 @@ def _run_id(
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
-def _fit_cutout_stretch(train: str, config: TrainConfig, cutouts: str | None) -> CutoutStretch:
-    """The cutout stretch fitted on the first ``cutout_fit_rows`` usable training cutouts (of
-    the table's cutout column, or of the cutout store ``cutouts``)."""
-    raw, usable = read_cutouts(train, config, rows=config.cutout_fit_rows, cutouts=cutouts)
+def _fit_cutout_stretch(
+    train: str, config: TrainConfig, fit_ids: np.ndarray, cutouts: str | None
+) -> CutoutStretch:
+    """The cutout stretch fitted on the usable cutouts of the first ``cutout_fit_rows`` of
+    ``fit_ids``, the training rows' objectIds (of the table's cutout column, or of the cutout
+    store ``cutouts``); validation rows stay out of every fit."""
+    fit_ids = fit_ids[: config.cutout_fit_rows]
+    raw, usable = read_cutouts(train, config, fit_ids, cutouts=cutouts)
     if not usable.any():
         raise ValueError(
             f"{cutouts or train}: column {config.columns.cutout!r} has no usable cutout"
@@ -236,7 +240,7 @@ def train_ensemble(
         if config.balanced
         else None
     )
-    stretch = _fit_cutout_stretch(train, config, cutouts) if images else None
+    stretch = _fit_cutout_stretch(train, config, fit_rows.object_id, cutouts) if images else None
     joins = {}
     if stretch is not None:
         c, shape = config.columns, stretch.shape

@@ -80,22 +80,19 @@ def read_labelled(path: str, config: TrainConfig) -> LabelledArrays:
 def read_cutouts(
     path: str,
     config: TrainConfig,
-    object_ids: np.ndarray | None = None,
-    rows: int = 0,
+    object_ids: np.ndarray,
     cutouts: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Raw cutouts (n, C, H, W) in nJy/pixel and their usable-row mask (n,): of the given
-    objectIds in that order, or of the first ``rows`` rows when ``object_ids`` is None; from
-    the cutout column of the table ``path``, or from the cutout store ``cutouts``
-    (:mod:`raypz.cutout_store`; an object without a cutout there is not usable)."""
+    """Raw cutouts (n, C, H, W) in nJy/pixel and their usable-row mask (n,) of the given
+    objectIds, in that order; from the cutout column of the table ``path``, or from the cutout
+    store ``cutouts`` (:mod:`raypz.cutout_store`; an object without a cutout there is not
+    usable)."""
     c = config.columns
     if cutouts is not None:
         store = CutoutStore.open(cutouts)
-        return read_store_cutouts(store, c.object_id, c.cutout, object_ids, rows)
+        return read_store_cutouts(store, object_ids, c.object_id, c.cutout)
     fs, _ = io.resolve(path)
     ds = pads.dataset(io.list_parquet_files(path), filesystem=fs, format="parquet")
-    if object_ids is None:
-        return cutout_array(ds.head(rows, columns=[c.cutout])[c.cutout])
     table = ds.to_table(
         columns=[c.object_id, c.cutout], filter=pc.field(c.object_id).isin(object_ids)
     )

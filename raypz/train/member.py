@@ -202,8 +202,28 @@ def cosine_lr_factor(epoch: int, epochs: int) -> float:
 def _prepared(
     source: BatchSource, prep: BatchPreparer, batch_size: int, augment: bool, seed: int | None
 ) -> Iterator[Batch]:
-    for batch in source.batches(batch_size, seed):
+    batches = source.batches(batch_size, seed)
+    for batch in _no_single_row_batches(batches) if augment else batches:
         yield prep(batch, augment=augment)
+
+
+def _no_single_row_batches(batches: Iterator[NumpyBatch]) -> Iterator[NumpyBatch]:
+    """The training batches, a one-row batch joined to the batch before it.
+
+    Batch normalisation cannot train on one row, and a table whose training rows number
+    1 modulo the batch size ends each epoch with one. Joining (rather than skipping) keeps
+    every row in every epoch; all other batches pass through unchanged.
+    """
+    held: NumpyBatch | None = None
+    for batch in batches:
+        if held is not None and len(next(iter(batch.values()))) == 1:
+            held = {k: np.concatenate([v, batch[k]]) for k, v in held.items()}
+            continue
+        if held is not None:
+            yield held
+        held = batch
+    if held is not None:
+        yield held
 
 
 def _endless(source: BatchSource, prep: BatchPreparer, batch_size: int, seed: int):
@@ -292,6 +312,11 @@ def train_member(
         )
         if target_batches is not None:
             target_batches.close()  # stops a half-read target stream
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"member seed {spec.seed}, epoch {epoch}: the training loss is {train_loss} "
+                "(labels, weights or inputs outside what the network can fit)"
+            )
         progress.train_rows += rows_seen
         progress.train_seconds += time.perf_counter() - t_epoch
         model.eval()

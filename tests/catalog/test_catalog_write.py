@@ -129,6 +129,7 @@ def test_finalize_refuses_partitions_that_disagree_with_the_plan(tmp_path, patch
         finalize_catalog(root, "x", "coord_ra", "coord_dec", plan=plan)
     assert f"Norder={norder}, Npix={npix}: {first.num_rows - 1} rows, planned" in str(info.value)
     assert f"missing; ... ({len(plan)} in all)" in str(info.value)
+    assert "an objectId repeated across input files" in str(info.value)  # a cause of fewer rows
     assert not Path(root, "properties").exists()  # not committed
     summary = finalize_catalog(  # without a plan: the catalog as found
         root, "x", "coord_ra", "coord_dec", {"obs_collection": "renamed"}

@@ -30,6 +30,8 @@ def test_one_output_row_per_input_row_in_order(small_survey, small_model):
     z = out["z_median"].to_numpy()
     lo, hi = out["z_lo68"].to_numpy(), out["z_hi68"].to_numpy()
     assert np.all((lo <= z) & (z <= hi))
+    empty = predictor(table.select(predictor.input_columns).slice(0, 0))  # an empty file
+    assert empty.num_rows == 0 and empty.schema.equals(predictor.schema)
 
 
 def test_rows_without_usable_bands_are_kept_and_flagged(small_survey, small_model):

@@ -101,6 +101,16 @@ def test_binned_soft_labels_sum_to_one_and_peak_at_the_true_bin():
     assert np.allclose(GRID.values[labels.argmax(dim=1).numpy()], [0.5, 2.0])
 
 
+def test_binned_soft_labels_of_redshifts_beyond_the_grid_sit_at_its_end():
+    """A spec-z of 5 or 9 on a grid ending at 3.5 (the schema accepts labels to 10): its
+    Gaussian would underflow to 0 / 0 on every grid point and poison the network with NaN."""
+    head = BinnedHead(8, Z, label_sigma=0.0)
+    labels = head.soft_labels(torch.tensor([5.0, 9.0]))
+    assert torch.isfinite(labels).all()
+    torch.testing.assert_close(labels.sum(dim=1), torch.ones(2))
+    assert (labels.argmax(dim=1) == len(GRID.values) - 1).all()
+
+
 @pytest.mark.parametrize("head_name", ["mdn", "binned"])
 def test_head_projection_stays_float32_under_bf16_autocast(head_name):
     """bf16 would round an MDN mean near z = 2 to ~0.008: the heads compute in float32 even

@@ -15,9 +15,10 @@ from raypz import io
 from raypz.models import load_artifact
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
+from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig
-from raypz.train.crossval import MODEL_HASH_KEY, cross_validate, outer_folds
+from raypz.train.crossval import MODEL_HASH_KEY, cross_validate, outer_folds, read_rows
 from raypz.train.splits import is_validation
 
 pytestmark = pytest.mark.timeout(300)
@@ -90,6 +91,23 @@ def test_every_row_is_predicted_once_by_the_ensemble_that_did_not_train_on_it(
         "fold-1.parquet",
     ]
     assert again.metrics["n_scored"] == len(ids)
+
+
+def test_folds_keep_the_single_exposure_columns_and_a_bad_input_is_named_first(tmp_path):
+    """The folds train as train_ensemble would (randomised coadds need the single-exposure
+    columns), and a table that breaks the contract is named before any fold is written."""
+    table = simulate_shard(SurveyConfig(n_objects=300, seed=5, field="deep", epochs=True), 0)
+    pq.write_table(table, tmp_path / "specz.parquet")
+    rows = read_rows(str(tmp_path / "specz.parquet"), CONFIG)
+    epoch_flux, epoch_err = CONFIG.columns.epoch_columns()
+    assert set(epoch_flux + epoch_err) <= set(rows.column_names)
+    assert rows.num_rows == table.num_rows
+
+    dec = CONFIG.columns.dec
+    pq.write_table(table.drop_columns([dec]), tmp_path / "bad.parquet")
+    with pytest.raises(ContractError, match=rf"bad\.parquet.*'{dec}'"):
+        cross_validate(str(tmp_path / "bad.parquet"), str(tmp_path / "cv"), CONFIG, folds=2)
+    assert not (tmp_path / "cv").exists()
 
 
 def test_cli_builds_the_config_and_rejects_what_it_cannot_do():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 import subprocess
 import sys
 import textwrap
@@ -49,6 +51,27 @@ def test_member_learns_and_keeps_its_history(member_data):
     net = build_network(CONFIG.network, spec.transform, CONFIG.grid)
     assert set(result.best_state) == set(net.state_dict())
     assert all(t.device.type == "cpu" for t in result.best_state.values())
+
+
+def test_a_last_batch_of_one_row_trains_with_the_batch_before_it(member_data):
+    """257 training rows in batches of 256: batch normalisation cannot train on the one-row
+    batch left at the end of each epoch, so it joins the batch before it; no row is skipped."""
+    spec, train, val = member_data
+    rows = TableBatches({k: v[: CONFIG.batch_size + 1] for k, v in train.columns.items()})
+    result = train_member(spec, rows, val, device="cpu")
+    assert result.progress.train_rows == (CONFIG.batch_size + 1) * result.epochs_run
+
+
+def test_a_member_whose_loss_is_not_finite_stops_and_says_so(member_data):
+    """NaN in the starting weights: the first epoch says the loss is not finite, instead of
+    early stopping on NaN validation losses and reporting that no epoch was trained."""
+    spec, train, val = member_data
+    net = build_network(CONFIG.network, spec.transform, CONFIG.grid)
+    poisoned = {k: torch.full_like(v, math.nan) if v.is_floating_point() else v
+                for k, v in net.state_dict().items()}
+    spec = dataclasses.replace(spec, init_state=poisoned)
+    with pytest.raises(FloatingPointError, match="epoch 0: the training loss is nan"):
+        train_member(spec, train, val, device="cpu")
 
 
 class _KilledError(Exception):

@@ -1,14 +1,19 @@
-"""jobs/train_ensemble.py's flags -> TrainConfig (parsed only; nothing trains)."""
+"""jobs/train_ensemble.py's flags -> TrainConfig, and its closing table (nothing trains)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from raypz.metrics import evaluate
 from raypz.models import CatalogNetConfig, ImageNetConfig
+from raypz.pdf import ZGrid
 from raypz.train import TrainConfig
+from raypz.train.ensemble import TrainResult
 
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "train_ensemble.py"
 
@@ -23,6 +28,20 @@ def job():
 
 def _config(job, *flags: str):
     return job.config_from_args(job.parse_args(["--train", "t", "--output", "o", *flags]))
+
+
+def test_the_closing_table_prints_every_headline_validation_metric(job, monkeypatch):
+    """The keys the table looks up are those raypz.metrics writes (a renamed key would
+    silently drop its row)."""
+    grid = ZGrid(0.0, 3.5, 351)
+    z = np.linspace(0.2, 2.0, 200)
+    pdf = np.exp(-0.5 * ((grid.values - z[:, None] - 0.01) / 0.05) ** 2)
+    overall = evaluate(grid, pdf / pdf.sum(axis=1, keepdims=True) / grid.dz, z)["overall"]
+    meta = {"metrics": {"split": "validation", "overall": overall, "calibration": {}}}
+    monkeypatch.setattr(job, "load_artifact", lambda path: SimpleNamespace(meta=meta))
+    text = job.training_summary(TrainResult("model", "0" * 64, [], "model/val.parquet", 1.0))
+    for key in job.HEADLINE_METRICS:
+        assert f"validation {key}" in text and f"{overall[key]:.4f}" in text, key
 
 
 def test_no_flag_gives_the_default_config(job):

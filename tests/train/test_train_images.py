@@ -15,11 +15,13 @@ import pytest
 
 from raypz import flags as fl
 from raypz import io
+from raypz.features.cutouts import CutoutStretch, cutout_array
 from raypz.infer import CatalogPredictor, InferConfig, run_inference
 from raypz.models import ImageNetConfig, load_artifact
 from raypz.pdf import ZGrid
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig, train_ensemble
+from raypz.train.labelled import train_mask
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -72,6 +74,11 @@ def test_image_artifact_records_inputs_architecture_and_adaptation(dann_model, f
     assert meta["training"]["target"] == {"path": fields[1]}
     assert artifact.cutouts.shape == (6, 16, 16) and artifact.cutouts.column == "cutout"
     assert all(s > 0 for s in artifact.cutouts.sigma_njy)
+    # the stretch is fitted on the training rows' cutouts, never the validation split's
+    table = pq.read_table(fields[0], columns=["objectId", "cutout"])
+    raw, usable = cutout_array(table["cutout"])
+    fit = train_mask(table["objectId"].to_numpy(), CONFIG, None) & usable
+    assert artifact.cutouts.sigma_njy == CutoutStretch.fit(raw[fit]).sigma_njy
     assert result.members[0]["epochs_run"] == 2
     assert np.isfinite(result.members[0]["history"]["domain_loss"]).all()
     assert any(k.startswith("domain.") for k in artifact.states[0]), "classifier is saved"
