@@ -21,6 +21,7 @@ loading the file. Files are read through pyarrow's filesystems, so they may be l
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 import shutil
@@ -31,15 +32,26 @@ from contextlib import contextmanager
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
+from astropy import units
 from astropy.io import fits
 
 from raypz import io
 from raypz.columns import BANDS
+from raypz.schema.errors import ContractError
 
 OBJECTS_EXTNAME = "OBJECTS"
 """EXTNAME of a cutout file's table of objectIds."""
 CUTOUTS_EXTNAME = "CUTOUTS"
 """EXTNAME of a cutout file's image cube."""
+PIXEL_UNIT = "nJy/pixel"
+"""BUNIT of a cutout cube: the contract's unit of cutout pixels (a file without BUNIT is
+taken to be in it)."""
+
+
+def _is_pixel_unit(bunit: str) -> bool:
+    """True when the FITS unit string ``bunit`` means nJy per pixel (or plain nJy)."""
+    unit = units.Unit(bunit, format="fits", parse_strict="silent")
+    return unit in (units.nJy / units.pix, units.nJy)
 
 
 @contextmanager
@@ -59,14 +71,36 @@ def _native(values: np.ndarray) -> np.ndarray:
 
 
 def _arrow_type(column: fits.Column) -> pa.DataType:
+    """The Arrow type of the values astropy reads from ``column`` (from the header alone)."""
+    if column.format.p_format:  # a variable-length array (P/Q): a list per row
+        return pa.list_(_numpy_type(fits.column.FITS2NUMPY[column.format.p_format]))
     dtype = column.dtype
     base = dtype.base if dtype.shape else dtype
     if base.kind in "SU":
         return pa.string()
-    value = pa.from_numpy_dtype(base.newbyteorder("="))
+    value = _scaled_type(base.newbyteorder("="), column.bzero, column.bscale)
     if dtype.shape:  # a vector column (TDIM / repeat count): a fixed-size list per row
         return pa.list_(value, int(np.prod(dtype.shape)))
     return value
+
+
+def _numpy_type(code: str) -> pa.DataType:
+    return pa.from_numpy_dtype(np.dtype(code))
+
+
+def _scaled_type(raw: np.dtype, bzero: float | None, bscale: float | None) -> pa.DataType:
+    """The type of integers stored as ``raw`` after TZERO / TSCAL, as astropy applies them:
+    FITS's conventions for unsigned integers (TZERO = 2^(bits - 1)) and signed bytes
+    (TZERO = -128) keep integers, any other scaling gives floats."""
+    zero, scale = bzero or 0, 1 if bscale is None else bscale
+    if raw.kind not in "iu" or (zero == 0 and scale == 1):
+        return pa.from_numpy_dtype(raw)
+    half = 2 ** (8 * raw.itemsize - 1)
+    if scale == 1 and raw.kind == "i" and zero == half:
+        return _numpy_type(f"u{raw.itemsize}")
+    if scale == 1 and raw.kind == "u" and zero == -half:
+        return _numpy_type(f"i{raw.itemsize}")
+    return pa.float64()
 
 
 class FitsTable:
@@ -116,14 +150,21 @@ class FitsTable:
             yield from self.read(columns, lo, lo + batch_rows).to_batches()
 
     def _array(self, data: fits.FITS_rec, name: str, dtype: pa.DataType) -> pa.Array:
+        if pa.types.is_list(dtype):  # variable-length arrays: one numpy array per row
+            rows = [_native(np.asarray(v)) for v in data[name]]
+            offsets = np.cumsum([0, *(len(v) for v in rows)], dtype=np.int32)
+            flat = np.concatenate(rows) if rows else np.zeros(0)
+            return pa.ListArray.from_arrays(offsets, pa.array(flat, type=dtype.value_type))
         values = np.asarray(data[name])
         if pa.types.is_string(dtype):
             return pa.array([v.strip() for v in values.astype(str)], pa.string())
         values = _native(values)
         if pa.types.is_fixed_size_list(dtype):
             return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), dtype.list_size)
-        null = self._columns[name].null
-        mask = values == null if null is not None and values.dtype.kind in "iu" else None
+        column = self._columns[name]
+        mask = None
+        if column.null is not None and values.dtype.kind in "iu":  # TNULL is a stored value
+            mask = values == column.null * (column.bscale or 1) + (column.bzero or 0)
         return pa.array(values, type=dtype, mask=mask)
 
 
@@ -131,10 +172,12 @@ def write_fits_table(table: pa.Table, path: str) -> None:
     """Write an object table as a FITS binary table (local or URI); the reverse of
     :class:`FitsTable`.
 
-    Numbers keep their type, strings become fixed-width ``A`` columns, nulls of float columns
-    become NaN (integer columns must not have nulls), fixed-size lists become vector columns,
-    and a field's ``unit`` metadata becomes its TUNIT. Tensor columns (cutouts) are refused:
-    cutouts go to cutout files (:func:`write_cutout_fits`).
+    Numbers keep their type (unsigned integers and int8 by FITS's TZERO conventions), strings
+    become fixed-width ``A`` columns, nulls of float columns become NaN (integer columns must
+    not have nulls), fixed-size lists become vector columns, lists of numbers variable-length
+    arrays (``P``; a null list is refused), and a field's ``unit`` metadata becomes its TUNIT.
+    Tensor columns (cutouts) are refused: cutouts go to cutout files
+    (:func:`write_cutout_fits`).
     """
     columns = []
     for field, column in zip(table.schema, table.columns, strict=True):
@@ -151,13 +194,25 @@ def _fits_column(field: pa.Field, array: pa.Array) -> fits.Column:
         values = [v or "" for v in array.to_pylist()]
         width = max([len(v) for v in values] + [1])
         return fits.Column(name=field.name, format=f"{width}A", array=values, unit=unit)
-    if pa.types.is_fixed_size_list(dtype) and (
-        pa.types.is_floating(dtype.value_type) or pa.types.is_integer(dtype.value_type)
-    ):
+    if pa.types.is_fixed_size_list(dtype) and _is_number(dtype.value_type):
         values = array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), -1)
-        fmt = f"{dtype.list_size}{fits.column.NUMPY2FITS[values.dtype.str[1:]]}"
-        return fits.Column(name=field.name, format=fmt, array=values, unit=unit)
-    if not (pa.types.is_floating(dtype) or pa.types.is_integer(dtype)):
+        code, zero = _fits_code(values.dtype)
+        fmt = f"{dtype.list_size}{code}"
+        return fits.Column(name=field.name, format=fmt, array=values, unit=unit, bzero=zero)
+    if pa.types.is_list(dtype) and _is_number(dtype.value_type):
+        if array.null_count:
+            raise ValueError(f"column {field.name!r}: list column with nulls")
+        flat = array.values.to_numpy(zero_copy_only=False)
+        offsets = array.offsets.to_numpy()
+        rows = np.empty(len(array), dtype=object)
+        rows[:] = [flat[a:b] for a, b in itertools.pairwise(offsets)]
+        code, zero = _fits_code(flat.dtype)
+        if zero is not None:
+            raise ValueError(
+                f"column {field.name!r}: lists of {dtype.value_type} cannot be written to FITS"
+            )
+        return fits.Column(name=field.name, format=f"P{code}()", array=rows, unit=unit)
+    if not _is_number(dtype):
         raise ValueError(
             f"column {field.name!r}: type {dtype} cannot be written to a FITS object table"
             " (cutouts go to cutout files: raypz.fits.write_cutout_fits)"
@@ -165,8 +220,24 @@ def _fits_column(field: pa.Field, array: pa.Array) -> fits.Column:
     if array.null_count and pa.types.is_integer(dtype):
         raise ValueError(f"column {field.name!r}: integer column with nulls")
     values = array.to_numpy(zero_copy_only=False)
-    fmt = fits.column.NUMPY2FITS[values.dtype.str[1:]]
-    return fits.Column(name=field.name, format=fmt, array=values, unit=unit)
+    code, zero = _fits_code(values.dtype)
+    return fits.Column(name=field.name, format=code, array=values, unit=unit, bzero=zero)
+
+
+def _is_number(dtype: pa.DataType) -> bool:
+    return pa.types.is_floating(dtype) or pa.types.is_integer(dtype)
+
+
+def _fits_code(dtype: np.dtype) -> tuple[str, int | None]:
+    """TFORM letter and TZERO (None: not needed) that store numbers of ``dtype`` exactly:
+    unsigned integers wider than a byte as signed ones offset by 2^(bits - 1), int8 as bytes
+    offset by -128 (astropy's plain mapping wraps the former and makes the latter logicals)."""
+    half = 2 ** (8 * dtype.itemsize - 1)
+    if dtype.kind == "u" and dtype.itemsize > 1:
+        return fits.column.NUMPY2FITS[f"i{dtype.itemsize}"], half
+    if dtype.kind == "i" and dtype.itemsize == 1:
+        return "B", -half
+    return fits.column.NUMPY2FITS[dtype.str[1:]], None
 
 
 class FitsCutouts:
@@ -191,7 +262,11 @@ class FitsCutouts:
             raise ValueError(f"{path}: HDU {CUTOUTS_EXTNAME} is not a 4-d (N, bands, H, W) cube")
         self.num_rows = int(header["NAXIS4"])
         self.shape = (int(header["NAXIS3"]), int(header["NAXIS2"]), int(header["NAXIS1"]))
-        self.unit = header.get("BUNIT", "")
+        self.unit = header.get("BUNIT") or PIXEL_UNIT
+        if not _is_pixel_unit(self.unit):
+            raise ContractError(
+                path, None, f"BUNIT {self.unit!r}: cutout pixels must be in {PIXEL_UNIT}"
+            )
 
     def ids(self, id_column: str) -> np.ndarray:
         """The objectIds (N,) int64 of the cutouts, in file order."""
@@ -232,7 +307,7 @@ def write_cutout_fits(
     )
     header = fits.ImageHDU(data=np.zeros((1, *shape), np.float32), name=CUTOUTS_EXTNAME).header
     header["NAXIS4"] = len(ids)
-    header["BUNIT"] = ("nJy/pixel", "calibrated surface brightness")
+    header["BUNIT"] = (PIXEL_UNIT, "calibrated surface brightness")
     if pixel_scale_arcsec is not None:
         header["PIXSCALE"] = (pixel_scale_arcsec, "arcsec per pixel")
     with _local_target(path) as local:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from astropy.io import fits
 
 from raypz import io
 from raypz.cutout_store import (
@@ -158,6 +159,21 @@ def test_repeated_id_and_wrong_shape_name_the_cutout_file(tmp_path, rng):
     with (
         pytest.raises(ContractError, match=r"bad\.fits"),
         open_cutout_file(LOCAL, str(tmp_path / "bad.fits")),
+    ):
+        pass
+
+
+def test_fits_cutouts_in_another_unit_are_refused(tmp_path, rng):
+    """Pixels in MJy/sr (or ADU) read as nJy/pixel would feed the network numbers off by
+    orders of magnitude; the file's BUNIT says so, and the file is refused."""
+    images = rng.normal(size=(5, *SHAPE)).astype(np.float32)
+    path = _fits(tmp_path / "c.fits", [1, 2, 3, 4, 5], images)
+    with open_cutout_file(LOCAL, path) as cutouts:  # as written: nJy/pixel
+        assert cutouts.ids().tolist() == [1, 2, 3, 4, 5]
+    fits.setval(path, "BUNIT", ext=2, value="MJy/sr")
+    with (
+        pytest.raises(ContractError, match=r"c\.fits: BUNIT 'MJy/sr'.*nJy/pixel"),
+        open_cutout_file(LOCAL, path),
     ):
         pass
 

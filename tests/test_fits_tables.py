@@ -94,6 +94,54 @@ def test_fits_table_reads_back_equal_to_parquet(shards, copies):
     _assert_same_table(got, shards[1].select(["objectId", "redshift"]))
 
 
+def test_unsigned_byte_and_list_columns_round_trip(tmp_path):
+    """uint16/32/64 and int8 by FITS's TZERO conventions (astropy's plain mapping wraps the
+    first and makes the last logicals), lists of floats (epoch columns) as variable-length
+    arrays."""
+    table = pa.table(
+        {
+            "objectId": pa.array([1, 2, 3], pa.int64()),
+            "flags_u16": pa.array([0, 40000, 65535], pa.uint16()),
+            "id_u32": pa.array([1, 4_000_000_000, 5], pa.uint32()),
+            "id_u64": pa.array([1, 2**63 + 5, 7], pa.uint64()),
+            "code_i8": pa.array([-128, 0, 127], pa.int8()),
+            "r_epochFlux": pa.array([[1.0], [], [2.0, 3.0, 4.0]], pa.list_(pa.float64())),
+            "r_epochFluxErr": pa.array([[0.5], [], [1.5, 2.5, 3.5]], pa.list_(pa.float32())),
+        }
+    )
+    for name, rows in (("whole", table), ("slice", table.slice(1, 2))):
+        path = str(tmp_path / f"{name}.fits")
+        write_fits_table(rows, path)
+        with tables.open_table(pafs.LocalFileSystem(), path) as f:
+            assert f.schema.equals(rows.schema) and f.read().equals(rows)
+
+
+def test_tables_written_by_astropy_read_with_their_scaled_types(tmp_path):
+    """What astropy reads is what raypz declares: TZERO-unsigned ids, TSCAL/TZERO-scaled
+    integers (as floats), TNULL as null, and variable-length (P) epoch columns as lists."""
+    uint32 = np.array([1, 3_000_000_000], np.uint32)
+    ids = fits.Column(name="objectId", format="J", bzero=2**31, array=uint32)
+    counts = fits.Column(name="n", format="J", null=-99, array=np.array([4, -99], np.int32))
+    scaled = fits.Column(name="s", format="I", array=np.array([0, 3], np.int16))
+    epochs = np.empty(2, dtype=object)
+    epochs[:] = [np.array([1.0, 2.0], np.float32), np.array([3.0], np.float32)]
+    vla = fits.Column(name="r_epochFlux", format="PE()", array=epochs)
+    hdu = fits.BinTableHDU.from_columns([ids, counts, scaled, vla])
+    hdu.header["TSCAL3"], hdu.header["TZERO3"] = 0.5, 10.0
+    hdu.writeto(tmp_path / "astropy.fits")
+    with tables.open_table(pafs.LocalFileSystem(), str(tmp_path / "astropy.fits")) as f:
+        got = f.read()
+        assert got.schema.equals(f.schema)
+    assert got.to_pydict() == {
+        "objectId": [1, 3_000_000_000],
+        "n": [4, None],
+        "s": [10.0, 11.5],
+        "r_epochFlux": [[1.0, 2.0], [3.0]],
+    }
+    assert got.schema.field("objectId").type == pa.uint32()
+    assert got.schema.field("r_epochFlux").type == pa.list_(pa.float32())
+
+
 def test_validation_report_is_the_same_for_both_formats(copies):
     reports = {
         kind: validate_dataset(str(copies[kind]), require_labels=True)

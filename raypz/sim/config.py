@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from raypz.sim.cosmology import Z_TABLE_MAX
+
 MAX_SHARDS = 10**7
 """Upper bound on shards per survey, so that ``objectId`` stays unique (see :func:`object_ids`)."""
 
@@ -154,8 +156,8 @@ class SurveyConfig:
             raise ValueError(
                 f"missing_band_fraction must be within [0, 0.9], got {self.missing_band_fraction!r}"
             )
-        if not 0.5 <= self.z_max <= 6.0:
-            raise ValueError(f"z_max must be within [0.5, 6], got {self.z_max!r}")
+        if not 0.5 <= self.z_max <= Z_TABLE_MAX:
+            raise ValueError(f"z_max must be within [0.5, {Z_TABLE_MAX:g}], got {self.z_max!r}")
         if not 0.0 <= self.depth_scatter_mag <= 1.0:
             raise ValueError(
                 f"depth_scatter_mag must be within [0, 1] mag, got {self.depth_scatter_mag!r}"

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Z_TABLE_MAX = 4.0
-"""Highest tabulated redshift."""
+Z_TABLE_MAX = 6.0
+"""Highest tabulated redshift: the highest ``SurveyConfig.z_max`` (np.interp would hold the
+last tabulated distance beyond it)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def planck18() -> DistanceTable:
     """The Planck18 :class:`DistanceTable` (computed once per process, ~0.1 s)."""
     from astropy.cosmology import Planck18
 
-    z = np.linspace(0.001, Z_TABLE_MAX, 4000)
+    # ~0.001 steps; up to z = 4 the points of the table that simulations were made with when it
+    # ended there, so that their catalogs stay the same bit for bit
+    z = np.concatenate([np.linspace(0.001, 4.0, 4000), np.linspace(4.0, Z_TABLE_MAX, 2001)[1:]])
     deg2_in_sr = (np.pi / 180.0) ** 2
     return DistanceTable(
         z=z,

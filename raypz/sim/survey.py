@@ -68,9 +68,16 @@ def write_shard(
         if local
         else inner
     )
-    with pq.ParquetWriter(target, shard_schema(config), filesystem=fs) as writer:
-        for batch in iter_shard_batches(config, shard_index):
-            writer.write_batch(batch)
+    try:
+        with pq.ParquetWriter(target, shard_schema(config), filesystem=fs) as writer:
+            for batch in iter_shard_batches(config, shard_index):
+                writer.write_batch(batch)
+    except BaseException:
+        # the writer's close wrote a footer after the rows so far: on an object store that
+        # uploaded a readable, truncated shard, which a rerun would take for a finished one
+        if fs.get_file_info(target).type == pafs.FileType.File:
+            fs.delete_file(target)
+        raise
     if local:
         fs.move(target, inner)
     return path

@@ -66,3 +66,15 @@ def test_sizes_shrink_with_redshift_and_magnitude(wide_table):
     )
     mag_i = wide_table["mag_i_true"].to_numpy()
     assert np.median(size[mag_i < 22]) > 1.5 * np.median(size[mag_i > 24])
+
+
+def test_distances_follow_planck18_up_to_the_highest_z_max():
+    """SurveyConfig.z_max reaches 6: a table ending at 4 held z = 4's distance beyond it
+    (galaxies at z = 6 came out 1 mag too bright)."""
+    from astropy.cosmology import Planck18
+
+    z = np.array([0.3, 3.9, 4.6, 5.5, SurveyConfig(z_max=6.0).z_max])
+    table = planck18()
+    np.testing.assert_allclose(table.modulus(z), Planck18.distmod(z).value, atol=1e-4)
+    kpc = Planck18.kpc_proper_per_arcmin(z).value / 60
+    np.testing.assert_allclose(table.kpc_per_arcsec(z), kpc, rtol=1e-4)

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from raypz import io
 from raypz.schema import validate_dataset
-from raypz.sim import SurveyConfig, simulate_shard, simulate_survey
+from raypz.sim import SurveyConfig, simulate_shard, simulate_survey, survey
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +55,31 @@ def test_cutouts_read_back_through_ray_data(ray_session, tmp_path):
     expected = simulate_shard(config, 0)["cutout"].combine_chunks().to_numpy_ndarray()
     assert batch["cutout"].shape == (40, 6, 16, 16)
     np.testing.assert_array_equal(batch["cutout"], expected)
+
+
+class _DiskFullError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_shard_that_fails_midway_leaves_no_file_a_rerun_would_keep(
+    where, tmp_path, request, monkeypatch
+):
+    """An error after the first batch (cutouts come in batches): nothing is left under the
+    shard's name, locally or on an object store, so a rerun writes the shard again."""
+    real = survey.iter_shard_batches
+
+    def fail_after_one_batch(config, index):
+        yield next(real(config, index))
+        raise _DiskFullError
+
+    monkeypatch.setattr(survey, "iter_shard_batches", fail_after_one_batch)
+    out = str(tmp_path) if where == "local" else f"{request.getfixturevalue('s3_root')}/midway"
+    config = SurveyConfig(n_objects=3000, seed=1, cutouts=True, cutout_size=8)
+    with pytest.raises(_DiskFullError):
+        survey.write_shard(config, 0, out)
+    assert not io.is_file(io.join(out, survey.shard_name(0)))
+    assert not list(tmp_path.iterdir())  # no temporary file either
 
 
 def test_simulated_shards_pass_contract_validation(tmp_path):
