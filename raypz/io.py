@@ -6,6 +6,8 @@ Credentials come from the standard AWS environment (``AWS_ACCESS_KEY_ID``, ``AWS
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import posixpath
 import uuid
@@ -154,6 +156,24 @@ def write_bytes_atomic(path: str, data: bytes | pa.Buffer) -> None:
     buffer)."""
     with atomic_output(path) as f:
         f.write(data)
+
+
+def write_json(path: str, value) -> None:
+    """Write ``value`` as strict JSON (NaN and infinities become null: JSON has no NaN, and
+    readers other than Python's refuse it), indented, whole (:func:`write_bytes_atomic`)."""
+    text = json.dumps(_finite(value), indent=2, allow_nan=False)
+    write_bytes_atomic(path, text.encode())
+
+
+def _finite(value):
+    """``value`` with NaN/inf floats replaced by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def write_parquet(table: pa.Table, path: str) -> None:

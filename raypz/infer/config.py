@@ -41,11 +41,12 @@ class InferConfig:
             join, up to ``max_actors``.
         max_actors: most actors of the elastic pool; None: as many as the cluster holds as it
             grows (its size, e.g. the autoscaler's ``max_workers``, bounds the cost).
-        gpus_per_actor: GPUs per actor; None: 1 when the cluster has GPUs, else 0.
-        cpus_per_actor: CPUs per actor; None: ``calls_per_gpu_actor`` with GPUs, else 0.75
-            (a fraction: a node
-            keeps CPU for the read and staging tasks beside its actors, which avoids the
-            starvation deadlock of actors that take every CPU).
+        gpus_per_actor: GPUs per actor; None: 1 when ``device`` is "cuda", or "auto" and the
+            cluster has GPUs; else 0.
+        cpus_per_actor: CPUs per actor; None: ``calls_per_gpu_actor`` with GPUs (at most what
+            a GPU node has per GPU, less 0.25), else 0.75 (a fraction: a node keeps CPU for
+            the read and staging tasks beside its actors, which avoids the starvation
+            deadlock of actors that take every CPU).
         max_rows_per_partition: most rows in one HATS partition file (``hats_max_rows``).
         zstd_level: compression level of the partition files (6: within 5% of hats' level 15
             in size at a seventh of its CPU time; see ``raypz.catalog.write.ZSTD_LEVEL``).

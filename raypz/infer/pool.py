@@ -60,14 +60,33 @@ class PoolPlan:
         return asdict(self)
 
 
-def actor_shape(config: InferConfig, cluster_has_gpus: bool) -> tuple[float, float]:
-    """(GPUs, CPUs) per actor: from ``config`` where set, else by the kind of node the actors
-    run on (GPU actors when the cluster has GPUs)."""
+READ_CPUS = 0.25
+"""CPUs a GPU node keeps beside its actors for the read and staging tasks."""
+
+
+def actor_shape(config: InferConfig, nodes: list[dict[str, float]]) -> tuple[float, float]:
+    """(GPUs, CPUs) per actor: from ``config`` where set, else by the device and the kind of
+    node the actors run on.
+
+    GPU actors when ``config.device`` is "cuda", or "auto" and a node has GPUs (a "cuda" run
+    waits for GPU nodes, e.g. from the autoscaler); CPU actors for "cpu". A GPU actor takes a
+    CPU per concurrent call, but no more than a GPU node has beside each GPU less
+    :data:`READ_CPUS` (so an actor fits a 2-CPU GPU node, and the reads keep their CPU).
+    """
+    gpu_nodes = [n for n in nodes if n.get("GPU", 0.0) > 0]
     gpus = config.gpus_per_actor
     if gpus is None:
-        gpus = 1.0 if cluster_has_gpus else 0.0
-    default_cpus = float(config.calls_per_gpu_actor) if gpus > 0 else CPU_ACTOR_CPUS
-    return gpus, config.cpus_per_actor or default_cpus
+        on_gpu = config.device == "cuda" or (config.device == "auto" and bool(gpu_nodes))
+        gpus = 1.0 if on_gpu else 0.0
+    if config.cpus_per_actor:
+        return gpus, config.cpus_per_actor
+    if gpus == 0:
+        return gpus, CPU_ACTOR_CPUS
+    cpus = float(config.calls_per_gpu_actor)
+    if gpu_nodes:
+        beside = max(n.get("CPU", 0.0) * gpus / n["GPU"] for n in gpu_nodes) - READ_CPUS
+        cpus = min(cpus, max(beside, CPU_ACTOR_CPUS))
+    return gpus, cpus
 
 
 def actor_slots(nodes: list[dict[str, float]], gpus: float, cpus: float) -> int:
@@ -82,7 +101,7 @@ def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:
     ``config.concurrency`` fixes the size; otherwise the pool starts with what ``nodes`` hold
     (at least 1, at most ``config.max_actors``) and may grow to ``config.max_actors``.
     """
-    gpus, cpus = actor_shape(config, any(n.get("GPU", 0.0) > 0 for n in nodes))
+    gpus, cpus = actor_shape(config, nodes)
     slots = actor_slots(nodes, gpus, cpus)
     if config.concurrency is not None:
         low = high = start = config.concurrency
@@ -90,6 +109,8 @@ def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:
         low, high = 1, config.max_actors
         start = max(low, slots if high is None else min(slots, high))
     calls = config.calls_per_gpu_actor if gpus > 0 else 1
+    if config.cpus_per_actor is None:  # a call per CPU when the node's CPUs capped them
+        calls = max(1, min(calls, int(cpus)))
     return PoolPlan(low, high, start, gpus, cpus, max(1, int(cpus)), calls, slots)
 
 

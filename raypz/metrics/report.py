@@ -7,7 +7,6 @@ by side, the first one being the model under study. NaN values are written as JS
 
 from __future__ import annotations
 
-import json
 import math
 
 from raypz import __version__, io
@@ -44,17 +43,6 @@ _BINNING_TITLES = {
     "z_spec": "true redshift",
     "z_phot": "photometric redshift (z_phot)",
 }
-
-
-def _jsonable(value):
-    """``value`` with NaN/inf floats replaced by None, recursively (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _fmt(value) -> str:
@@ -232,7 +220,6 @@ def write_report(
         "markdown": io.join(directory, "report.md"),
     }
     payload = {"raypz_version": __version__, "inputs": inputs or {}, "models": results}
-    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
-    io.write_bytes_atomic(paths["json"], text.encode())
+    io.write_json(paths["json"], payload)
     io.write_bytes_atomic(paths["markdown"], render_markdown(results, inputs, images).encode())
     return paths

@@ -163,9 +163,7 @@ def save_artifact(
             "scale": reference.scale,
         }
         inputs.append(reference_entry)
-    model_hash = _sha256(
-        json.dumps([e["sha256"] for e in entries] + inputs, sort_keys=True).encode()
-    )
+    model_hash = _model_hash(entries, inputs)
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": "image" if cutouts is not None else "catalog",
@@ -186,23 +184,52 @@ def save_artifact(
         "training": training,
         "metrics": metrics,
     }
-    io.write_bytes_atomic(io.join(path, MODEL_JSON), json.dumps(meta, indent=2).encode())
+    io.write_json(io.join(path, MODEL_JSON), meta)
     return model_hash
 
 
+def _model_hash(members: list[dict], inputs: list[dict]) -> str:
+    """SHA-256 of the members' file hashes and the fitted input maps (feature transform,
+    cutout stretch, training reference): what a model's predictions depend on besides its
+    architecture and grid."""
+    return _sha256(json.dumps([e["sha256"] for e in members] + inputs, sort_keys=True).encode())
+
+
 def load_artifact(path: str) -> ModelArtifact:
-    """Load and verify an artifact; raises :class:`ArtifactError` naming the file at fault."""
+    """Load and verify an artifact; raises :class:`ArtifactError` naming the file at fault.
+
+    Every member and reference file must match its SHA-256 in model.json, and the members and
+    fitted input maps listed there must give the model hash it records.
+    """
+    where = io.join(path, MODEL_JSON)
     try:
-        meta = json.loads(io.read_bytes(io.join(path, MODEL_JSON)))
+        meta = json.loads(io.read_bytes(where))
     except FileNotFoundError as exc:
-        raise ArtifactError(f"{io.join(path, MODEL_JSON)}: missing; not a raypz artifact") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: unknown artifact format {meta.get('format_version')!r}")
+        raise ArtifactError(f"{where}: missing; not a raypz artifact") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{where}: not readable JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise ArtifactError(f"{path}: unknown artifact format {version!r}")
+    try:
+        return _artifact(path, meta)
+    except KeyError as exc:
+        raise ArtifactError(f"{where}: entry {exc} missing") from exc
+
+
+def _artifact(path: str, meta: dict) -> ModelArtifact:
+    """The artifact that the parsed model.json ``meta`` describes, verified."""
+    cutouts, reference = meta.get("cutouts"), meta.get("reference")
+    inputs = [meta["features"]] + [entry for entry in (cutouts, reference) if entry]
+    if _model_hash(meta["members"], inputs) != meta["model_hash"]:
+        raise ArtifactError(
+            f"{io.join(path, MODEL_JSON)}: its members, features, cutout stretch or reference "
+            "do not give its model_hash (altered or corrupt)"
+        )
     states = [_verified_tensors(path, entry, "member file") for entry in meta["members"]]
     arch = meta["architecture"]
     if arch["name"] not in _ARCHITECTURES:
         raise ArtifactError(f"{path}: unknown architecture {arch['name']!r}")
-    cutouts = meta.get("cutouts")
     return ModelArtifact(
         path=path,
         meta=meta,
@@ -211,7 +238,7 @@ def load_artifact(path: str) -> ModelArtifact:
         net_config=_ARCHITECTURES[arch["name"]].from_dict(arch["config"]),
         states=tuple(states),
         cutouts=CutoutStretch.from_dict(cutouts) if cutouts else None,
-        reference=_load_reference(path, meta.get("reference")),
+        reference=_load_reference(path, reference),
     )
 
 

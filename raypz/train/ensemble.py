@@ -154,10 +154,21 @@ member (they trained on it) are not resumed."""
 
 
 def _run_id(
-    name: str, fingerprint: dict, config: TrainConfig, stage: str, target: str | None
+    name: str,
+    fingerprint: dict,
+    config: TrainConfig,
+    stage: str,
+    target: str | None,
+    fitted: dict,
 ) -> str:
+    """The name of a member's (or the pre-training's) run, under which a rerun finds it
+    finished: a hash of everything its weights depend on. ``fitted`` holds what the driver
+    fitted before training (feature transform, cutout stretch) and the pre-training table's
+    fingerprint, so that a rerun with ``--pretrain`` (whose transform is fitted on both
+    tables) never reuses members trained without it."""
     settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_ID}
-    key = [fingerprint, settings, stage, target] + ([_KFOLD_SPLIT] if config.kfold else [])
+    key = [fingerprint, settings, stage, target, fitted]
+    key += [_KFOLD_SPLIT] if config.kfold else []
     blob = json.dumps(key, sort_keys=True).encode()
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
@@ -266,11 +277,16 @@ def train_ensemble(
         tables = {p: ray.put(read_training_rows(p, config)) for p in [train, pretrain] if p}
 
     fingerprints = {train: fingerprint, **({pretrain: sim.fingerprint(pretrain)} if sim else {})}
+    fitted = {
+        "features": transform.to_dict(),
+        "cutouts": stretch.to_dict() if stretch is not None else None,
+        "pretrain": fingerprints.get(pretrain),
+    }
 
     def fit(stage: str, path: str, fold, bal, member_spec: MemberSpec, counter) -> tuple:
         """One member (or the pre-training) in a task or through Ray Train; ``counter`` is
         the epoch counter's handle."""
-        run = _run_id(name, fingerprints[path], config, stage, target)
+        run = _run_id(name, fingerprints[path], config, stage, target, fitted)
         if in_tasks:
             where = io.join(storage, run)
             return fit_in_task(tables[path], member_spec, fold, bal, where, res.use_gpu, counter)

@@ -11,7 +11,8 @@ used alone deserves its own. ``--width-scale 1`` gives the members as trained, a
 artifact was trained on (k-fold: that split and the member's own fold, the rows it did not
 train on; the same search as the ensemble calibration), so a member-vs-ensemble comparison is
 fair. In-process and chunked: meant for test sets of up to a few million rows, not for a
-survey (use ``jobs/infer_lsst.py`` there).
+survey (use ``jobs/infer_lsst.py`` there). Catalog models only: an image model's members read
+cutouts, which this tool does not join.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def predict_members(
     each member's own (see the module notes).
     """
     artifact = load_artifact(model)
+    if artifact.cutouts is not None:
+        raise ValueError(
+            f"{model}: an image model (its members read cutouts); member predictions are "
+            "made for catalog models only"
+        )
     predictor = EnsemblePredictor(artifact, device=device)
     if width_scale is not None:
         set_width_scale(predictor, width_scale)

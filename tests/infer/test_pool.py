@@ -21,11 +21,30 @@ HEAD_CPU0 = {"CPU": 0.0}
 
 
 def test_actor_shape_from_config_or_the_kind_of_node():
-    assert actor_shape(InferConfig(), cluster_has_gpus=False) == (0.0, CPU_ACTOR_CPUS)
-    assert actor_shape(InferConfig(), cluster_has_gpus=True) == (1.0, 4.0)  # 4 calls
-    assert actor_shape(InferConfig(calls_per_gpu_actor=3), True) == (1.0, 3.0)
-    assert actor_shape(InferConfig(gpus_per_actor=0.5, cpus_per_actor=2), True) == (0.5, 2)
-    assert actor_shape(InferConfig(gpus_per_actor=0), cluster_has_gpus=True) == (0.0, 0.75)
+    assert actor_shape(InferConfig(), [CPU_NODE]) == (0.0, CPU_ACTOR_CPUS)
+    assert actor_shape(InferConfig(), [GPU_NODE]) == (1.0, 4.0)  # 4 calls
+    assert actor_shape(InferConfig(calls_per_gpu_actor=3), [GPU_NODE]) == (1.0, 3.0)
+    assert actor_shape(InferConfig(gpus_per_actor=0.5, cpus_per_actor=2), [GPU_NODE]) == (0.5, 2)
+    assert actor_shape(InferConfig(gpus_per_actor=0), [GPU_NODE]) == (0.0, 0.75)
+
+
+def test_actor_shape_follows_the_device():
+    """--device cpu on a GPU node: CPU actors (not one GPU actor computing on its CPU); --device
+    cuda before any GPU node is there: GPU actors, which wait for the GPU nodes."""
+    assert actor_shape(InferConfig(device="cpu"), [GPU_NODE]) == (0.0, CPU_ACTOR_CPUS)
+    assert actor_shape(InferConfig(device="cuda"), [HEAD_CPU0]) == (1.0, 4.0)
+    assert plan_pool(InferConfig(device="cpu"), [{"CPU": 32.0, "GPU": 1.0}]).initial_size == 42
+
+
+def test_gpu_actors_fit_small_gpu_nodes_and_leave_cpu_for_the_reads():
+    """A 2-CPU node with one GPU: the default 4-CPU actor would never be placed and the run
+    would wait forever; the actor takes 1.75 CPUs and one call at a time."""
+    plan = plan_pool(InferConfig(), [{"CPU": 2.0, "GPU": 1.0}])
+    assert (plan.gpus, plan.cpus, plan.calls, plan.slots_now) == (1.0, 1.75, 1, 1)
+    per_gpu = plan_pool(InferConfig(), [{"CPU": 16.0, "GPU": 8.0}])  # 2 CPUs per GPU
+    assert (per_gpu.cpus, per_gpu.calls, per_gpu.slots_now) == (1.75, 1, 8)
+    roomy = plan_pool(InferConfig(), [{"CPU": 16.0, "GPU": 1.0}])
+    assert (roomy.cpus, roomy.calls) == (4.0, 4)
 
 
 def test_actor_slots_count_each_node_on_its_own():

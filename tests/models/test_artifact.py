@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from raypz.models import ArtifactError, EnsemblePredictor, load_artifact
-from raypz.models.artifact import MODEL_JSON, member_file
+from raypz.models.artifact import MODEL_JSON, _model_hash, member_file
 
 
 @pytest.fixture
@@ -65,10 +65,41 @@ def test_a_planted_pickle_is_never_unpickled(artifact_copy, monkeypatch, tmp_pat
     import hashlib
 
     meta["members"][0]["sha256"] = hashlib.sha256(blob).hexdigest()
+    inputs = [meta["features"]] + [e for e in (meta["cutouts"], meta["reference"]) if e]
+    meta["model_hash"] = _model_hash(meta["members"], inputs)  # a consistent forgery
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(Exception):  # noqa: B017 - safetensors' own parse error
         load_artifact(str(artifact_copy))
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("edit", ["feature scaling", "a member dropped"])
+def test_an_edited_model_json_is_refused(artifact_copy, edit):
+    """model.json's own content (not only the files it lists) must give its model_hash, which
+    the catalog records as its provenance."""
+    meta_path = artifact_copy / MODEL_JSON
+    meta = json.loads(meta_path.read_text())
+    if edit == "feature scaling":
+        meta["features"]["mean"][0] += 3.0
+    else:
+        meta["members"].pop()
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"model\.json: .*do not give its model_hash"):
+        load_artifact(str(artifact_copy))
+
+
+def test_model_json_is_strict_json_and_a_broken_one_is_named(artifact_copy):
+    """Empty magnitude bins' metrics are null, not NaN (which JSON parsers other than
+    Python's refuse); a truncated model.json is named."""
+    text = (artifact_copy / MODEL_JSON).read_text()
+
+    def refuse(constant):
+        raise ValueError(f"non-JSON constant {constant}")
+
+    json.loads(text, parse_constant=refuse)
+    (artifact_copy / MODEL_JSON).write_text(text[:500])
+    with pytest.raises(ArtifactError, match=r"model\.json: not readable JSON"):
+        load_artifact(str(artifact_copy))
 
 
 def test_not_an_artifact(tmp_path):

@@ -126,6 +126,15 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
     assert again.model_hash == first.model_hash
     assert [m["history"] for m in again.members] == [m["history"] for m in first.members]
 
+    # the same command with --pretrain into the same directory: the members start from the
+    # pre-trained weights under a transform fitted on both tables, so none is reused
+    sim = tmp_path / "sim.parquet"
+    pq.write_table(simulate_shard(SurveyConfig(n_objects=1000, seed=12, field="deep"), 0), sim)
+    tuned = train_ensemble(labelled_survey, out, config, name="tasks", pretrain=str(sim))
+    assert load_artifact(out).meta["training"]["pretrain"]["path"] == str(sim)
+    for before, after in zip(first.members, tuned.members, strict=True):
+        assert after["history"] != before["history"]
+
 
 
 def test_kfold_members_split_the_training_rows_and_are_scored_on_the_held_out_split(

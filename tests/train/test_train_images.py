@@ -22,6 +22,7 @@ from raypz.pdf import ZGrid
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig, train_ensemble
 from raypz.train.labelled import train_mask
+from raypz.train.members import predict_members
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -84,6 +85,12 @@ def test_image_artifact_records_inputs_architecture_and_adaptation(dann_model, f
     assert any(k.startswith("domain.") for k in artifact.states[0]), "classifier is saved"
     metrics = meta["metrics"]
     assert metrics["n_scored"] > 200 and np.isfinite(metrics["overall"]["crps_mean"])
+
+
+def test_member_predictions_refuse_an_image_model(dann_model, fields, tmp_path):
+    """python -m raypz.train.members joins no cutouts: it says so instead of failing inside."""
+    with pytest.raises(ValueError, match="an image model"):
+        predict_members(dann_model[0], fields[1], str(tmp_path / "members"))
 
 
 def test_predictor_flags_rows_without_cutouts(dann_model, fields):
