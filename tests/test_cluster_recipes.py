@@ -1,5 +1,6 @@
 """The cluster recipes in cluster/: they parse, carry the keys their tools need, bind the
-dashboard to 127.0.0.1, hold no credentials, and the SLURM script does what it says.
+dashboard to 127.0.0.1 (KubeRay: to the pod network behind a NetworkPolicy, as its operator
+needs), hold no credentials, and the SLURM script does what it says.
 
 Offline and fast: the AWS recipe goes through Ray's own launcher schema and defaults
 (``prepare_config`` + ``validate_config``, no cloud call); the KubeRay recipe is checked
@@ -31,9 +32,14 @@ RECIPES = [AWS, KUBERAY, SLURM]
 pytestmark = pytest.mark.timeout(200)
 
 
-def _load(path: Path) -> dict:
+def _documents(path: Path) -> list[dict]:
     with path.open() as f:
-        return yaml.safe_load(f)
+        return list(yaml.safe_load_all(f))
+
+
+def _load(path: Path) -> dict:
+    """The recipe's first YAML document (the launcher config, the RayJob)."""
+    return _documents(path)[0]
 
 
 def _strings(node) -> list[str]:
@@ -119,6 +125,8 @@ def test_kuberay_entrypoint_is_a_valid_infer_command():
     args = _infer_parser()(argv[2:])
     for path in (args.input, args.model, args.output):
         assert path.startswith("s3://")
+    # GPU actors even when a retry's job starts before the GPU workers are up
+    assert args.device == "cuda"
 
 
 def test_kuberay_credentials_come_from_a_secret():
@@ -270,15 +278,44 @@ def test_slurm_script_direct_mode_runs_the_driver_with_ray_address(tmp_path):
 # --- every recipe -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
-def test_dashboard_binds_loopback_only(path):
+def _dashboard_hosts(path: Path) -> set[str]:
     lines = path.read_text().splitlines()
     text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    hosts = re.findall(r"dashboard-host[=:\s]+\"?([0-9.]+)", text)
-    assert hosts and set(hosts) == {"127.0.0.1"}, hosts
+    return set(re.findall(r"dashboard-host[=:\s]+\"?([0-9.]+)", text))
+
+
+@pytest.mark.parametrize("path", [AWS, SLURM], ids=lambda p: p.name)
+def test_dashboard_binds_loopback_only(path):
+    assert _dashboard_hosts(path) == {"127.0.0.1"}
     if path.suffix == ".yaml":
-        values = _strings(_load(path))
-        assert not any("0.0.0.0" in v for v in values)
+        assert not any("0.0.0.0" in v for v in _strings(_load(path)))
+
+
+def test_kuberay_job_api_is_reachable_by_the_operator_only():
+    """The operator polls the job's status through the head Service (all submission modes):
+    on 127.0.0.1 a finished job never completes. So the head listens on the pod network, and a
+    NetworkPolicy admits port 8265 from one namespace and the head's ports from this Ray
+    cluster's own pods only."""
+    job, policy = _documents(KUBERAY)
+    assert _dashboard_hosts(KUBERAY) == {"0.0.0.0"}
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["policyTypes"] == ["Ingress"]
+    head = policy["spec"]["podSelector"]["matchLabels"]
+    assert head["ray.io/node-type"] == "head"
+    cluster = job["spec"]["rayClusterSpec"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        labels = group["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == head["app.kubernetes.io/instance"]
+    to_api, from_cluster = policy["spec"]["ingress"]
+    assert to_api["ports"] == [{"protocol": "TCP", "port": 8265}]
+    assert [set(peer) for peer in to_api["from"]] == [{"namespaceSelector"}]
+    assert "ports" not in from_cluster
+    assert from_cluster["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/instance": head["app.kubernetes.io/instance"]}
+            }
+        }
+    ]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -288,5 +325,5 @@ def test_no_credentials_inline(path):
     assert not re.search(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}", text)
     assert not re.search(r"(?i)(password|token)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{20,}", text)
     if path.suffix == ".yaml":
-        for value in _strings(_load(path)):
+        for value in _strings(_documents(path)):
             assert not re.fullmatch(r"[A-Za-z0-9/+]{40}", value), "looks like a secret key"
