@@ -34,7 +34,7 @@ from raypz.schema.errors import ContractError
 from raypz.schema.report import RowProblems, ValidationReport
 from raypz.schema.rules import check_file_schema
 from raypz.schema.validate import validate_dataset
-from raypz.schema.values import REDSHIFT_RANGE
+from raypz.schema.values import REDSHIFT_RANGE, usable_redshift
 
 __all__ = [
     "REDSHIFT_RANGE",
@@ -42,5 +42,6 @@ __all__ = [
     "RowProblems",
     "ValidationReport",
     "check_file_schema",
+    "usable_redshift",
     "validate_dataset",
 ]

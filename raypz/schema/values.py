@@ -14,6 +14,15 @@ from raypz.schema.report import RowProblems
 REDSHIFT_RANGE: tuple[float, float] = (0.0, 10.0)
 """Finite labels outside this range are counted as implausible."""
 
+
+def usable_redshift(z: np.ndarray) -> np.ndarray:
+    """(N,) bool: labels that may train or calibrate a model, finite and within
+    :data:`REDSHIFT_RANGE` (the validation report counts the others as missing or out of
+    range; a -99 placeholder or an inf must not train at full weight, nor poison the loss)."""
+    z = np.asarray(z, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(z) & (z >= REDSHIFT_RANGE[0]) & (z <= REDSHIFT_RANGE[1])
+
 _MAGNITUDE_P10_P90 = (10.0, 40.0)
 _MAGNITUDE_MEDIAN = (15.0, 35.0)
 _MIN_VALUES_FOR_SMELL = 20

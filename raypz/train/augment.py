@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raypz.columns import flux_to_mag
+from raypz.schema import usable_redshift
 
 
 def add_flux_noise(
@@ -96,7 +97,12 @@ class BalanceWeights:
         bins: tuple[int, int] = (20, 10),
     ) -> BalanceWeights:
         """Weights ~ 1 / count per cell from training redshifts and magnitudes (AB)."""
-        ok = np.isfinite(z) & np.isfinite(mag)
+        ok = usable_redshift(z) & np.isfinite(mag)
+        if not ok.any():
+            raise ValueError(
+                "balanced training needs rows with a usable redshift and a positive r-band flux;"
+                " none has both"
+            )
         z_edges = np.quantile(z[ok], np.linspace(0, 1, bins[0] + 1))
         m_edges = np.quantile(mag[ok], np.linspace(0, 1, bins[1] + 1))
         counts, _, _ = np.histogram2d(z[ok], mag[ok], bins=(z_edges, m_edges))

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from raypz import flags as fl
-from raypz.features import FeatureTransform, flux_arrays
+from raypz.features import FeatureTransform, flux_arrays, usable_bands
 from raypz.features.cutouts import CutoutStretch
+from raypz.schema import usable_redshift
 from raypz.train.augment import add_flux_noise, random_dihedral, randomised_coadd
 from raypz.train.config import TrainConfig
 
@@ -66,8 +67,9 @@ class BatchPreparer:
         name = self.config.columns.redshift
         z = np.asarray(batch[name] if name in batch else np.full(len(x), np.nan), np.float32)
         w = np.asarray(batch.get(WEIGHT_COLUMN, np.ones(len(z))), dtype=np.float32)
-        w = np.where(np.isfinite(z) & ((flags & fl.NO_PDF) == 0), w, 0.0).astype(np.float32)
-        return inputs, np.nan_to_num(z), w
+        labelled = usable_redshift(z)
+        w = np.where(labelled & ((flags & fl.NO_PDF) == 0), w, 0.0).astype(np.float32)
+        return inputs, np.where(labelled, z, 0.0).astype(np.float32), w
 
     def _maybe_coadd(
         self, batch: Mapping[str, np.ndarray], flux: np.ndarray, err: np.ndarray
@@ -75,9 +77,10 @@ class BatchPreparer:
         epoch_flux, epoch_err = self.epoch_columns
         if not all(c in batch for c in epoch_flux + epoch_err):
             return flux, err
+        measured, _ = usable_bands(flux, err)  # a band the catalog masks stays masked
         flux, err = flux.copy(), err.copy()
         for j, (cf, ce) in enumerate(zip(epoch_flux, epoch_err, strict=True)):
             f, e = randomised_coadd(batch[cf], batch[ce], self.config.coadd_fraction, self.rng)
-            has = np.isfinite(f)
+            has = np.isfinite(f) & measured[:, j]
             flux[has, j], err[has, j] = f[has], e[has]
         return flux, err

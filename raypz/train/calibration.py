@@ -17,6 +17,7 @@ import torch
 from raypz.models import EnsemblePredictor
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid, cdf_at
+from raypz.schema import usable_redshift
 from raypz.train.config import TrainConfig
 from raypz.train.labelled import LabelledArrays, train_mask
 
@@ -94,7 +95,7 @@ def calibrate(
         if scale not in scores:
             set_width_scale(predictor, scale)
             pdf = pdfs()
-            keep = np.isfinite(sub.z) & (pdf.sum(axis=1) > 0)
+            keep = usable_redshift(sub.z) & (pdf.sum(axis=1) > 0)
             scores[scale] = log_score(pdf[keep], config.grid, sub.z[keep])
         return scores[scale]
 

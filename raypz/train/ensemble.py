@@ -51,7 +51,7 @@ from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import RemoteProgress, cluster_has_gpus, init_ray
-from raypz.schema import validate_dataset
+from raypz.schema import usable_redshift, validate_dataset
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.calibration import calibrate, validation_pdfs, with_width_scale
 from raypz.train.config import TrainConfig
@@ -173,6 +173,19 @@ def _run_id(
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
+def _require_validation_labels(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
+    """ValueError unless the validation split of ``path`` holds a usable redshift: early stopping
+    would otherwise compare losses of no row (0 every epoch) and keep the first epoch."""
+    held_out = ~train_mask(rows.object_id, config, fold=None)
+    if not usable_redshift(rows.z[held_out]).any():
+        raise ValueError(
+            f"{path}: no row of the validation split ({int(held_out.sum())} of {len(rows.z)} "
+            f"rows, val_fraction {config.val_fraction:g} by objectId hash) has a usable "
+            "redshift; early stopping and the calibration need them: add rows or raise "
+            "val_fraction"
+        )
+
+
 def _fit_cutout_stretch(
     train: str, config: TrainConfig, fit_ids: np.ndarray, cutouts: str | None
 ) -> CutoutStretch:
@@ -240,6 +253,8 @@ def train_ensemble(
     labelled = read_labelled(train, config)
     fingerprint = labelled.fingerprint(train)
     sim = read_labelled(pretrain, config) if pretrain else None
+    for path, rows in [(train, labelled)] + ([(pretrain, sim)] if sim is not None else []):
+        _require_validation_labels(path, rows, config)
 
     fit_rows = labelled.take(train_mask(labelled.object_id, config, fold=None))
     pool = fit_rows if sim is None else _concat(fit_rows, sim)

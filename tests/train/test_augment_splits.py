@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from raypz.features import FeatureTransform, flux_arrays
 from raypz.models.heads import WIDTH_SCALE_KEY, BinnedHead, MDNHead
+from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import (
     BalanceWeights,
     TrainConfig,
@@ -17,7 +19,9 @@ from raypz.train import (
     kfold_of,
     randomised_coadd,
 )
+from raypz.train.batches import BatchPreparer
 from raypz.train.labelled import train_mask
+from raypz.train.member import TableBatches
 
 
 def test_flux_noise_off_returns_inputs(rng):
@@ -55,6 +59,46 @@ def test_randomised_coadd_ragged_rows_keep_an_epoch(rng):
     flux, err = randomised_coadd(f, e, (0.01, 0.01), rng)
     assert np.isfinite(flux[:2]).all() and flux[1] == 3.0
     assert np.isnan(flux[2]) and np.isnan(err[2])
+
+
+@pytest.fixture(scope="module")
+def epoch_batch():
+    """300 rows with single-exposure columns and ~20% of bands masked in the catalog (the
+    simulator writes epochs for those bands too), as a numpy batch, and its transform."""
+    config = SurveyConfig(n_objects=300, seed=5, epochs=True, missing_band_fraction=0.2)
+    table = simulate_shard(config, 0)
+    batch = next(TableBatches(table).batches(table.num_rows, None))
+    return batch, FeatureTransform.fit(*flux_arrays(table))
+
+
+def test_randomised_coadd_keeps_the_catalogs_masked_bands_masked(epoch_batch):
+    """Every epoch kept: the coadd is the catalog's measurement, so the augmented inputs equal
+    the plain ones; a band the catalog masks (NaN) must not come back from its epochs."""
+    batch, transform = epoch_batch
+    assert np.isnan(flux_arrays(batch)[0]).any(axis=1).mean() > 0.2
+    prep = BatchPreparer(transform, TrainConfig(coadd_fraction=(1.0, 1.0)), seed=0)
+    (augmented,), _, _ = prep(batch, augment=True)
+    (plain,), _, _ = prep(batch, augment=False)
+    np.testing.assert_allclose(augmented, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_unusable_labels_get_no_weight_and_a_finite_target(epoch_batch):
+    """A -99 placeholder, an inf and a NaN: weight 0 (the validation report counts them) and a
+    finite label (inf x 0 would make the batch's loss NaN)."""
+    batch, transform = epoch_batch
+    z = np.asarray(batch["redshift"], dtype=np.float64).copy()
+    z[:4] = [-99.0, np.inf, np.nan, 10.5]
+    prep = BatchPreparer(transform, TrainConfig(), seed=0)
+    _, labels, weights = prep({**batch, "redshift": z}, augment=False)
+    assert weights[:4].tolist() == [0, 0, 0, 0] and labels[:4].tolist() == [0, 0, 0, 0]
+    assert np.isfinite(labels).all() and weights[4:].max() == 1
+
+
+def test_balance_weights_need_a_usable_row():
+    with pytest.raises(ValueError, match="positive r-band flux"):
+        BalanceWeights.fit(np.array([0.5, 1.0]), np.array([np.nan, np.nan]))
+    with pytest.raises(ValueError, match="usable redshift"):
+        BalanceWeights.fit(np.array([-99.0, np.inf]), np.array([22.0, 23.0]))
 
 
 def test_balance_weights_flatten_the_histogram(rng):
@@ -114,6 +158,19 @@ def test_train_config_round_trip_and_rules():
     assert TrainConfig.from_dict(old).calibrate
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+    # values that would train silently wrong: no early stopping at all, the transform fitted on
+    # no row, pre-training for `epochs` when 0 was asked for, calibration on no row
+    for field, value in [
+        ("patience", 0),
+        ("fit_sample_rows", 0),
+        ("pretrain_epochs", 0),
+        ("calibration_rows", 0),
+        ("weight_decay", -1e-4),
+        ("finetune_lr_factor", 0.0),
+        ("balance_max_weight", 0.5),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            TrainConfig(**{field: value})
 
 
 @pytest.mark.parametrize("head", ["mdn", "binned"])

@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -135,6 +136,21 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
     for before, after in zip(first.members, tuned.members, strict=True):
         assert after["history"] != before["history"]
 
+
+
+def test_a_table_without_validation_labels_is_refused_before_training(
+    ray_session, labelled_survey, tmp_path
+):
+    """Its validation loss would be 0 every epoch: early stopping would keep the first epoch's
+    weights without a word."""
+    table = pq.read_table(labelled_survey)
+    z = table["redshift"].to_numpy().copy()
+    z[is_validation(table["objectId"].to_numpy(), CONFIG.val_fraction)] = np.nan
+    table = table.set_column(table.schema.get_field_index("redshift"), "redshift", pa.array(z))
+    pq.write_table(table, tmp_path / "unlabelled_validation.parquet")
+    with pytest.raises(ValueError, match=r"unlabelled_validation\.parquet: no row of the valid"):
+        train_ensemble(str(tmp_path / "unlabelled_validation.parquet"), str(tmp_path / "m"), CONFIG)
+    assert not (tmp_path / "m" / "model.json").exists()
 
 
 def test_kfold_members_split_the_training_rows_and_are_scored_on_the_held_out_split(
