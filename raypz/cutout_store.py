@@ -62,6 +62,7 @@ class CutoutStore:
             FileNotFoundError: ``root`` does not exist or holds no cutout file.
             ContractError: two files share a relative stem (``X.parquet`` and ``X.fits``).
         """
+        root = io.absolute(root)  # the workers that read it may run in another directory
         files: dict[str, str] = {}
         for path in io.list_files(root, TABLE_SUFFIXES):
             stem = relative_stem(path, root)

@@ -21,7 +21,15 @@ from raypz import io
 from raypz.baselines import KNNBaseline
 from raypz.columns import ColumnTemplate, flux_to_mag
 from raypz.features import flux_arrays
-from raypz.metrics import EvalConfig, evaluate, headline_table, match_ids, read_table, write_report
+from raypz.metrics import (
+    EvalConfig,
+    evaluate,
+    headline_table,
+    match_ids,
+    object_ids,
+    read_table,
+    write_report,
+)
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.pdf import ZGrid
 from raypz.plots import make_all_plots
@@ -115,9 +123,10 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     truth = read_table(request.truth, list(dict.fromkeys(truth_cols)))
     pred = read_predictions(request.predictions)
 
-    join = match_ids(pred.object_id, truth[columns.object_id].to_numpy())
+    truth_ids = object_ids(truth, columns.object_id, request.truth)
+    join = match_ids(pred.object_id, truth_ids)
     test = truth.take(join.right_rows)  # the test rows, in prediction order
-    test_ids = test[columns.object_id].to_numpy()
+    test_ids = truth_ids[join.right_rows]
     z_spec = test[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
     mag = flux_to_mag(test[mag_flux].to_numpy(zero_copy_only=False))
     inputs: dict = {
@@ -137,6 +146,8 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         models[name] = _rows_of(other, m.right_rows, z_spec[m.left_rows], mag[m.left_rows])
         inputs[f"{name}: predictions"] = path
         inputs[f"{name}: test rows without prediction (not scored)"] = m.n_left_only
+        inputs[f"{name}: predictions without a test row"] = m.n_right_only
+        inputs[f"{name}: duplicate objectId rows (first used)"] = m.n_right_duplicates
     if request.train:
         pdf, flags, notes = _knn(request.train, test, columns, pred.grid)
         models["knn"] = _Scored(pred.grid, pdf, flags, z_spec, mag)

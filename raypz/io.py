@@ -33,6 +33,13 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     return fs, inner
 
 
+def absolute(path: str) -> str:
+    """A local path made absolute; a URI as it is. Paths that Ray workers open must be: a
+    worker keeps the working directory it started in, which need not be the driver's (a
+    driver run with RAY_ADDRESS beside `ray start` nodes)."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def _s3_filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
     kwargs: dict = {}
@@ -77,7 +84,9 @@ def list_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
     """Sorted paths (inside the filesystem of ``path``) of the files under ``path`` whose
     names end with one of ``suffixes`` (case-insensitive).
 
-    ``path`` may be one file or a directory searched recursively; hidden and ``_``-prefixed
+    ``path`` may be one file or a directory searched recursively (a path ending in "/" always
+    names a directory, as on an object store where a key may share a prefix's name); hidden
+    and ``_``-prefixed
     files (``_metadata``, ``_SUCCESS``, staging files) are skipped. In a HATS catalog (a
     directory with ``properties`` or ``hats.properties``) only ``dataset/`` holds rows: the
     root's ``data_thumbnail.parquet`` and ``per_partition_statistics.parquet`` are skipped.
@@ -87,7 +96,8 @@ def list_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
     info = fs.get_file_info(inner)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"{path}: no such file or directory")
-    if info.type == pafs.FileType.File:
+    # "s3://b/t/" names the prefix even when an object "b/t" exists beside it
+    if info.type == pafs.FileType.File and not path.endswith("/"):
         return [inner]
     inner = _hats_primary_table(fs, inner)
     markers = [posixpath.join(inner, name) for name in ("properties", "hats.properties")]

@@ -129,6 +129,7 @@ def object_dataset(
     import ray
     import ray.data
 
+    root = io.absolute(root)  # the read tasks may run in another working directory
     fs, _ = io.resolve(root)
     if join is None and not any(is_fits(f) for f in files):
         return ray.data.read_parquet(

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raypz import compact, io
+from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, summarize
 
 if TYPE_CHECKING:
@@ -92,16 +93,30 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         )
         for f in files
     ]
+    grids = [_z_grid(f, t) for f, t in zip(files, tables, strict=True)]
+    for f, g in zip(files[1:], grids[1:], strict=True):
+        if g != grids[0]:  # the PDFs would be decoded on the first file's grid
+            raise ValueError(f"{f}: z grid {g} differs from {files[0]}'s {grids[0]}")
+    ids = [object_ids(t, "objectId", f) for f, t in zip(files, tables, strict=True)]
+    tables = [
+        t.set_column(t.schema.get_field_index("objectId"), "objectId", pa.array(i))
+        for t, i in zip(tables, ids, strict=True)
+    ]  # one id type whatever each file has
     table = pa.concat_tables(tables, promote_options="default")
-    meta = tables[0].schema.metadata or {}
-    if Z_GRID_KEY not in meta:
-        raise ValueError(f"{files[0]}: schema metadata has no {Z_GRID_KEY.decode()!r} z grid")
-    grid = ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
+    grid = grids[0]
     compact_pdfs = pa.types.is_binary(table.schema.field("pdf").type)
     start = table["pdf_start"] if compact_pdfs else None
     pdf = decode_pdfs(table["pdf"], start, grid)
     rest = table.drop_columns(["pdf", "pdf_start"] if compact_pdfs else ["pdf"])
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest)
+
+
+def _z_grid(path: str, table: pa.Table) -> ZGrid:
+    """The z grid in a predictions file's schema metadata."""
+    meta = table.schema.metadata or {}
+    if Z_GRID_KEY not in meta:
+        raise ValueError(f"{path}: schema metadata has no {Z_GRID_KEY.decode()!r} z grid")
+    return ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
 
 
 def decode_pdfs(

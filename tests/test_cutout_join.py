@@ -22,7 +22,7 @@ from raypz.cutout_store import (
     read_store_cutouts,
 )
 from raypz.fits import write_cutout_fits
-from raypz.object_stream import CutoutJoin, read_object_file
+from raypz.object_stream import CutoutJoin, object_dataset, read_object_file
 from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.sim.survey import write_shard
@@ -176,6 +176,21 @@ def test_fits_cutouts_in_another_unit_are_refused(tmp_path, rng):
         open_cutout_file(LOCAL, path),
     ):
         pass
+
+
+def test_relative_paths_read_the_same_in_workers_of_another_directory(
+    ray_session, layouts, monkeypatch
+):
+    """Ray workers keep the working directory they started in (a driver run with RAY_ADDRESS
+    beside `ray start` nodes has another): relative roots, made absolute on the driver, still
+    pair every object file with its cutout file there (they gave every object NaN pixels)."""
+    root = layouts["shards"]
+    monkeypatch.chdir(root.parent)  # the driver moves; the session's workers stay where they are
+    files = list_table_files(root.name)
+    join = CutoutJoin(CutoutStore.open(f"{root.name}/cutouts"), "cutout", SHAPE, "objectId")
+    blocks = ray_session.get(object_dataset(root.name, files, ["objectId"], join).to_arrow_refs())
+    cutouts = pa.concat_tables(blocks)["cutout"].combine_chunks().to_numpy_ndarray()
+    assert len(cutouts) == 300 and np.isfinite(cutouts).all()
 
 
 def test_fits_and_parquet_stores_read_the_same_cutouts(layouts):

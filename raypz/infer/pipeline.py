@@ -261,6 +261,9 @@ def run_inference(
     config = config or InferConfig()
     t0 = time.perf_counter()
     init_ray()
+    # actors and tasks open these paths, maybe in another working directory than the driver's
+    input_path, model, output = (io.absolute(p) for p in (input_path, model, output))
+    cutouts = io.absolute(cutouts) if cutouts else None
     artifact = load_artifact(model)
     store = CutoutStore.open(cutouts) if cutouts else None
     if store is not None and artifact.cutouts is None:

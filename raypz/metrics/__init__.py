@@ -37,7 +37,7 @@ from raypz.metrics.scoring import (
     scorable_rows,
     score_rows,
 )
-from raypz.metrics.tables import IdMatch, match_ids, read_table
+from raypz.metrics.tables import IdMatch, match_ids, object_ids, read_table
 
 __all__ = [
     "TOMO_EDGES",
@@ -57,6 +57,7 @@ __all__ = [
     "mean_z",
     "nz_metrics",
     "nz_stacks",
+    "object_ids",
     "pit",
     "pit_metrics",
     "point_estimates",

@@ -38,6 +38,21 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
     return tables.read_files(fs, files, columns)
 
 
+def object_ids(table: pa.Table, column: str, path: str) -> np.ndarray:
+    """The id ``column`` of ``table`` (read from ``path``) as int64 (N,).
+
+    Raises:
+        ContractError: the column holds nulls or is not integer: a single null would turn the
+            whole column into floats, which merge distinct 64-bit ids and pair the wrong rows.
+    """
+    ids = table[column]
+    if not pa.types.is_integer(ids.type):
+        raise ContractError(path, column, f"type {ids.type} is not an integer type")
+    if ids.null_count:
+        raise ContractError(path, column, f"{ids.null_count} null values")
+    return ids.to_numpy().astype(np.int64, copy=False)
+
+
 @dataclass(frozen=True)
 class IdMatch:
     """Rows of two tables that share an objectId, and what did not match.

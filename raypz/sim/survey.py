@@ -181,6 +181,9 @@ def simulate_survey(
 
     from raypz.ray_runtime import get_with_progress, init_ray
 
+    # the tasks write there, maybe in another working directory than the driver's
+    output = io.absolute(output)
+    cutout_output = io.absolute(cutout_output) if cutout_output else None
     _claim_output(config, output)
     paths = [io.join(output, shard_name(i)) for i in range(config.n_shards)]
     todo = [i for i, p in enumerate(paths) if not io.is_file(p)]

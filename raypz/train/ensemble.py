@@ -238,6 +238,12 @@ def train_ensemble(
     t0 = time.perf_counter()
     init_ray()
     check_worker_resources(config)  # fail now, not after reading the data (or never)
+    # tasks and Ray Train workers open these paths, maybe in another working directory
+    train, output = io.absolute(train), io.absolute(output)
+    pretrain, storage_path, target, cutouts, target_cutouts = (
+        io.absolute(p) if p else None
+        for p in (pretrain, storage_path, target, cutouts, target_cutouts)
+    )
     storage = storage_path or io.join(output, "_checkpoints")
     images = config.image is not None
     if not images and (cutouts or target_cutouts):

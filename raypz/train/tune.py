@@ -501,7 +501,7 @@ def fit_transform(
 
 def _storage_path(output: str) -> str:
     """Tune's storage path: a URI as it is, a local directory made absolute."""
-    return output if "://" in output else os.path.abspath(output)
+    return io.absolute(output)
 
 
 def _search_key(

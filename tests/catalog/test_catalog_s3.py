@@ -39,3 +39,15 @@ def test_lsdb_opens_the_s3_catalog(s3_catalog, patch_rows):
     root, _, _ = s3_catalog
     frame = lsdb.open_catalog(root, storage_options={"anon": False}).compute()
     assert sorted(frame["objectId"]) == sorted(patch_rows["objectId"].to_pylist())
+
+
+def test_a_trailing_slash_names_the_prefix_beside_a_same_named_key(s3_root):
+    """On S3 a key "t" and keys "t/..." may coexist; "t/" means the directory."""
+    for name in ("t", "t/a.parquet", "t/sub/b.parquet"):
+        io.write_bytes_atomic(io.join(s3_root, "listing", name), b"x")
+    bucket = s3_root.removeprefix("s3://")
+    assert io.list_parquet_files(io.join(s3_root, "listing", "t") + "/") == [
+        f"{bucket}/listing/t/a.parquet",
+        f"{bucket}/listing/t/sub/b.parquet",
+    ]
+    assert io.list_files(io.join(s3_root, "listing", "t"), ("",)) == [f"{bucket}/listing/t"]

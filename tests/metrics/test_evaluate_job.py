@@ -14,9 +14,11 @@ import pytest
 from raypz import flags as fl
 from raypz.columns import DEFAULT_COLUMNS as C
 from raypz.columns import flux_to_mag
+from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.metrics import EvalConfig, evaluate
 from raypz.pdf import ZGrid, normalize
-from raypz.predictions import predictions_table
+from raypz.predictions import predictions_table, read_predictions
+from raypz.schema import ContractError
 
 GRID = ZGrid(0.0, 3.0, 301)
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "evaluate.py"
@@ -142,3 +144,52 @@ def test_job_rejects_clashing_names():
     argv = ["--predictions", "p", "--truth", "t", "--report", "r", "--compare", "model=x"]
     with pytest.raises(SystemExit):
         load_job().main(argv)
+
+
+def test_a_compared_models_unmatched_and_repeated_rows_are_counted(inputs, tmp_path):
+    """As for the main model: rows without a test row, and repeated ids (the first is scored)."""
+    root, ens = inputs["root"], inputs["ens"]
+    # ids 1000-1039 twice, and the 5 ids (9000-9004) that the truth does not have
+    pq.write_table(pa.concat_tables([ens.slice(0, 40), ens.slice(0, 40), ens.slice(550)]),
+                   tmp_path / "other.parquet")
+    argv = ["--predictions", str(root / "ens"), "--truth", str(root / "truth.parquet")]
+    argv += ["--report", str(tmp_path / "report"), "--no-plots"]
+    argv += ["--compare", "other=" + str(tmp_path / "other.parquet")]
+    assert load_job().main(argv) == 0
+    facts = json.loads((tmp_path / "report" / "metrics.json").read_text())["inputs"]
+    assert facts["other: predictions without a test row"] == 5
+    assert facts["other: duplicate objectId rows (first used)"] == 40
+    assert facts["other: test rows without prediction (not scored)"] == 510
+
+
+def test_a_null_truth_id_is_refused_naming_file_and_column(inputs, tmp_path):
+    """One null would turn the ids into floats, merging distinct 64-bit ids."""
+    truth = inputs["truth"]
+    ids = pa.array([None, *truth[C.object_id].to_pylist()[1:]], pa.int64())
+    pq.write_table(truth.set_column(0, C.object_id, ids), tmp_path / "truth.parquet")
+    request = EvaluationRequest(
+        predictions=str(inputs["root"] / "ens"),
+        truth=str(tmp_path / "truth.parquet"),
+        report=str(tmp_path / "report"),
+        plots=False,
+    )
+    with pytest.raises(ContractError, match=r"truth\.parquet: column 'objectId': 1 null values"):
+        evaluate_predictions(request)
+
+
+def test_prediction_files_share_one_grid_and_any_integer_id_type(inputs, tmp_path):
+    ens = inputs["ens"]
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(ens.slice(0, 100), tmp_path / "mixed" / "a.parquet")
+    b = ens.slice(100, 100)
+    b = b.set_column(0, "objectId", b["objectId"].cast(pa.int32()))  # a writer's int32 ids
+    pq.write_table(b, tmp_path / "mixed" / "b.parquet")
+    pred = read_predictions(str(tmp_path / "mixed"))
+    assert pred.object_id.dtype == np.int64 and len(pred.object_id) == 200
+
+    coarse = ZGrid(0.0, 6.0, 61)  # decoded on the first file's grid, its PDFs would be wrong
+    pdf = normalize(np.ones((3, coarse.n)), coarse)
+    other = predictions_table(np.array([1, 2, 3]), pdf, coarse)
+    pq.write_table(other, tmp_path / "mixed" / "c.parquet")
+    with pytest.raises(ValueError, match=r"c\.parquet: z grid .* differs"):
+        read_predictions(str(tmp_path / "mixed"))
