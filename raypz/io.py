@@ -86,11 +86,11 @@ def list_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
 
     ``path`` may be one file or a directory searched recursively (a path ending in "/" always
     names a directory, as on an object store where a key may share a prefix's name); hidden
-    and ``_``-prefixed
-    files (``_metadata``, ``_SUCCESS``, staging files) are skipped. In a HATS catalog (a
-    directory with ``properties`` or ``hats.properties``) only ``dataset/`` holds rows: the
-    root's ``data_thumbnail.parquet`` and ``per_partition_statistics.parquet`` are skipped.
-    Subdirectories marked as cutout stores (:data:`CUTOUT_STORE_MARKER`) are skipped too.
+    and ``_``-prefixed files (``_metadata``, ``_SUCCESS``, staging files) are skipped. In a
+    HATS catalog (a directory with ``properties`` or ``hats.properties``) only ``dataset/``
+    holds rows: the root's ``data_thumbnail.parquet`` and ``per_partition_statistics.parquet``
+    are skipped. Subdirectories marked as cutout stores (:data:`CUTOUT_STORE_MARKER`) are
+    skipped too.
     """
     fs, inner = resolve(path)
     info = fs.get_file_info(inner)

@@ -14,6 +14,10 @@ from raypz.schema.report import RowProblems
 REDSHIFT_RANGE: tuple[float, float] = (0.0, 10.0)
 """Finite labels outside this range are counted as implausible."""
 
+_MAGNITUDE_P10_P90 = (10.0, 40.0)
+_MAGNITUDE_MEDIAN = (15.0, 35.0)
+_MIN_VALUES_FOR_SMELL = 20
+
 
 def usable_redshift(z: np.ndarray) -> np.ndarray:
     """(N,) bool: labels that may train or calibrate a model, finite and within
@@ -22,10 +26,6 @@ def usable_redshift(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         return np.isfinite(z) & (z >= REDSHIFT_RANGE[0]) & (z <= REDSHIFT_RANGE[1])
-
-_MAGNITUDE_P10_P90 = (10.0, 40.0)
-_MAGNITUDE_MEDIAN = (15.0, 35.0)
-_MIN_VALUES_FOR_SMELL = 20
 
 
 def check_units(
@@ -88,8 +88,7 @@ def count_row_problems(
     if labels:
         z = floats(batch, columns.redshift)
         z_missing = ~np.isfinite(z)
-        with np.errstate(invalid="ignore"):
-            z_outside = ~z_missing & ((z < REDSHIFT_RANGE[0]) | (z > REDSHIFT_RANGE[1]))
+        z_outside = ~z_missing & ~usable_redshift(z)
         missing_z = int(np.count_nonzero(z_missing))
         outside_z = int(np.count_nonzero(z_outside))
         flagged |= z_missing | z_outside

@@ -499,11 +499,6 @@ def fit_transform(
     return transform, balance
 
 
-def _storage_path(output: str) -> str:
-    """Tune's storage path: a URI as it is, a local directory made absolute."""
-    return io.absolute(output)
-
-
 def _search_key(
     base: TrainConfig, settings: TuneSettings, data: dict, space: Mapping[str, Any]
 ) -> dict:
@@ -557,7 +552,7 @@ def run_search(
     labelled = read_labelled(train, split)
     key = _search_key(base, settings, labelled.fingerprint(train), SEARCH_SPACE)
     experiment = io.join(output, EXPERIMENT)
-    exists = tune.Tuner.can_restore(_storage_path(experiment))
+    exists = tune.Tuner.can_restore(io.absolute(experiment))
     stored = _read_json(io.join(output, SEARCH_JSON))
     if exists and stored is not None and stored.get("key") != key:
         raise ValueError(
@@ -589,7 +584,7 @@ def run_search(
     if exists:
         print(f"tune: continuing the experiment at {experiment}")
         tuner = tune.Tuner.restore(
-            _storage_path(experiment), trainable, resume_unfinished=True, resume_errored=True
+            io.absolute(experiment), trainable, resume_unfinished=True, resume_errored=True
         )
     else:
         tuner = tune.Tuner(
@@ -612,7 +607,7 @@ def run_search(
             ),
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
-                storage_path=_storage_path(output),
+                storage_path=io.absolute(output),
                 verbose=None if verbose else 0,
                 callbacks=[] if verbose else [_ProgressCallback(settings.trials)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
