@@ -1,7 +1,8 @@
 """Ray Data inference: object shards -> predictor actor pool -> HATS PDF catalog (DESIGN 6).
 
     first pass   one task per file: coord_ra/coord_dec -> HEALPix histogram -> partition plan
-                 (kept for reruns)
+                 (kept for reruns); the same read checks the file's own objectIds when the
+                 rows were not validated up front
     main pass    read the files (needed columns, path tag; cutouts joined from a cutout store,
                  :mod:`raypz.object_stream`) -> an elastic pool of CatalogPredictor
                  actors (GPU if any; it grows as nodes join, :mod:`raypz.infer.pool`), which
@@ -43,6 +44,7 @@ from raypz.catalog import (
     with_healpix29,
 )
 from raypz.catalog.write import fragment_directory
+from raypz.columns import ColumnTemplate
 from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, store_counts
 from raypz.infer import pool, staging, tasks
 from raypz.infer.config import InferConfig
@@ -191,32 +193,30 @@ def _origin(device) -> dict[str, str]:
     return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "device": name}
 
 
-def _first_pass(files: list[str], fs, ra: str, dec: str, order: int) -> PixelHistogram:
-    """HEALPix histogram of every input row's position, one task per file."""
+def _first_pass(
+    files: list[str], fs, cols: ColumnTemplate, order: int, check_ids: bool
+) -> PixelHistogram:
+    """HEALPix histogram of every input row's position, one task per file; with
+    ``check_ids`` the same tasks check each file's own objectIds (a repeat across files needs
+    ``validate="full"``, which reads every file's ids together)."""
     # one CPU per task: quarter-CPU tasks made Ray start up to 4 worker processes per CPU
     # (~200 MB each, alive through the main pass) for work that takes milliseconds per file
     task = ray.remote(num_cpus=1)(tasks.histogram_file)
-    results = ray.get([task.remote(f, fs, ra, dec, order) for f in files])
-    bad = [(f, n) for f, (_, n) in zip(files, results, strict=True) if n]
+    id_column = cols.object_id if check_ids else None
+    scans = ray.get([task.remote(f, fs, cols.ra, cols.dec, order, id_column) for f in files])
+    bad = [(f, s.no_position) for f, s in zip(files, scans, strict=True) if s.no_position]
     if bad:
         raise ContractError(
             bad[0][0],
-            f"{ra}/{dec}",
+            f"{cols.ra}/{cols.dec}",
             f"{sum(n for _, n in bad)} row(s) in {len(bad)} file(s) without a valid sky"
             " position (finite RA, |Dec| <= 90 deg): they cannot be placed in a HEALPix"
             " partition",
         )
-    return PixelHistogram.merge(h for h, _ in results)
-
-
-def _check_ids_per_file(files: list[str], fs, id_column: str, rows: list[int]) -> None:
-    """Stop on a null or repeated objectId within any input file, one task per file (a
-    repeat across files needs ``validate="full"``, which reads every file's ids together)."""
-    task = ray.remote(num_cpus=1)(tasks.id_problem)
-    problems = ray.get([task.remote(f, fs, id_column, n) for f, n in zip(files, rows, strict=True)])
-    for file, problem in zip(files, problems, strict=True):
-        if problem is not None:
-            raise ContractError(file, id_column, problem)
+    for file, scan in zip(files, scans, strict=True):
+        if scan.id_problem is not None:
+            raise ContractError(file, cols.object_id, scan.id_problem)
+    return PixelHistogram.merge(s.histogram for s in scans)
 
 
 def _validate(
@@ -339,9 +339,9 @@ def _run(
         return finished
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
-        histogram = _first_pass(files, fs, cols.ra, cols.dec, config.histogram_order)
-        if config.validate == "schema":  # "full" checked the ids across all files
-            _check_ids_per_file(files, fs, cols.object_id, expected)
+        # "full" validation checked the ids across all files already
+        check_ids = config.validate == "schema"
+        histogram = _first_pass(files, fs, cols, config.histogram_order, check_ids)
         staging.save_histogram(root, histogram, fingerprint)
     plan = plan_partitions(histogram, config.max_rows_per_partition)
     cutout_counts = _join_counts(input_path, files, join) if join is not None else None

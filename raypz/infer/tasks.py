@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +30,7 @@ from raypz.catalog import (
 from raypz.catalog.write import fragment_directory
 from raypz.infer import staging
 from raypz.schema import ContractError
-from raypz.schema.ids import check_unique_ids
+from raypz.schema.ids import MAX_IDS_PER_PASS, check_unique_ids, raise_on_repeat
 from raypz.tables import open_table
 
 ORIGIN_COLUMNS = ("node_id", "node_ip", "device")
@@ -70,46 +71,74 @@ def stage_block(
     )
 
 
-def id_problem(path: str, filesystem, id_column: str, rows: int) -> str | None:
-    """What breaks the id rule within one input file of ``rows`` rows (a null objectId, or one
-    repeated in the file), in words; None when nothing does.
-
-    The first pass runs it when the rows were not validated (``validate="schema"``): merging
-    takes a repeated (position, objectId) row for a retried block's and keeps one, so the run
-    would otherwise stop only at the end, on a row count that no rerun can match.
-    """
-    try:
-        check_unique_ids(filesystem, [path], id_column, rows)
-    except ContractError as err:
-        return err.rule
-    return None
-
-
 HISTOGRAM_READ_ROWS = 1_000_000
 """Rows of RA/Dec read at a time by :func:`histogram_file` (16 MB of float64)."""
 
 
+@dataclass(frozen=True)
+class FileScan:
+    """What the first pass learns from one input file.
+
+    Attributes:
+        histogram: sparse HEALPix histogram of the file's valid positions.
+        no_position: rows without a valid sky position (non-finite RA or Dec, or
+            |Dec| > 90 deg), which cannot be placed in a partition.
+        id_problem: what breaks the id rule within the file (a null objectId, or one repeated
+            in the file), in words; None when nothing does or ids were not checked.
+    """
+
+    histogram: PixelHistogram
+    no_position: int
+    id_problem: str | None = None
+
+
 def histogram_file(
-    path: str, filesystem, ra: str, dec: str, order: int
-) -> tuple[PixelHistogram, int]:
-    """Sparse HEALPix histogram of one input file's positions, and its number of rows without
-    a valid sky position (non-finite RA or Dec, or |Dec| > 90 deg), which cannot be placed in a
-    partition: the driver stops the job on them before any prediction.
+    path: str, filesystem, ra: str, dec: str, order: int, id_column: str | None = None
+) -> FileScan:
+    """Scan one input file: its positions' HEALPix histogram, the rows without a valid sky
+    position, and, when ``id_column`` is given, its own objectIds (null or repeated). The
+    driver stops the job on either problem before any prediction.
+
+    The ids are checked when the rows were not validated (``validate="schema"``): merging takes
+    a repeated (position, objectId) row for a retried block's and keeps one, so the run would
+    otherwise stop only at the end, on a row count that no rerun can match. They are read in
+    the same pass as the positions, unless the file holds more ids than
+    :data:`~raypz.schema.ids.MAX_IDS_PER_PASS`; then the memory-bounded hashed check re-reads
+    them.
 
     A plain task per file: through Ray Data the same pass spent ~16 s of scheduling on 1e6
     rows for 0.6 s of work.
     """
     parts = [PixelHistogram.from_healpix29(np.zeros(0, dtype=np.int64), order)]  # empty file
-    bad = 0
+    bad, nulls, ids = 0, 0, []
     with open_table(filesystem, path) as table:
-        for batch in table.iter_batches([ra, dec], HISTOGRAM_READ_ROWS):
+        rows = table.num_rows
+        ids_inline = id_column is not None and rows <= MAX_IDS_PER_PASS
+        columns = [ra, dec] + ([id_column] if ids_inline else [])
+        for batch in table.iter_batches(columns, HISTOGRAM_READ_ROWS):
             ra_deg = batch.column(0).to_numpy(zero_copy_only=False).astype(np.float64)
             dec_deg = batch.column(1).to_numpy(zero_copy_only=False).astype(np.float64)
             with np.errstate(invalid="ignore"):
                 ok = np.isfinite(ra_deg) & np.isfinite(dec_deg) & (np.abs(dec_deg) <= 90.0)
             parts.append(PixelHistogram.from_healpix29(healpix29(ra_deg[ok], dec_deg[ok]), order))
             bad += int((~ok).sum())
-    return PixelHistogram.merge(parts), bad
+            if ids_inline:
+                column = batch.column(2)
+                nulls += column.null_count
+                if not nulls:
+                    ids.append(column.to_numpy().astype(np.int64, copy=False))
+    histogram = PixelHistogram.merge(parts)
+    if nulls:
+        return FileScan(histogram, bad, f"{nulls} null values")
+    try:
+        if id_column is not None and not ids_inline:
+            check_unique_ids(filesystem, [path], id_column, rows)
+        elif ids:
+            values = np.concatenate(ids)
+            raise_on_repeat([path], id_column, values, np.zeros(values.size, np.int32))
+    except ContractError as err:
+        return FileScan(histogram, bad, err.rule)
+    return FileScan(histogram, bad)
 
 
 def merge_and_mark(

@@ -52,7 +52,7 @@ def check_unique_ids(
                     ids.append(values)
                     where.append(np.full(values.size, i, dtype=np.int32))
         if ids:
-            _raise_on_repeat(files, id_name, np.concatenate(ids), np.concatenate(where))
+            raise_on_repeat(files, id_name, np.concatenate(ids), np.concatenate(where))
 
 
 def _hash(values: np.ndarray) -> np.ndarray:
@@ -60,7 +60,9 @@ def _hash(values: np.ndarray) -> np.ndarray:
     return (values.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
 
 
-def _raise_on_repeat(files: list[str], id_name: str, ids: np.ndarray, where: np.ndarray) -> None:
+def raise_on_repeat(files: list[str], id_name: str, ids: np.ndarray, where: np.ndarray) -> None:
+    """Raise :class:`ContractError` on the first id of ``ids`` that occurs twice, naming the
+    file of its second occurrence; ``where[i]`` is the index in ``files`` of ``ids[i]``."""
     order = np.lexsort((where, ids))
     ids, where = ids[order], where[order]
     repeats = np.flatnonzero(ids[1:] == ids[:-1])

@@ -20,7 +20,8 @@ def _stage(small_survey, small_model, root: str, calls: int) -> tuple[pa.Table, 
     files = io.list_parquet_files(small_survey)
     artifact = load_artifact(small_model)
     cols = artifact.transform.columns
-    histogram = tasks.histogram_file(files[0], io.resolve(files[0])[0], cols.ra, cols.dec, 12)[0]
+    scan = tasks.histogram_file(files[0], io.resolve(files[0])[0], cols.ra, cols.dec, 12)
+    histogram = scan.histogram
     plan = plan_partitions(histogram, 400)  # several partitions, so each part splits too
     block = pq.read_table(files[0], columns=input_columns(artifact))
     block = block.append_column(PATH_COLUMN, pa.array([files[0]] * block.num_rows))
