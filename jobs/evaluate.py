@@ -1,8 +1,8 @@
 """Score photo-z PDFs against true redshifts: metrics.json, report.md and plots.
 
 Examples:
-    python jobs/evaluate.py --predictions models/ens/validation --truth sim/deep_spec \\
-        --report reports/ens --name ensemble --compare "member 0=models/ens/member-00-val"
+    python jobs/evaluate.py --predictions catalogs/ens --truth sim/test --train sim/train \\
+        --report reports/ens --name ensemble --compare "binned head=catalogs/binned"
     python jobs/evaluate.py --predictions s3://b/photoz/ --truth s3://b/specz/ \\
         --train s3://b/specz_train/ --report s3://b/reports/v3
 

@@ -77,11 +77,27 @@ class CutoutStore:
     def file_for(self, object_file: str, object_root: str) -> str | None:
         """The cutout file of ``object_file`` (a file under ``object_root``), or None when the
         store has none (its objects get no cutout). A store of one file pairs with an
-        object table of one file whatever their names."""
+        object table given as one file (``object_file == object_root``) whatever their
+        names."""
         _, inner_root = io.resolve(object_root)
         if object_file == inner_root and len(self.files) == 1:
             return next(iter(self.files.values()))
         return self.files.get(relative_stem(object_file, object_root))
+
+    def require_pairs(self, object_files: list[str], object_root: str) -> None:
+        """Raise a :class:`ContractError` naming the store when it pairs with none of
+        ``object_files``: every object would go without a cutout, which is a wrong path or a
+        naming scheme that differs from the object table's, not missing cutouts."""
+        if any(self.file_for(f, object_root) is not None for f in object_files):
+            return
+        example = relative_stem(object_files[0], object_root) if object_files else "STEM"
+        rule = (
+            f"no cutout file pairs with any of the {len(object_files)} object file(s) of "
+            f"{object_root}: a cutout file pairs with the object file at the same path "
+            f"relative to its root, suffix aside (e.g. {example}.parquet or {example}.fits "
+            "here; docs/cutout_stores.md, Pairing)"
+        )
+        raise ContractError(self.root, None, rule)
 
     def unpaired(self, object_files: list[str], object_root: str) -> list[str]:
         """Cutout files that no object file pairs with (their cutouts have no object row)."""

@@ -21,6 +21,7 @@ loading the file. Files are read through pyarrow's filesystems, so they may be l
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import os
 import posixpath
@@ -28,6 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from io import BytesIO
 
 import numpy as np
 import pyarrow as pa
@@ -60,7 +62,16 @@ def open_fits(fs: pafs.FileSystem, path: str) -> Iterator[fits.HDUList]:
 
     Not memory-mapped: a cube's ``section`` is read with a seek, and the pages read do not stay
     mapped in the reading process (mapped cutout files made a read task's resident memory grow
-    with every file it joined)."""
+    with every file it joined).
+
+    A gzip-compressed file (``.gz``) allows no seeking: it is decompressed into memory first,
+    so it costs its uncompressed size in RAM while open."""
+    if path.lower().endswith(".gz"):
+        with fs.open_input_stream(path, compression="gzip") as stream:
+            data = BytesIO(stream.read())
+        with fits.open(data, lazy_load_hdus=True) as hdul:
+            yield hdul
+        return
     with fs.open_input_file(path) as f, fits.open(f, lazy_load_hdus=True) as hdul:
         yield hdul
 
@@ -325,9 +336,12 @@ def write_cutout_fits(
 @contextmanager
 def _local_target(path: str) -> Iterator[str]:
     """A local file name to write ``path``'s content to; it is moved (local) or uploaded (URI)
-    to ``path`` when the block succeeds, so the file appears whole or not at all."""
+    to ``path`` when the block succeeds, so the file appears whole or not at all. A ``path``
+    ending in ``.gz`` receives the content gzip-compressed (astropy cannot stream an HDU into
+    a gzip file)."""
     fs, inner = io.resolve(path)
     local = isinstance(fs, pafs.LocalFileSystem)
+    gz = inner.lower().endswith(".gz")
     directory = posixpath.dirname(inner) if local else None
     if directory:
         os.makedirs(directory, exist_ok=True)
@@ -336,10 +350,14 @@ def _local_target(path: str) -> Iterator[str]:
     os.remove(tmp)  # astropy refuses to write over an existing file
     try:
         yield tmp
-        if local:
+        if local and not gz:
             os.replace(tmp, inner)
-        else:
-            with open(tmp, "rb") as src, io.atomic_output(path) as dst:
+            return
+        with open(tmp, "rb") as src, io.atomic_output(path) as dst:
+            if gz:
+                with gzip.GzipFile(fileobj=dst, mode="wb", mtime=0) as packed:
+                    shutil.copyfileobj(src, packed)
+            else:
                 shutil.copyfileobj(src, dst)
     finally:
         if os.path.exists(tmp):

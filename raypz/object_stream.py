@@ -70,6 +70,7 @@ def checked_join(
         return None
     store = CutoutStore.open(cutouts)
     files = list_table_files(table)
+    store.require_pairs(files, table)
     per_file = (count_file_join(f, table, store, id_column, column, shape) for f in files)
     counts = store_counts(per_file, store, files, table, id_column, column)
     print(

@@ -22,7 +22,7 @@ from raypz.cutout_store import (
     read_store_cutouts,
 )
 from raypz.fits import write_cutout_fits
-from raypz.object_stream import CutoutJoin, object_dataset, read_object_file
+from raypz.object_stream import CutoutJoin, checked_join, object_dataset, read_object_file
 from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.sim.survey import write_shard
@@ -102,6 +102,27 @@ def test_relative_stems_pair_hats_partitions_and_lone_files(tmp_path):
     assert lone.file_for(io.resolve(objects)[1], objects) == str(tmp_path / "c.fits")
 
 
+def test_a_store_that_pairs_with_no_object_file_is_refused(layouts, tmp_path):
+    """A directory of one object file and a store of one file under another name pair with
+    nothing (only a table given as one file pairs by position): the job stops, naming the
+    store and the stem it looked for, instead of flagging every object no_cutout."""
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    shard = layouts["fits"] / "shard-00000.parquet"
+    (objects / "objects_a.parquet").write_bytes(shard.read_bytes())
+    store = CutoutStore.open(str(layouts["fits"] / "cutouts" / "shard-00000.fits"))
+    files = list_table_files(str(objects))
+    with pytest.raises(ContractError, match=r"objects_a\.parquet or objects_a\.fits") as info:
+        store.require_pairs(files, str(objects))
+    assert info.value.file == store.root
+    store.require_pairs(files[:1], files[0])  # the same file given alone pairs
+    with pytest.raises(ContractError, match="no cutout file pairs"):  # the training join too
+        checked_join(str(objects), store.root, "cutout", SHAPE)
+    CutoutStore.open(str(layouts["fits"] / "cutouts")).require_pairs(
+        list_table_files(str(layouts["fits"])), str(layouts["fits"])
+    )
+
+
 def test_two_files_for_one_stem_are_refused(layouts, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
@@ -120,9 +141,10 @@ def _fits(path: Path, ids, images) -> str:
     return str(path)
 
 
-def test_join_emits_every_object_once_with_nan_pixels_where_missing(tmp_path, rng):
+@pytest.mark.parametrize("suffix", [".fits", ".fits.gz"])
+def test_join_emits_every_object_once_with_nan_pixels_where_missing(tmp_path, rng, suffix):
     images = rng.normal(size=(5, *SHAPE)).astype(np.float32)
-    path = _fits(tmp_path / "c.fits", [14, 11, 99, 10, 13], images)  # 99: no object row
+    path = _fits(tmp_path / f"c{suffix}", [14, 11, 99, 10, 13], images)  # 99: no object row
     objects = _objects([10, 11, 12, 13, 14])
     with open_cutout_file(LOCAL, path) as cutouts:
         out = pa.concat_tables(join_cutouts(objects, cutouts, "objectId", "cutout", SHAPE, 2))

@@ -4,6 +4,7 @@ contract checks and messages, same training rows and evaluation metrics."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from pathlib import Path
 
@@ -92,6 +93,35 @@ def test_fits_table_reads_back_equal_to_parquet(shards, copies):
     with tables.open_table(fs, files[1]) as table:
         got = pa.Table.from_batches(list(table.iter_batches(["objectId", "redshift"], 64)))
     _assert_same_table(got, shards[1].select(["objectId", "redshift"]))
+
+
+def test_gzip_compressed_fits_reads_like_the_plain_file(shards, copies, tmp_path):
+    """``.fits.gz`` is a FITS suffix: the file is decompressed, not refused as unreadable."""
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    for f in sorted(copies["fits"].iterdir()):
+        (gz / f"{f.name}.gz").write_bytes(gzip.compress(f.read_bytes()))
+    _assert_same_table(tables.read_table(str(gz)), pa.concat_tables(shards))
+    report = validate_dataset(str(gz))
+    assert report.summary() == validate_dataset(str(copies["fits"])).summary().replace(
+        str(copies["fits"]), str(gz)
+    )
+
+
+def test_the_writer_gzips_a_fits_gz_target(shards, tmp_path):
+    path = tmp_path / "part-0.fits.gz"
+    write_fits_table(shards[0], str(path))
+    assert path.read_bytes()[:2] == b"\x1f\x8b"  # gzip magic
+    _assert_same_table(tables.read_table(str(path)), shards[0])
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_fits_gz_that_is_not_gzip_is_named(copies, tmp_path):
+    bad = tmp_path / "part-0.fits.gz"
+    bad.write_bytes(next(copies["fits"].iterdir()).read_bytes())  # plain FITS bytes
+    with pytest.raises(ContractError, match="unreadable FITS file") as info:
+        check_file_schema(str(bad))
+    assert info.value.file == str(bad)
 
 
 def test_unsigned_byte_and_list_columns_round_trip(tmp_path):

@@ -276,6 +276,7 @@ def run_inference(
     expected = [num_rows(fs, f) for f in files]
     join = None
     if store is not None:
+        store.require_pairs(files, input_path)
         c = artifact.cutouts
         join = CutoutJoin(store, c.column, c.shape, artifact.transform.columns.object_id)
 

@@ -713,7 +713,8 @@ def _cell(value: Any) -> str:
 
 
 SUMMARY_COLUMNS = (
-    "rank", "trial", "status", "epochs", METRIC, "sigma_mad", "eta_0.15", "lr", "weight_decay",
+    "rank", "trial", "status", "epochs", METRIC, "sigma_mad", "eta_0.15", "crps", "lr",
+    "weight_decay",
     "width", "depth", "dropout", "n_components", "batch_size", "flux_noise", "dae_noise",
     "dae_weight",
 )  # fmt: skip

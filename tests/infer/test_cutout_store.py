@@ -150,3 +150,18 @@ def test_repeated_cutout_id_stops_the_job_naming_the_file(fusion_model, wide, tm
         run_inference(objects, fusion_model, str(out), INFER, cutouts=edited)
     assert "2 cutouts" in str(err.value)
     assert not list(out.rglob("Npix=*.parquet"))  # stopped before any partition was written
+
+
+def test_a_store_that_pairs_with_no_input_file_stops_the_job(fusion_model, wide, tmp_path):
+    """Object files renamed after their cutouts were cut: nothing would join, and every row
+    would be flagged no_cutout. The job stops before any work, naming the store."""
+    objects, store = wide["shards"]
+    renamed = tmp_path / "objects"
+    renamed.mkdir()
+    for i, f in enumerate(sorted(Path(objects).glob("*.parquet"))):
+        shutil.copy(f, renamed / f"tract-{i}.parquet")
+    out = tmp_path / "cat"
+    with pytest.raises(ContractError, match=r"tract-0\.parquet or tract-0\.fits") as err:
+        run_inference(str(renamed), fusion_model, str(out), INFER, cutouts=store)
+    assert err.value.file == str(Path(store).absolute())
+    assert not out.exists()

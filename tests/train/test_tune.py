@@ -100,7 +100,8 @@ def test_search_writes_the_best_config_and_every_trial(search):
     assert best == apply_params(TrainConfig(epochs=EPOCHS), params)
     assert best.net.hidden == (params["width"],) * params["depth"]
     assert best.lr == pytest.approx(top["lr"]) and best.epochs == EPOCHS
-    assert (output / TRIALS_MD).read_text().count("\n") == TRIALS + 2
+    table = (output / TRIALS_MD).read_text()
+    assert table.count("\n") == TRIALS + 2 and "| crps |" in table.splitlines()[0]
     assert json.loads((output / SEARCH_JSON).read_text())["best_trial"]["trial"] == top["trial"]
     assert "tune done: 4 trials" in printed and str(output / BEST_CONFIG) in printed
 
