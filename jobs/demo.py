@@ -68,16 +68,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the four stages; returns the process exit code."""
     a = parse_args(argv)
+    # every config first: a bad flag stops the demo before minutes of work, not after
+    surveys = {
+        key: SURVEY.build(a, n_objects=n, seed=seed)
+        for key, n, seed in (("train", a.n_train, a.seed), ("test", a.n_test, a.seed + 1))
+    }
+    config, infer = TRAIN.build(a), INFER.build(a)
     init_ray(num_cpus=a.num_cpus, verbose=a.verbose)
     paths = {k: io.join(a.workdir, k) for k in ("train", "test", "model", "catalog", "report")}
-    for key, n, seed in (("train", a.n_train, a.seed), ("test", a.n_test, a.seed + 1)):
-        survey = SURVEY.build(a, n_objects=n, seed=seed)
+    for key, survey in surveys.items():
         simulate_survey(survey, paths[key])
-        print(f"[demo] simulated {n} {key} rows -> {paths[key]}")
-    config = TRAIN.build(a)
+        print(f"[demo] simulated {survey.n_objects} {key} rows -> {paths[key]}")
     result = train_ensemble(paths["train"], paths["model"], config, name="demo")
     print(f"[demo] trained {a.members} members in {result.seconds:.0f} s -> {result.artifact}")
-    infer = INFER.build(a)
     summary = run_inference(paths["test"], paths["model"], paths["catalog"], infer)
     print(f"[demo] catalog of {summary.rows_out} rows at {summary.rows_per_second:.0f} rows/s")
     request = EvaluationRequest(

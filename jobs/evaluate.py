@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_request(argv: list[str] | None = None) -> EvaluationRequest:
     """The request the flags describe; model names must differ ('knn' is taken with --train)."""
     parser = build_parser()
-    request = REQUEST.build(parser.parse_args(argv))
+    try:
+        request = REQUEST.build(parser.parse_args(argv))
+    except ValueError as err:  # e.g. a --compare NAME given twice
+        parser.error(str(err))
     names = request.model_names()
     if len({slug(n) for n in names}) < len(names):  # each gets a plot directory
         parser.error(f"model names must be distinct as directory names, got {names}")

@@ -139,10 +139,22 @@ def _plain_kind(hint: Any) -> _Kind | None:
                 "action": "extend",
                 "metavar": "NAME=VALUE" if args[1] is str else "NAME=AMOUNT",
             },
-            to_field=dict,
+            to_field=_distinct_names,
             to_arg=lambda value: list(value.items()),
         )
     return None
+
+
+def _distinct_names(pairs: list[tuple[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    """NAME=VALUE pairs as a dict; a NAME given twice is a ``ValueError`` (the first value
+    would be dropped without a word)."""
+    if isinstance(pairs, dict):
+        return pairs
+    names = [name for name, _ in pairs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"NAME=VALUE pairs: {', '.join(repeated)} given more than once")
+    return dict(pairs)
 
 
 def _metavar(value_type: type) -> dict[str, str]:
@@ -324,7 +336,7 @@ def add_ray_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Ray")
     group.add_argument(
         "--num-cpus",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="CPUs of an embedded local Ray (ignored on a cluster)",
     )
@@ -334,6 +346,14 @@ def add_ray_flags(parser: argparse.ArgumentParser) -> None:
         help="show Ray's own logs and progress bars (default: they go to the Ray session's "
         "log directory)",
     )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a local Ray of 0 CPUs runs no task, and waits)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_config_flag(parser: argparse.ArgumentParser, cls: type) -> None:

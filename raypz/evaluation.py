@@ -75,7 +75,7 @@ class EvaluationRequest:
 
 def slug(name: str) -> str:
     """A directory name for a model name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "model"
 
 
 class _Scored(NamedTuple):
@@ -125,6 +125,12 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
 
     truth_ids = object_ids(truth, columns.object_id, request.truth)
     join = match_ids(pred.object_id, truth_ids)
+    if join.left_rows.size == 0:
+        raise ValueError(
+            f"{request.predictions} and {request.truth}: no objectId in common "
+            f"({pred.object_id.size} prediction rows, {truth_ids.size} truth rows); the truth "
+            "must hold the predicted objects"
+        )
     test = truth.take(join.right_rows)  # the test rows, in prediction order
     test_ids = truth_ids[join.right_rows]
     z_spec = test[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)

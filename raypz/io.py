@@ -24,8 +24,10 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
 
     ``s3://bucket/key`` uses pyarrow's S3 filesystem configured from the environment; an
     ``AWS_ENDPOINT_URL`` (e.g. a loopback S3 server) is honoured. Local paths are made absolute.
+    An empty path is a ``ValueError``: as a local path it would name the current directory,
+    which a job would then write into.
     """
-    if "://" not in path:
+    if "://" not in _not_empty(path):
         return pafs.LocalFileSystem(), os.path.abspath(path)
     if path.startswith("s3://"):
         return _s3_filesystem(), path[len("s3://") :].rstrip("/")
@@ -37,7 +39,13 @@ def absolute(path: str) -> str:
     """A local path made absolute; a URI as it is. Paths that Ray workers open must be: a
     worker keeps the working directory it started in, which need not be the driver's (a
     driver run with RAY_ADDRESS beside `ray start` nodes)."""
-    return path if "://" in path else os.path.abspath(path)
+    return path if "://" in _not_empty(path) else os.path.abspath(path)
+
+
+def _not_empty(path: str) -> str:
+    if not path.strip():
+        raise ValueError(f"{path!r}: an empty path; give a file or directory (local or s3://)")
+    return path
 
 
 def _s3_filesystem() -> pafs.S3FileSystem:

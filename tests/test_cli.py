@@ -316,6 +316,34 @@ def test_evaluate_job_reads_repeated_and_grouped_compare_pairs():
     assert request.plots is False
 
 
+def test_evaluate_job_refuses_a_compare_name_given_twice_and_dot_names():
+    argv = ["--predictions", "p", "--truth", "t", "--report", "r", "--compare", "a=x", "a=y"]
+    with pytest.raises(SystemExit):  # the first would be dropped without a word
+        _job("evaluate").parse_request(argv)
+    from raypz.evaluation import slug
+
+    # a model's plot directory stays inside the report
+    names = ("..", "../up", ".hidden", "v1.2")
+    assert [slug(n) for n in names] == ["model", "up", "hidden", "v1.2"]
+
+
+@pytest.mark.parametrize("name", ["simulate_survey", "demo", "infer_lsst"])
+def test_num_cpus_below_one_is_refused(name, capsys):
+    parser = _job(name).build_parser()
+    with pytest.raises(SystemExit):  # a local Ray of 0 CPUs schedules no task and waits
+        parser.parse_args(["--num-cpus", "0", "--output", "o", "--input", "i", "--model", "m"])
+    assert "--num-cpus: must be at least 1" in capsys.readouterr().err
+
+
+def test_demo_checks_every_flag_before_any_work(tmp_path, monkeypatch):
+    demo = _job("demo")
+    monkeypatch.chdir(tmp_path)
+    for bad in (["--n-test", "0"], ["--max-rows-per-partition", "0"], ["--members", "0"]):
+        with pytest.raises(ValueError):
+            demo.main(["--workdir", "w", *bad])
+    assert not (tmp_path / "w").exists()
+
+
 def test_demo_flags_come_from_the_configs_with_demo_defaults():
     demo = _job("demo")
     args = demo.parse_args([])

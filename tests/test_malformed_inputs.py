@@ -166,3 +166,44 @@ def test_a_repeated_id_stops_a_schema_validated_run_before_prediction(
         run_inference(str(bad), small_model, str(out), InferConfig(validate="schema"))
     assert info.value.column == C.object_id and "shard-0.parquet" in info.value.file
     assert not list(out.rglob("src*.parquet"))  # nothing was predicted
+
+
+def test_a_catalog_inside_its_input_or_an_empty_path_is_refused(
+    ray_session, small_survey, small_model, tmp_path
+):
+    """Inside the input, a rerun would read the finished partitions as object rows; an empty
+    path would write into the current directory."""
+    for out in (small_survey, f"{small_survey}/photoz"):
+        with pytest.raises(ValueError, match="outside the input"):
+            run_inference(small_survey, small_model, out, InferConfig(validate="schema"))
+    assert not Path(small_survey, "photoz").exists()
+    with pytest.raises(ValueError, match="empty path"):
+        run_inference(small_survey, small_model, "", InferConfig(validate="schema"))
+
+
+def test_a_pool_no_node_of_a_local_ray_can_hold_stops_the_job(
+    ray_session, small_survey, small_model, tmp_path, monkeypatch
+):
+    """The session's Ray is local (one node, no RAY_ADDRESS): an actor of more CPUs than the
+    node has, or a GPU actor on a machine without one, would wait forever."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for config in (InferConfig(cpus_per_actor=3), InferConfig(device="cuda")):
+        out = tmp_path / config.device
+        with pytest.raises(ValueError, match=r"fits no node now.*wait forever"):
+            run_inference(small_survey, small_model, str(out), config)
+        assert not list(out.rglob("*.parquet"))  # no prediction was staged
+
+
+def test_evaluating_against_a_truth_of_other_objects_is_refused(small_survey, tmp_path):
+    from raypz.evaluation import EvaluationRequest, evaluate_predictions
+    from raypz.pdf import ZGrid
+    from raypz.predictions import predictions_table
+
+    grid = ZGrid(0.0, 3.0, 31)
+    pdf = np.full((3, grid.n), 1.0 / 3.0, dtype=np.float32)
+    pred = tmp_path / "pred.parquet"
+    pq.write_table(predictions_table(np.array([-1, -2, -3]), pdf, grid), pred)
+    request = EvaluationRequest(str(pred), small_survey, str(tmp_path / "report"))
+    with pytest.raises(ValueError, match="no objectId in common"):
+        evaluate_predictions(request)
+    assert not (tmp_path / "report").exists()

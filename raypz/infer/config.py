@@ -109,6 +109,20 @@ class InferConfig:
             raise ValueError(
                 f"InferConfig.validate must be 'full' or 'schema', got {self.validate!r}"
             )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(
+                f"InferConfig.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}"
+            )
+        if self.target_block_mb < 1:
+            raise ValueError(
+                f"InferConfig.target_block_mb must be >= 1, got {self.target_block_mb}"
+            )
+        for name in ("image_batch_mb", "cpus_per_actor"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"InferConfig.{name} must be > 0, got {value}")
+        if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
+            raise ValueError(f"InferConfig.gpus_per_actor must be >= 0, got {self.gpus_per_actor}")
 
     def rows_per_batch(self, cutout_shape: tuple[int, ...] | None, on_gpu: bool = False) -> int:
         """Rows per predictor call for a model that reads cutouts of ``cutout_shape`` (float32)

@@ -19,6 +19,7 @@ finishes an interrupted job without redoing finished input files or duplicating 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -219,6 +220,20 @@ def _first_pass(
     return PixelHistogram.merge(s.histogram for s in scans)
 
 
+def _require_room(config: InferConfig) -> None:
+    """Stop when no node of a local Ray holds one predictor actor (it gains no node, so the
+    run would wait forever); on a cluster, say that the pool waits for such a node."""
+    nodes = _node_resources()
+    blocked = pool.unplaceable(pool.plan_pool(config, nodes), nodes)
+    if blocked and len(nodes) == 1 and not os.environ.get("RAY_ADDRESS"):
+        raise ValueError(
+            f"{blocked}: a local Ray gains no node, so the run would wait forever; lower "
+            "--cpus-per-actor or --gpus-per-actor, or pass --device cpu"
+        )
+    if blocked:
+        print(f"predict: {blocked}; the pool waits for a node that holds one")
+
+
 def _validate(
     input_path: str, files: list[str], config: InferConfig, artifact, store: bool
 ) -> None:
@@ -264,6 +279,11 @@ def run_inference(
     # actors and tasks open these paths, maybe in another working directory than the driver's
     input_path, model, output = (io.absolute(p) for p in (input_path, model, output))
     cutouts = io.absolute(cutouts) if cutouts else None
+    if f"{output.rstrip('/')}/".startswith(f"{input_path.rstrip('/')}/"):
+        raise ValueError(
+            f"{output}: the catalog must be written outside the input {input_path} (a rerun "
+            "would read its partitions as object rows)"
+        )
     artifact = load_artifact(model)
     store = CutoutStore.open(cutouts) if cutouts else None
     if store is not None and artifact.cutouts is None:
@@ -273,6 +293,7 @@ def run_inference(
     if not files:
         raise FileNotFoundError(f"{input_path}: no Parquet or FITS files")
     _validate(input_path, files, config, artifact, store is not None)
+    _require_room(config)
     expected = [num_rows(fs, f) for f in files]
     join = None
     if store is not None:

@@ -114,6 +114,16 @@ def plan_pool(config: InferConfig, nodes: list[dict[str, float]]) -> PoolPlan:
     return PoolPlan(low, high, start, gpus, cpus, max(1, int(cpus)), calls, slots)
 
 
+def unplaceable(plan: PoolPlan, nodes: list[dict[str, float]]) -> str | None:
+    """Why no actor of ``plan``'s shape fits any of ``nodes`` now, in words; None when one
+    fits. The pool then waits for a node that holds one (from an autoscaler)."""
+    if plan.slots_now:
+        return None
+    shape = f"{plan.cpus:g} CPU" + (f" + {plan.gpus:g} GPU" if plan.gpus else "")
+    have = "; ".join(f"{n.get('CPU', 0.0):g} CPU, {n.get('GPU', 0.0):g} GPU" for n in nodes)
+    return f"a predictor actor of {shape} fits no node now (nodes: {have or 'none'})"
+
+
 def object_store_budget(
     plan: PoolPlan, mb_per_actor: int, nodes: list[dict[str, float]]
 ) -> tuple[float | None, float]:

@@ -178,7 +178,13 @@ def catalog_grid(path: str) -> tuple[ZGrid, pa.Schema]:
     """The z grid and Arrow schema of the HATS PDF catalog at ``path`` (from
     ``dataset/_common_metadata``, which :func:`raypz.catalog.finalize_catalog` writes)."""
     fs, inner = io.resolve(io.join(path, "dataset", "_common_metadata"))
-    schema = pq.read_schema(inner, filesystem=fs)
+    try:
+        schema = pq.read_schema(inner, filesystem=fs)
+    except FileNotFoundError as err:
+        raise ValueError(
+            f"{path}: not a HATS catalog written by jobs/infer_lsst.py (no "
+            "dataset/_common_metadata); give the catalog root"
+        ) from err
     meta = schema.metadata or {}
     if Z_GRID_KEY not in meta or "pdf" not in schema.names:
         raise ValueError(f"{path}: not a raypz PDF catalog (no pdf column or z grid)")

@@ -54,6 +54,12 @@ class CatalogNetConfig:
             raise ValueError(f"CatalogNetConfig.hidden needs positive widths, got {self.hidden}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"CatalogNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("latent_dim", "dae_hidden", "n_components"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"CatalogNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("dae_noise", "dae_weight", "label_sigma"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"CatalogNetConfig.{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         """JSON-ready form for model.json."""

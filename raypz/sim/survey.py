@@ -184,6 +184,12 @@ def simulate_survey(
     # the tasks write there, maybe in another working directory than the driver's
     output = io.absolute(output)
     cutout_output = io.absolute(cutout_output) if cutout_output else None
+    if cutout_output is not None and cutout_output.rstrip("/") == output.rstrip("/"):
+        raise ValueError(
+            f"{cutout_output}: the cutout store must be another directory than the object "
+            "shards' (its files are named like them, and a store directory is not listed as "
+            "object rows)"
+        )
     _claim_output(config, output)
     paths = [io.join(output, shard_name(i)) for i in range(config.n_shards)]
     todo = [i for i, p in enumerate(paths) if not io.is_file(p)]

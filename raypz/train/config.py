@@ -138,6 +138,8 @@ class TrainConfig:
             "balance_max_weight >= 1": self.balance_max_weight >= 1,
             "batch_size >= 2": self.batch_size >= 2,
             "workers >= 1": self.workers >= 1,
+            "max_concurrent_members >= 1 when set": self.max_concurrent_members is None
+            or self.max_concurrent_members >= 1,
             "trainer in (auto, tasks, ray_train)": self.trainer in ("auto", "tasks", "ray_train"),
             "trainer tasks: catalog networks, workers == 1": self.trainer != "tasks"
             or (self.image is None and self.workers == 1),

@@ -56,6 +56,7 @@ import json
 import logging
 import math
 import os
+import posixpath
 import signal
 import tempfile
 import threading
@@ -552,7 +553,9 @@ def run_search(
     labelled = read_labelled(train, split)
     key = _search_key(base, settings, labelled.fingerprint(train), SEARCH_SPACE)
     experiment = io.join(output, EXPERIMENT)
-    exists = tune.Tuner.can_restore(io.absolute(experiment))
+    # raypz's filesystem for Ray too (as train_ensemble's members): the same S3 settings
+    fs, storage = io.resolve(output)
+    exists = tune.Tuner.can_restore(posixpath.join(storage, EXPERIMENT), storage_filesystem=fs)
     stored = _read_json(io.join(output, SEARCH_JSON))
     if exists and stored is not None and stored.get("key") != key:
         raise ValueError(
@@ -584,7 +587,11 @@ def run_search(
     if exists:
         print(f"tune: continuing the experiment at {experiment}")
         tuner = tune.Tuner.restore(
-            io.absolute(experiment), trainable, resume_unfinished=True, resume_errored=True
+            posixpath.join(storage, EXPERIMENT),
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=fs,
         )
     else:
         tuner = tune.Tuner(
@@ -607,7 +614,8 @@ def run_search(
             ),
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
-                storage_path=io.absolute(output),
+                storage_path=storage,
+                storage_filesystem=fs,
                 verbose=None if verbose else 0,
                 callbacks=[] if verbose else [_ProgressCallback(settings.trials)],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

@@ -12,6 +12,7 @@ from raypz.infer.pool import (
     actor_slots,
     object_store_budget,
     plan_pool,
+    unplaceable,
 )
 
 MB = 2**20
@@ -120,3 +121,22 @@ def test_rows_per_call_default_by_kind_of_actor():
     assert InferConfig(image_batch_mb=24).rows_per_batch(cutout, on_gpu=True) == 1024
     with pytest.raises(ValueError, match="calls_per_gpu_actor"):
         InferConfig(calls_per_gpu_actor=0)
+
+
+def test_a_pool_that_fits_no_node_says_why():
+    big = plan_pool(InferConfig(cpus_per_actor=3), [CPU_NODE])
+    why = "a predictor actor of 3 CPU fits no node now (nodes: 2 CPU, 0 GPU)"
+    assert unplaceable(big, [CPU_NODE]) == why
+    gpu = plan_pool(InferConfig(device="cuda"), [CPU_NODE])
+    assert "+ 1 GPU fits no node" in unplaceable(gpu, [CPU_NODE])
+    assert unplaceable(plan_pool(InferConfig(), [CPU_NODE]), [CPU_NODE]) is None
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("device", "gpu"), ("target_block_mb", 0), ("cpus_per_actor", 0), ("gpus_per_actor", -1),
+     ("image_batch_mb", 0)],
+)  # fmt: skip
+def test_infer_config_refuses_values_that_fail_late(field, value):
+    with pytest.raises(ValueError, match=f"InferConfig.{field}"):
+        InferConfig(**{field: value})

@@ -167,6 +167,8 @@ def test_bad_settings_are_refused(pdf_catalog):
         NZConfig(split_every=1)
     with pytest.raises(ValueError, match="z_nope"):
         catalog_nz(pdf_catalog, NZConfig(point_estimate="nope"))
+    with pytest.raises(ValueError, match="not a HATS catalog"):  # e.g. the object table
+        catalog_nz(f"{pdf_catalog}/dataset")
 
 
 def test_ray_scheduler_gives_the_same_stacks(ray_session, pdf_catalog):

@@ -142,3 +142,14 @@ def test_cli_help_lists_every_option(capsys):
         "--area-deg2",
     ):
         assert flag in text
+
+
+def test_a_cutout_store_in_the_shards_directory_is_refused(tmp_path):
+    """Its files are named like the object shards: they would be overwritten, and the
+    directory would be marked as a store that object listings skip."""
+    config = SurveyConfig(n_objects=50, seed=1, cutouts=True, cutout_size=8, cutout_layout="shards")
+    out = tmp_path / "sim"
+    for store in (out, f"{out}/"):
+        with pytest.raises(ValueError, match="another directory"):
+            simulate_survey(config, str(out), str(store))
+    assert not out.exists()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from raypz.features import FeatureTransform, flux_arrays
+from raypz.models import CatalogNetConfig
 from raypz.models.heads import WIDTH_SCALE_KEY, BinnedHead, MDNHead
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import (
@@ -168,9 +169,14 @@ def test_train_config_round_trip_and_rules():
         ("weight_decay", -1e-4),
         ("finetune_lr_factor", 0.0),
         ("balance_max_weight", 0.5),
+        ("max_concurrent_members", 0),
     ]:
         with pytest.raises(ValueError, match=field):
             TrainConfig(**{field: value})
+    # a network of no mixture component trained to an infinite loss, blamed on the labels
+    for field, value in [("n_components", 0), ("latent_dim", 0), ("dae_noise", -0.1)]:
+        with pytest.raises(ValueError, match=f"CatalogNetConfig.{field}"):
+            CatalogNetConfig(**{field: value})
 
 
 @pytest.mark.parametrize("head", ["mdn", "binned"])

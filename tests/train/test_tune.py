@@ -55,7 +55,7 @@ def labelled(tmp_path_factory) -> str:
     return str(path)
 
 
-def _argv(labelled: str, output: Path, *extra: str) -> list[str]:
+def _argv(labelled: str, output: Path | str, *extra: str) -> list[str]:
     return [
         "--train", labelled, "--output", str(output), "--trials", str(TRIALS),
         "--epochs", str(EPOCHS), "--grace-period", "1", "--reduction-factor", "2",
@@ -123,6 +123,23 @@ def test_rerun_continues_the_finished_search_and_a_changed_one_is_refused(search
     pd.testing.assert_frame_equal(pd.read_csv(output / TRIALS_CSV), before)
     with pytest.raises(SystemExit, match="other settings"):
         tune_job.main([*argv, "--patience", "2"])
+
+
+def test_a_search_on_s3_keeps_its_results_and_experiment_there(
+    ray_session, tune_job, labelled, s3_root, capsys
+):
+    """Tune gets raypz's S3 filesystem (endpoint and upload settings from the environment),
+    as the members of train_ensemble do: with Ray's own, the first upload failed."""
+    from raypz import io as rio
+
+    output = f"{s3_root}/tune"
+    argv = _argv(labelled, output, "--trials", "2")  # the last --trials counts
+    assert tune_job.main(argv) == 0
+    best = json.loads(rio.read_bytes(f"{output}/{BEST_CONFIG}"))
+    assert TrainConfig.from_dict(best).epochs == EPOCHS
+    fs, inner = rio.resolve(f"{output}/{EXPERIMENT}")
+    assert fs.get_file_info(inner).type.name == "Directory"
+    assert tune_job.main(argv) == 0 and "(resumed)" in capsys.readouterr().out
 
 
 def test_resume_needs_an_existing_search(ray_session, tune_job, labelled, tmp_path):
