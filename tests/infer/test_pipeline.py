@@ -75,6 +75,11 @@ def test_hats_layout_and_metadata(catalog, small_model):
 
 def test_lsdb_opens_it_and_cone_search_matches_pyarrow(catalog):
     out, _ = catalog
+    # the HATS library's own strict check: properties, partition_info.csv, _metadata and the
+    # partition files agree with each other
+    from hats.io.validation import is_valid_catalog
+
+    assert is_valid_catalog(out, strict=True, fail_fast=False)
     cat = lsdb.open_catalog(out)
     everything = cat.compute()
     assert len(everything) == 3000
