@@ -63,11 +63,12 @@ def encode_tensor(pdf: torch.Tensor) -> EncodedPDFs:
     non-zero level. Rows without mass (all zero or not finite) get no window and a null value.
     """
     n, g = pdf.shape
-    peak = pdf.amax(dim=1, keepdim=True)  # NaN for a row with a NaN
-    has = peak[:, 0] > 0
+    peak = pdf.amax(dim=1, keepdim=True)  # NaN for a row with a NaN, inf for one with an inf
+    usable = torch.isfinite(peak) & (peak > 0)  # (N, 1)
+    has = usable[:, 0]
     # (N, 1); 0 for rows without mass. A true division: torch's `scalar / tensor` multiplies
     # by a reciprocal, which moved 0.2% of the rows' levels by one quantum
-    scale = torch.where(peak > 0, torch.full_like(peak, 255.0**2) / peak, 0.0)
+    scale = torch.where(usable, torch.full_like(peak, 255.0**2) / peak, 0.0)
     q = rowops.sqrt_levels(pdf, scale)  # (N, G) uint8
     start, stop = rowops.first_last_nonzero(q)
     offsets = torch.zeros(n + 1, dtype=torch.int32, device=pdf.device)

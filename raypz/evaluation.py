@@ -31,7 +31,7 @@ from raypz.metrics import (
     write_report,
 )
 from raypz.models.artifact import TRAINING_CURVES
-from raypz.pdf import ZGrid
+from raypz.pdf import POINT_ESTIMATES, ZGrid
 from raypz.plots import make_all_plots
 from raypz.predictions import Predictions, read_predictions
 
@@ -86,14 +86,21 @@ class _Scored(NamedTuple):
     flags: np.ndarray | None  # (M,) int32
     z_spec: np.ndarray  # (M,)
     mag: np.ndarray  # (M,) AB mag
+    stored: dict[str, np.ndarray] | None = None  # point estimates by kind, (M,) each
 
 
 def _rows_of(pred: Predictions, rows: np.ndarray, z_spec: np.ndarray, mag: np.ndarray) -> _Scored:
-    """``rows`` of a predictions set, paired with the truth of those rows."""
+    """``rows`` of a predictions set, paired with the truth of those rows, with the point
+    estimates the set stores (a catalog's ``z_mode``... columns: what it serves as z_phot)."""
     flags = None
     if "flags" in pred.table.column_names:
         flags = pred.table["flags"].to_numpy(zero_copy_only=False)[rows]
-    return _Scored(pred.grid, pred.pdf[rows], flags, z_spec, mag)
+    stored = {
+        kind: pred.table[f"z_{kind}"].to_numpy(zero_copy_only=False).astype(np.float64)[rows]
+        for kind in POINT_ESTIMATES
+        if f"z_{kind}" in pred.table.column_names
+    }
+    return _Scored(pred.grid, pred.pdf[rows], flags, z_spec, mag, stored)
 
 
 def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):
@@ -162,7 +169,7 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     config = EvalConfig(point_estimate=request.point_estimate)
     results, images = {}, _training_curves(request)
     for name, s in models.items():
-        results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config)
+        results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config, s.stored)
         if request.plots:
             directory = io.join(request.report, slug(name))
             paths = make_all_plots(

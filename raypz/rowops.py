@@ -58,10 +58,11 @@ def first_last_nonzero(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def sqrt_levels(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``rint(sqrt(t * scale))`` as uint8, with ``scale`` (N, 1) per row; a NaN gives 0.
-    Values must lie in [0, 255.5) where finite."""
+    """``rint(sqrt(t * scale))`` as uint8, with ``scale`` (N, 1) per row; a NaN gives 0 (so
+    does an inf in a row of scale 0). Values must lie in [0, 255.5) where finite."""
     if _numpy_kernel(t):
-        a = np.multiply(t.numpy(), scale.numpy())
+        with np.errstate(invalid="ignore"):  # inf * 0
+            a = np.multiply(t.numpy(), scale.numpy())
         np.fmax(a, 0.0, out=a)  # NaN -> 0 in one pass (nan_to_num makes three)
         np.rint(np.sqrt(a, out=a), out=a)
         return torch.from_numpy(a.astype(np.uint8))

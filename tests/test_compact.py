@@ -41,12 +41,15 @@ def test_round_trip_is_close_and_normalised(rng):
 
 
 def test_rows_without_pdf_are_null_and_decode_to_zero(rng):
-    pdf, _ = _pdfs(rng, 3)
+    pdf, _ = _pdfs(rng, 5)
     pdf[1] = 0.0
+    pdf[2, 7], pdf[3, 9] = np.inf, np.nan  # not finite: no PDF either (an inf stored b"")
     start, values = compact.encode(pdf)
-    assert values.null_count == 1 and not values[1].is_valid
+    assert values.null_count == 3 and [values[i].is_valid for i in range(5)] == [
+        True, False, False, False, True
+    ]  # fmt: skip
     back = compact.decode(start, pa.chunked_array([values]), GRID.n, GRID.dz)
-    assert np.all(back[1] == 0) and back[0].max() > 0
+    assert np.all(back[1:4] == 0) and back[0].max() > 0
 
 
 def test_encoded_size_is_a_fraction_of_float32(rng):
