@@ -67,15 +67,29 @@ def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) 
     return float(-np.mean(np.log(np.maximum(dens, floor))))
 
 
+MIN_CALIBRATION_ROWS = 30
+"""Fewest validation rows with a usable redshift that a width scale is fitted on: on 1-3 rows
+the scale went to either end of its range (0.42 or 1.58) on chance alone."""
+
+
 def calibrate(
     predictor: EnsemblePredictor, labelled: LabelledArrays, config: TrainConfig, rows: np.ndarray
 ) -> dict:
     """The width scale minimising the ensemble's log score on ``rows`` (ties: closest to 1),
-    which no member may have trained on (:func:`validation_pdfs`).
+    which no member may have trained on (:func:`validation_pdfs`). With fewer than
+    :data:`MIN_CALIBRATION_ROWS` usable rows the scale stays 1, and the result says so.
 
     The ensemble PDF is the mean of member PDFs, which adds the members' spread to each
     member's own width; one scale of every member's widths undoes the excess (or a lack).
     """
+    usable = int(usable_redshift(labelled.z[rows]).sum())
+    if usable < MIN_CALIBRATION_ROWS:
+        print(
+            f"calibration skipped: {usable} validation rows with a usable redshift, fewer than "
+            f"{MIN_CALIBRATION_ROWS}; width scale 1 (add labelled rows or raise val_fraction)"
+        )
+        set_width_scale(predictor, 1.0)
+        return {"width_scale": 1.0, "rows": usable, "skipped": "too few validation rows"}
     idx = np.flatnonzero(rows)
     if len(idx) > config.calibration_rows:
         idx = np.sort(

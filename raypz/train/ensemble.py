@@ -32,8 +32,8 @@ from ray.train.torch import TorchTrainer
 
 from raypz import flags as fl
 from raypz import io
-from raypz.columns import flux_to_mag
-from raypz.features import FeatureTransform
+from raypz.columns import BANDS, flux_to_mag
+from raypz.features import FeatureTransform, usable_bands
 from raypz.features.cutouts import CutoutStretch
 from raypz.metrics import evaluate
 from raypz.models import (
@@ -51,7 +51,7 @@ from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import RemoteProgress, cluster_has_gpus, init_ray
-from raypz.schema import usable_redshift, validate_dataset
+from raypz.schema import ContractError, usable_redshift, validate_dataset
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.calibration import calibrate, validation_pdfs, with_width_scale
 from raypz.train.config import TrainConfig
@@ -186,6 +186,36 @@ def _require_validation_labels(path: str, rows: LabelledArrays, config: TrainCon
         )
 
 
+def _require_every_band(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
+    """ContractError naming the column unless some row of ``path`` measured each band (a
+    finite flux with a positive error): a transform fitted without a band's measurements
+    places every object that has one far from the training set, and the model flags them all."""
+    usable, _ = usable_bands(rows.flux, rows.err)
+    for j, band in enumerate(BANDS):
+        if not usable[:, j].any():
+            column = config.columns.flux.format(band=band)
+            raise ContractError(
+                path,
+                column,
+                f"no row measured band {band} (a finite flux with a positive "
+                f"{config.columns.flux_err.format(band=band)}): every model input needs "
+                "measurements to fit its scaling on",
+            )
+
+
+def _warn_beyond_grid(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
+    """Say how many usable labels of ``path`` lie beyond the z grid's end: no PDF on the grid
+    reaches them (the binned head learns them as the end, the MDN pays a large loss)."""
+    z = rows.z[usable_redshift(rows.z)]
+    beyond = int((z > config.grid.z_max).sum())
+    if beyond:
+        print(
+            f"warning: {path}: {beyond} of {z.size} labels lie beyond the z grid's end "
+            f"(z_max {config.grid.z_max:g}); their PDFs cannot reach them: widen the grid or "
+            "drop those rows"
+        )
+
+
 def _fit_cutout_stretch(
     train: str, config: TrainConfig, fit_ids: np.ndarray, cutouts: str | None
 ) -> CutoutStretch:
@@ -261,6 +291,8 @@ def train_ensemble(
     sim = read_labelled(pretrain, config) if pretrain else None
     for path, rows in [(train, labelled)] + ([(pretrain, sim)] if sim is not None else []):
         _require_validation_labels(path, rows, config)
+        _require_every_band(path, rows, config)
+        _warn_beyond_grid(path, rows, config)
 
     fit_rows = labelled.take(train_mask(labelled.object_id, config, fold=None))
     pool = fit_rows if sim is None else _concat(fit_rows, sim)

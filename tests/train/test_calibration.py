@@ -14,7 +14,13 @@ from raypz.models import EnsemblePredictor, load_artifact
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.predictions import read_predictions
 from raypz.train import VALIDATION_DIR, TrainConfig
-from raypz.train.calibration import WIDTH_SCALES, calibrate, log_score, validation_pdfs
+from raypz.train.calibration import (
+    MIN_CALIBRATION_ROWS,
+    WIDTH_SCALES,
+    calibrate,
+    log_score,
+    validation_pdfs,
+)
 from raypz.train.ensemble import recalibrate
 from raypz.train.labelled import read_labelled, train_mask
 from raypz.train.members import fit_member_scales
@@ -39,6 +45,21 @@ def test_calibrated_score_matches_full_prediction(small_model, small_survey):
     r, pdf, _ = validation_pdfs(predictor, sub, config)
     assert r.all()
     assert log_score(pdf, config.grid, sub.z) == pytest.approx(result["log_score"], abs=1e-5)
+
+
+def test_too_few_validation_rows_leave_the_width_scale_at_one(small_model, small_survey, capsys):
+    """On 1-3 rows the fitted scale went to either end of its range on chance alone."""
+    artifact = load_artifact(small_model)
+    config = TrainConfig(grid=artifact.grid, seed=1)
+    labelled = read_labelled(small_survey, config)
+    predictor = EnsemblePredictor(artifact, "cpu")
+    rows = np.zeros(len(labelled.z), bool)
+    rows[:MIN_CALIBRATION_ROWS - 1] = True
+    result = calibrate(predictor, labelled, config, rows)
+    assert result["width_scale"] == 1.0 and result["rows"] == MIN_CALIBRATION_ROWS - 1
+    assert "calibration skipped" in capsys.readouterr().out
+    rows[MIN_CALIBRATION_ROWS - 1] = True
+    assert calibrate(predictor, labelled, config, rows)["rows"] == MIN_CALIBRATION_ROWS
 
 
 @pytest.mark.parametrize("kfold", [0, 2])

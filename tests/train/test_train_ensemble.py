@@ -17,6 +17,7 @@ from raypz.models.artifact import TRAINING_CURVES
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
+from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import VALIDATION_DIR, TrainConfig, is_validation, train_ensemble
 
@@ -151,6 +152,40 @@ def test_a_table_without_validation_labels_is_refused_before_training(
     with pytest.raises(ValueError, match=r"unlabelled_validation\.parquet: no row of the valid"):
         train_ensemble(str(tmp_path / "unlabelled_validation.parquet"), str(tmp_path / "m"), CONFIG)
     assert not (tmp_path / "m" / "model.json").exists()
+
+
+@pytest.mark.parametrize("breakage", ["u flux all NaN", "every error 0"])
+def test_a_band_no_row_measured_is_refused_before_training(
+    ray_session, labelled_survey, tmp_path, breakage
+):
+    """A transform fitted without a band's measurements put every object that has one far
+    from the training set (all 3000 flagged far_from_training); with every error 0 the job
+    died inside the training reference, naming no file or rule."""
+    table = pq.read_table(labelled_survey)
+    names = ["u_cModelFlux"] if breakage.startswith("u") else [
+        f"{b}_cModelFluxErr" for b in "ugrizy"
+    ]  # fmt: skip
+    for name in names:
+        value = np.nan if breakage.startswith("u") else 0.0
+        column = pa.array(np.full(table.num_rows, value), table.schema.field(name).type)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    pq.write_table(table, tmp_path / "broken.parquet")
+    with pytest.raises(ContractError, match="no row measured band u") as info:
+        train_ensemble(str(tmp_path / "broken.parquet"), str(tmp_path / "m"), CONFIG)
+    assert info.value.column == "u_cModelFlux" and info.value.file.endswith("broken.parquet")
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_labels_beyond_the_grid_are_counted_before_training(labelled_survey, capsys):
+    from raypz.train.ensemble import _warn_beyond_grid
+    from raypz.train.labelled import read_labelled
+
+    rows = read_labelled(labelled_survey, CONFIG)
+    _warn_beyond_grid(labelled_survey, rows, CONFIG)
+    assert "beyond the z grid" not in capsys.readouterr().out
+    rows.z[:7] = CONFIG.grid.z_max + 1.5
+    _warn_beyond_grid(labelled_survey, rows, CONFIG)
+    assert f"7 of {rows.z.size} labels lie beyond the z grid's end" in capsys.readouterr().out
 
 
 def test_kfold_members_split_the_training_rows_and_are_scored_on_the_held_out_split(
