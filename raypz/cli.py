@@ -145,11 +145,9 @@ def _plain_kind(hint: Any) -> _Kind | None:
     return None
 
 
-def _distinct_names(pairs: list[tuple[str, Any]] | dict[str, Any]) -> dict[str, Any]:
-    """NAME=VALUE pairs as a dict; a NAME given twice is a ``ValueError`` (the first value
-    would be dropped without a word)."""
-    if isinstance(pairs, dict):
-        return pairs
+def _distinct_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """NAME=VALUE pairs (argparse's list; the default too, by ``to_arg``) as a dict; a NAME
+    given twice is a ``ValueError`` (the first value would be dropped without a word)."""
     names = [name for name, _ in pairs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

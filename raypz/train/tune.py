@@ -555,7 +555,8 @@ def run_search(
     experiment = io.join(output, EXPERIMENT)
     # raypz's filesystem for Ray too (as train_ensemble's members): the same S3 settings
     fs, storage = io.resolve(output)
-    exists = tune.Tuner.can_restore(posixpath.join(storage, EXPERIMENT), storage_filesystem=fs)
+    stored_experiment = posixpath.join(storage, EXPERIMENT)  # inside fs
+    exists = tune.Tuner.can_restore(stored_experiment, storage_filesystem=fs)
     stored = _read_json(io.join(output, SEARCH_JSON))
     if exists and stored is not None and stored.get("key") != key:
         raise ValueError(
@@ -587,7 +588,7 @@ def run_search(
     if exists:
         print(f"tune: continuing the experiment at {experiment}")
         tuner = tune.Tuner.restore(
-            posixpath.join(storage, EXPERIMENT),
+            stored_experiment,
             trainable,
             resume_unfinished=True,
             resume_errored=True,
