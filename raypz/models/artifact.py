@@ -27,7 +27,8 @@ from raypz.models.image_net import ImageNet, ImageNetConfig
 from raypz.models.reference import TrainingReference
 from raypz.pdf import ZGrid
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the model hash covers the architecture and the z grid (format 1's did not)."""
 MODEL_JSON = "model.json"
 REFERENCE_FILE = "reference.safetensors"
 """File of the artifact: the training-feature sample of :class:`TrainingReference`."""
@@ -151,7 +152,6 @@ def save_artifact(
         blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()})
         io.write_bytes_atomic(io.join(path, member_file(i)), blob)
         entries.append({**info, "file": member_file(i), "sha256": _sha256(blob)})
-    inputs = [transform.to_dict()] + ([cutouts.to_dict()] if cutouts is not None else [])
     reference_entry = None
     if reference is not None:
         blob = save_safetensors({"features": torch.from_numpy(reference.features)})
@@ -162,13 +162,9 @@ def save_artifact(
             "k": reference.k,
             "scale": reference.scale,
         }
-        inputs.append(reference_entry)
-    model_hash = _model_hash(entries, inputs)
     meta = {
         "format_version": FORMAT_VERSION,
         "kind": "image" if cutouts is not None else "catalog",
-        "model_id": f"{name}-{model_hash[:12]}",
-        "model_hash": model_hash,
         "raypz_version": raypz.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "architecture": {
@@ -184,15 +180,25 @@ def save_artifact(
         "training": training,
         "metrics": metrics,
     }
+    model_hash = _model_hash(meta)
+    meta = {"model_id": f"{name}-{model_hash[:12]}", "model_hash": model_hash, **meta}
     io.write_json(io.join(path, MODEL_JSON), meta)
     return model_hash
 
 
-def _model_hash(members: list[dict], inputs: list[dict]) -> str:
-    """SHA-256 of the members' file hashes and the fitted input maps (feature transform,
-    cutout stretch, training reference): what a model's predictions depend on besides its
-    architecture and grid."""
-    return _sha256(json.dumps([e["sha256"] for e in members] + inputs, sort_keys=True).encode())
+def _model_hash(meta: dict) -> str:
+    """SHA-256 of everything in model.json that the model's predictions depend on: the members'
+    file hashes, the architecture, the z grid and the fitted input maps (feature transform,
+    cutout stretch, training reference). Training facts and metrics are left out."""
+    content = [
+        [entry["sha256"] for entry in meta["members"]],
+        meta["architecture"],
+        meta["z_grid"],
+        meta["features"],
+        meta["cutouts"],
+        meta["reference"],
+    ]
+    return _sha256(json.dumps(content, sort_keys=True).encode())
 
 
 def load_artifact(path: str) -> ModelArtifact:
@@ -210,7 +216,10 @@ def load_artifact(path: str) -> ModelArtifact:
         raise ArtifactError(f"{where}: not readable JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise ArtifactError(f"{path}: unknown artifact format {version!r}")
+        raise ArtifactError(
+            f"{where}: artifact format {version!r}, this raypz reads format {FORMAT_VERSION} "
+            "(retrain the model with this raypz)"
+        )
     try:
         return _artifact(path, meta)
     except KeyError as exc:
@@ -219,12 +228,11 @@ def load_artifact(path: str) -> ModelArtifact:
 
 def _artifact(path: str, meta: dict) -> ModelArtifact:
     """The artifact that the parsed model.json ``meta`` describes, verified."""
-    cutouts, reference = meta.get("cutouts"), meta.get("reference")
-    inputs = [meta["features"]] + [entry for entry in (cutouts, reference) if entry]
-    if _model_hash(meta["members"], inputs) != meta["model_hash"]:
+    cutouts, reference = meta["cutouts"], meta["reference"]
+    if _model_hash(meta) != meta["model_hash"]:
         raise ArtifactError(
-            f"{io.join(path, MODEL_JSON)}: its members, features, cutout stretch or reference "
-            "do not give its model_hash (altered or corrupt)"
+            f"{io.join(path, MODEL_JSON)}: its members, architecture, z grid, features, cutout "
+            "stretch or reference do not give its model_hash (altered or corrupt)"
         )
     states = [_verified_tensors(path, entry, "member file") for entry in meta["members"]]
     arch = meta["architecture"]

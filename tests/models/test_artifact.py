@@ -65,24 +65,28 @@ def test_a_planted_pickle_is_never_unpickled(artifact_copy, monkeypatch, tmp_pat
     import hashlib
 
     meta["members"][0]["sha256"] = hashlib.sha256(blob).hexdigest()
-    inputs = [meta["features"]] + [e for e in (meta["cutouts"], meta["reference"]) if e]
-    meta["model_hash"] = _model_hash(meta["members"], inputs)  # a consistent forgery
+    meta["model_hash"] = _model_hash(meta)  # a consistent forgery
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(Exception):  # noqa: B017 - safetensors' own parse error
         load_artifact(str(artifact_copy))
     assert not (tmp_path / "PWNED").exists()
 
 
-@pytest.mark.parametrize("edit", ["feature scaling", "a member dropped"])
+@pytest.mark.parametrize("edit", ["feature scaling", "a member dropped", "z grid", "architecture"])
 def test_an_edited_model_json_is_refused(artifact_copy, edit):
     """model.json's own content (not only the files it lists) must give its model_hash, which
-    the catalog records as its provenance."""
+    the catalog records as its provenance: an MDN's weights fit any z grid, and the
+    architecture holds settings (dropout, the soft-label width) that change no weight."""
     meta_path = artifact_copy / MODEL_JSON
     meta = json.loads(meta_path.read_text())
     if edit == "feature scaling":
         meta["features"]["mean"][0] += 3.0
-    else:
+    elif edit == "a member dropped":
         meta["members"].pop()
+    elif edit == "z grid":
+        meta["z_grid"]["z_max"] += 0.5
+    else:
+        meta["architecture"]["config"]["dropout"] = 0.3
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=r"model\.json: .*do not give its model_hash"):
         load_artifact(str(artifact_copy))
