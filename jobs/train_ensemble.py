@@ -96,6 +96,12 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         "--storage-path", help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)"
     )
     p.add_argument("--name", default="catalog", help="model name used in the model id")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a model in --output trained on other data or with other settings "
+        "(default: refuse it; rerunning the same training resumes it either way)",
+    )
     add_config_flag(p, TrainConfig)
     add_ray_flags(p)
     for flags in config_flags(base):
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target,
         cutouts=args.cutouts,
         target_cutouts=args.target_cutouts,
+        replace=args.replace,
     )
     print(training_summary(result))
     return 0

@@ -13,6 +13,7 @@ import posixpath
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatch
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -154,6 +155,26 @@ def _hats_primary_table(fs: pafs.FileSystem, inner: str) -> str:
             f" ({table!r}); give the catalog directory itself as the input"
         )
     return posixpath.normpath(posixpath.join(inner, table))
+
+
+def require_empty(path: str, job: str, ours: tuple[str, ...] = ()) -> None:
+    """Refuse an output ``path`` that holds anything but names matching ``ours`` (shell
+    patterns, directly under it), before ``job`` writes there: files of another kind or run
+    would be overwritten one by one, or mixed with this job's. A path that does not exist yet
+    is empty."""
+    fs, inner = resolve(path)
+    if fs.get_file_info(inner).type == pafs.FileType.File:
+        raise FileExistsError(f"{path}: a file; {job} writes a directory there")
+    entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    found = sorted(
+        e.base_name for e in entries if not any(fnmatch(e.base_name, p) for p in ours)
+    )
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise FileExistsError(
+            f"{path}: not empty ({shown}), and no {job} of these inputs and settings started "
+            "there; choose a new output or an empty directory"
+        )
 
 
 def is_file(path: str) -> bool:

@@ -10,11 +10,13 @@ predictions table too, partitioned in HATS layout, with the PDFs in the compact 
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import compact, io
@@ -82,7 +84,8 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
     files = io.list_parquet_files(path)
     if not files:
         raise FileNotFoundError(f"{path}: no Parquet files with predictions")
-    fs, _ = io.resolve(path)
+    fs, inner = io.resolve(path)
+    _require_finished(path, fs, inner)
     tables = [
         pq.read_table(
             f,
@@ -109,6 +112,21 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
     pdf = decode_pdfs(table["pdf"], start, grid)
     rest = table.drop_columns(["pdf", "pdf_start"] if compact_pdfs else ["pdf"])
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest)
+
+
+def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
+    """ValueError for a catalog directory (one with ``dataset/``) without its ``properties``:
+    the inference that writes it is unfinished (properties come last), so some of its
+    partitions may be missing."""
+    names = ("dataset", "properties", "hats.properties")
+    dataset, *props = fs.get_file_info([posixpath.join(inner, n) for n in names])
+    if dataset.type == pafs.FileType.Directory and all(
+        p.type != pafs.FileType.File for p in props
+    ):
+        raise ValueError(
+            f"{path}: a catalog without its properties file, so an unfinished inference run "
+            "(some partitions may be missing); rerun that inference to finish it"
+        )
 
 
 def _z_grid(path: str, table: pa.Table) -> ZGrid:

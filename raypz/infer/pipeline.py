@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import ray
 import ray.data
 
@@ -348,19 +349,19 @@ def _run(
     clock.lap("setup")
     cols = artifact.transform.columns
     root = staging.staging_root(output)
-    model_and_cutouts = artifact.model_hash
+    # fragments are staged by partition: other partitioning settings make another plan
+    salt = f"{artifact.model_hash}/{config.max_rows_per_partition}/{config.histogram_order}"
     if join is not None:  # other cutouts make another catalog
         store_fs, _ = io.resolve(join.store.root)
-        model_and_cutouts += staging.input_fingerprint(
-            sorted(join.store.files.values()), store_fs, ""
-        )
-    fingerprint = staging.input_fingerprint(files, fs, model_and_cutouts)
+        salt += staging.input_fingerprint(sorted(join.store.files.values()), store_fs, "")
+    fingerprint = staging.input_fingerprint(files, fs, salt)
     finished = _finished_run(output, fingerprint)
     if finished is not None:
-        print(f"{output}: already complete for these inputs and model; nothing to do")
+        print(f"{output}: already complete for these inputs, model and settings; nothing to do")
         return finished
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
+        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
         # "full" validation checked the ids across all files already
         check_ids = config.validate == "schema"
         histogram = _first_pass(files, fs, cols, config.histogram_order, check_ids)
@@ -546,16 +547,41 @@ def _rows_by_origin(counts: list[pa.Table]) -> tuple[dict[str, dict], dict[str, 
 
 
 def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
-    """The summary of a completed run over the same inputs and model, if ``output`` has one."""
+    """The summary of a completed run over the same inputs, model and partitioning settings,
+    if ``output`` has one and every partition file it lists is still there."""
     try:
         previous = json.loads(io.read_bytes(io.join(output, SUMMARY_FILE)))
     except FileNotFoundError:
         return None
     if previous.get("fingerprint") != fingerprint:
         raise RuntimeError(
-            f"{output}: holds a catalog from other inputs or another model; choose a new --output"
+            f"{output}: holds a catalog from other inputs, another model or other partitioning "
+            "settings (--max-rows-per-partition, --histogram-order); choose a new --output"
+        )
+    missing = _missing_partitions(output)
+    if missing:
+        raise RuntimeError(
+            f"{output}: a finished catalog that lacks {len(missing)} of its partition files "
+            f"(e.g. {missing[0]}); infer into a new --output, or delete this one and rerun"
         )
     return InferenceSummary(**previous)
+
+
+def _missing_partitions(output: str) -> list[str]:
+    """Partition files that the catalog's ``partition_info.csv`` lists and that do not exist
+    (the listing itself when it is missing)."""
+    listing = io.join(output, "partition_info.csv")
+    try:
+        lines = io.read_bytes(listing).decode().split()
+    except FileNotFoundError:
+        return [listing]
+    paths = [
+        partition_path(output, int(k), int(n))
+        for k, n in (line.split(",") for line in lines[1:])
+    ]
+    fs, _ = io.resolve(output)
+    infos = fs.get_file_info([io.resolve(p)[1] for p in paths])
+    return [p for p, info in zip(paths, infos, strict=True) if info.type != pafs.FileType.File]
 
 
 def _merge_current(root: str, output: str, norder: int, npix: int) -> bool:

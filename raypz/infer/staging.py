@@ -38,10 +38,11 @@ def fragment_id(source: int, unique: str) -> str:
     return f"src{source:06d}-{unique}"
 
 
-def input_fingerprint(files: list[str], fs: pafs.FileSystem, model_hash: str) -> str:
-    """Hash of the input file list, their sizes and the model: a rerun must match it."""
+def input_fingerprint(files: list[str], fs: pafs.FileSystem, salt: str) -> str:
+    """Hash of the input file list, their sizes and ``salt`` (what else the staged rows depend
+    on: the model, cutouts, partitioning settings): a rerun must match it."""
     infos = fs.get_file_info(files)
-    blob = json.dumps([[f.path, f.size] for f in infos] + [model_hash]).encode()
+    blob = json.dumps([[f.path, f.size] for f in infos] + [salt]).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -64,8 +65,9 @@ def load_histogram(root: str, fingerprint: str) -> PixelHistogram | None:
     meta = table.schema.metadata or {}
     if meta.get(b"fingerprint", b"").decode() != fingerprint:
         raise RuntimeError(
-            f"{path}: staging from a run over other inputs or another model; "
-            "use a new --output or delete it"
+            f"{path}: staging from a run over other inputs, another model or other "
+            "partitioning settings (--max-rows-per-partition, --histogram-order); use a new "
+            "--output or delete it"
         )
     order = int(meta[b"order"])
     return PixelHistogram(order, table["pixel"].to_numpy(), table["count"].to_numpy())

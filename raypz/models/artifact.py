@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fnmatch import fnmatch
 
+import pyarrow.fs as pafs
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -42,6 +45,10 @@ _ARCHITECTURES: dict[str, type] = {"CatalogNet": CatalogNetConfig, "ImageNet": I
 
 class ArtifactError(ValueError):
     """An artifact is incomplete, altered or of an unknown format."""
+
+
+MEMBER_FILES = "member-*.safetensors"
+"""Shell pattern of the members' file names (:func:`member_file`)."""
 
 
 def member_file(index: int) -> str:
@@ -184,6 +191,19 @@ def save_artifact(
     meta = {"model_id": f"{name}-{model_hash[:12]}", "model_hash": model_hash, **meta}
     io.write_json(io.join(path, MODEL_JSON), meta)
     return model_hash
+
+
+def remove_artifact(path: str) -> None:
+    """Delete the artifact under ``path`` (model.json first, so that no half-removed directory
+    loads as a model; then the member, reference and plot files), leaving other files."""
+    fs, inner = io.resolve(path)
+    names = [MODEL_JSON, REFERENCE_FILE, TRAINING_CURVES]
+    listing = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    names += sorted(f.base_name for f in listing if fnmatch(f.base_name, MEMBER_FILES))
+    for name in names:
+        target = posixpath.join(inner, name)
+        if fs.get_file_info(target).type == pafs.FileType.File:
+            fs.delete_file(target)
 
 
 def _model_hash(meta: dict) -> str:

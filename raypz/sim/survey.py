@@ -213,6 +213,7 @@ def _claim_output(config: SurveyConfig, output: str) -> None:
                 f"({found.get('config')}); choose another output"
             )
         return
+    io.require_empty(output, "simulation")  # shards there would count as finished ones
     io.makedirs(output)
     body = {"config": wanted, "n_shards": config.n_shards}
     io.write_bytes_atomic(manifest, json.dumps(body, indent=2, sort_keys=True).encode())

@@ -19,8 +19,9 @@ Layout under ``output``::
     report/                    metrics.json, report.md and plots of all out-of-fold rows
 
 Rerunning the same call resumes: finished members are kept, and a fold's predictions are kept
-while its model is the same (its hash is in the file's metadata), so a rerun with other
-settings into the same directory never scores the old rows.
+while its model is the same (its hash is in the file's metadata). A rerun with other settings
+into the same directory replaces the folds' models (``train_ensemble(..., replace=True)``) and
+never scores the old rows.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ def cross_validate(
         io.write_parquet(table.filter(pa.array(~held_out)), fold_train)
         model = io.join(fold_dir, "model")
         print(f"cross-validation: fold {k + 1}/{folds}, {int((~held_out).sum())} training rows")
-        fit = train_ensemble(fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}")
+        fit = train_ensemble(
+            fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}", replace=True
+        )
         path = io.join(predictions, f"fold-{k}.parquet")
         if _predicted_by(path) != fit.model_hash:  # a rerun keeps the rows of the same model
             io.write_parquet(_predict(model, table.filter(pa.array(held_out))), path)

@@ -43,7 +43,13 @@ from raypz.models import (
     load_artifact,
     save_artifact,
 )
-from raypz.models.artifact import TRAINING_CURVES
+from raypz.models.artifact import (
+    MEMBER_FILES,
+    MODEL_JSON,
+    REFERENCE_FILE,
+    TRAINING_CURVES,
+    remove_artifact,
+)
 from raypz.models.reference import TrainingReference
 from raypz.object_stream import checked_join
 from raypz.pdf import ZGrid
@@ -173,6 +179,42 @@ def _run_id(
     return f"{name}-{stage}-{hashlib.sha256(blob).hexdigest()[:10]}"
 
 
+def _claim_output(
+    output: str, train: str, config: TrainConfig, identity: dict, replace: bool
+) -> None:
+    """Before training, refuse an ``output`` that would mix this model with other files:
+    inside the training table (its validation predictions would be read as labelled rows),
+    files of another kind, or a model trained on other data or with other settings (only the
+    post-training and scheduling settings of ``_NOT_IN_RUN_ID`` may change on a rerun), which
+    ``replace`` removes instead (its checkpoints stay)."""
+    if f"{output.rstrip('/')}/".startswith(f"{train.rstrip('/')}/"):
+        raise ValueError(
+            f"{output}: the model must be written outside its training table {train} (a "
+            "rerun would read its validation predictions as labelled rows)"
+        )
+    try:
+        found = json.loads(io.read_bytes(io.join(output, MODEL_JSON)))["training"]
+    except FileNotFoundError:  # a first run, or one stopped before its first save
+        ours = ("_checkpoints", MEMBER_FILES, REFERENCE_FILE)
+        io.require_empty(output, "raypz training", ours=ours)
+        return
+
+    def key(config_dict: dict, facts: dict) -> str:
+        settings = {k: v for k, v in config_dict.items() if k not in _NOT_IN_RUN_ID}
+        return json.dumps([settings, *(facts[k] for k in identity)], sort_keys=True)
+
+    if key(found["config"], found) == key(config.to_dict(), identity):
+        return
+    where = io.join(output, MODEL_JSON)
+    if not replace:
+        raise FileExistsError(
+            f"{where}: a model trained on other data or with other settings; choose a new "
+            "--output, or pass --replace to replace it"
+        )
+    print(f"{where}: a model trained on other data or with other settings; replacing it")
+    remove_artifact(output)
+
+
 def _require_validation_labels(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
     """ValueError unless the validation split of ``path`` holds a usable redshift: early stopping
     would otherwise compare losses of no row (0 every epoch) and keep the first epoch."""
@@ -241,6 +283,7 @@ def train_ensemble(
     target: str | None = None,
     cutouts: str | None = None,
     target_cutouts: str | None = None,
+    replace: bool = False,
 ) -> TrainResult:
     """Train an ensemble on the labelled table ``train`` and write the artifact to ``output``.
 
@@ -258,6 +301,9 @@ def train_ensemble(
             (:mod:`raypz.cutout_store`, Parquet or FITS cutout files), joined on objectId in
             the stream; None when the cutouts are a column of ``train``.
         target_cutouts: the same for ``target``.
+        replace: replace a model that ``output`` holds and that was trained on other data or
+            with other settings; without it that is an error. A rerun of the same training
+            resumes it either way.
     """
     config = config or TrainConfig()
     if config.domain_adapt != (target is not None):
@@ -289,6 +335,12 @@ def train_ensemble(
     labelled = read_labelled(train, config)
     fingerprint = labelled.fingerprint(train)
     sim = read_labelled(pretrain, config) if pretrain else None
+    identity = {
+        "data": fingerprint,
+        "pretrain": sim.fingerprint(pretrain) if sim is not None else None,
+        "target": {"path": target} if target else None,
+    }
+    _claim_output(output, train, config, identity, replace)
     for path, rows in [(train, labelled)] + ([(pretrain, sim)] if sim is not None else []):
         _require_validation_labels(path, rows, config)
         _require_every_band(path, rows, config)
@@ -378,9 +430,7 @@ def train_ensemble(
     members = [m for _, m in trained]
     training = {
         "config": config.to_dict(),
-        "data": fingerprint,
-        "pretrain": sim.fingerprint(pretrain) if sim is not None else None,
-        "target": {"path": target} if target else None,
+        **identity,
         "resources": {
             "use_gpu": res.use_gpu,
             "cpus_per_worker": res.cpus_per_worker,

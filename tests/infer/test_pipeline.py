@@ -125,6 +125,8 @@ def test_interrupted_job_finishes_without_redoing_finished_work(
     assert frags
     for f in frags:  # input file 1 was still being predicted: only it is redone
         f.unlink()
+    with pytest.raises(ValueError, match="unfinished inference run"):
+        read_predictions(str(part))  # nor is an unfinished catalog read as a whole one
     summary = run_inference(small_survey, small_model, str(part), CONFIG)
     assert (summary.sources_skipped, summary.rows_out) == (2, 3000)
     assert summary.rows_by_device == {"cpu": 1000}  # this run predicted one file's rows only
@@ -140,6 +142,59 @@ def test_interrupted_job_finishes_without_redoing_finished_work(
     order_a, order_b = np.argsort(original.object_id), np.argsort(resumed.object_id)
     np.testing.assert_array_equal(original.object_id[order_a], resumed.object_id[order_b])
     np.testing.assert_allclose(original.pdf[order_a], resumed.pdf[order_b], atol=1e-6)
+
+
+def test_a_rerun_with_other_partitioning_is_refused_and_the_original_one_finishes(
+    catalog, small_survey, small_model, tmp_path
+):
+    """Fragments are staged by the plan's partitions: a rerun of an interrupted job with
+    another --max-rows-per-partition would merge fragments of two plans (overlapping
+    partitions, for good), and over a finished catalog it would be skipped silently."""
+    from dataclasses import replace
+
+    out, _ = catalog
+    with pytest.raises(RuntimeError, match="other partitioning settings"):
+        run_inference(small_survey, small_model, out, replace(CONFIG, max_rows_per_partition=400))
+    part = tmp_path / "catalog"
+    shutil.copytree(out, part)
+    (part / SUMMARY_FILE).unlink()
+    (part / "properties").unlink()
+    for f in Path(staging.staging_root(str(part))).rglob("src000002-*.parquet"):
+        f.unlink()
+    before = sorted(p.relative_to(part) for p in part.rglob("*"))
+    for other in (replace(CONFIG, max_rows_per_partition=400), replace(CONFIG, histogram_order=8)):
+        with pytest.raises(RuntimeError, match="other partitioning settings"):
+            run_inference(small_survey, small_model, str(part), other)
+    assert sorted(p.relative_to(part) for p in part.rglob("*")) == before
+    summary = run_inference(small_survey, small_model, str(part), CONFIG)
+    assert (summary.sources_skipped, summary.rows_out) == (2, 3000)
+
+
+def test_a_finished_catalog_missing_a_partition_file_is_not_called_complete(
+    catalog, small_survey, small_model, tmp_path
+):
+    out, _ = catalog
+    damaged = tmp_path / "catalog"
+    shutil.copytree(out, damaged, ignore=shutil.ignore_patterns(staging.STAGING_DIR))
+    victim = sorted((damaged / "dataset").rglob("Npix=*.parquet"))[-1]
+    victim.unlink()
+    with pytest.raises(RuntimeError, match=r"lacks 1 of its partition files \(e\.g\. .*Npix="):
+        run_inference(small_survey, small_model, str(damaged), CONFIG)
+
+
+def test_an_output_holding_other_files_is_refused_before_any_work(
+    small_survey, small_model, tmp_path
+):
+    """A foreign catalog there was overwritten partition by partition (or found only after
+    every row was predicted)."""
+    foreign = tmp_path / "elsewhere"
+    (foreign / "dataset" / "Norder=0" / "Dir=0").mkdir(parents=True)
+    (foreign / "dataset" / "Norder=0" / "Dir=0" / "Npix=8.parquet").write_bytes(b"theirs")
+    (foreign / "properties").write_text("obs_collection=survey_objects\n")
+    with pytest.raises(FileExistsError, match=r"not empty \(dataset, properties\)"):
+        run_inference(small_survey, small_model, str(foreign), CONFIG)
+    assert (foreign / "dataset" / "Norder=0" / "Dir=0" / "Npix=8.parquet").read_bytes() == b"theirs"
+    assert sorted(p.name for p in foreign.iterdir()) == ["dataset", "properties"]
 
 
 def test_s3_input_and_output_with_no_credentials_in_outputs(

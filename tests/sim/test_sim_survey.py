@@ -40,6 +40,13 @@ def test_ray_task_shards_equal_in_process_shards(ray_session, tmp_path):
     assert pq.read_table(paths[1]).equals(simulate_shard(config, 1))
     with pytest.raises(ValueError, match="different config"):
         simulate_survey(SurveyConfig(n_objects=500, seed=22, rows_per_shard=200), str(tmp_path))
+    # shards without their manifest (copied in, or a manifest deleted) are not another run's
+    # finished shards: a rerun would keep them and write the others with its own config
+    os.remove(tmp_path / survey.MANIFEST)
+    with pytest.raises(FileExistsError, match=r"not empty \(shard-00000\.parquet, "):
+        simulate_survey(SurveyConfig(n_objects=500, seed=22, rows_per_shard=200), str(tmp_path))
+    assert pq.read_table(paths[0]).equals(simulate_shard(config, 0), check_metadata=True)
+    assert not (tmp_path / survey.MANIFEST).exists()
 
 
 def test_cutouts_read_back_through_ray_data(ray_session, tmp_path):

@@ -130,12 +130,36 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
 
     # the same command with --pretrain into the same directory: the members start from the
     # pre-trained weights under a transform fitted on both tables, so none is reused
+    # that is another model: refused, unless asked to replace the one there
     sim = tmp_path / "sim.parquet"
     pq.write_table(simulate_shard(SurveyConfig(n_objects=1000, seed=12, field="deep"), 0), sim)
-    tuned = train_ensemble(labelled_survey, out, config, name="tasks", pretrain=str(sim))
+    with pytest.raises(FileExistsError, match=r"model\.json: a model trained on other data"):
+        train_ensemble(labelled_survey, out, config, name="tasks", pretrain=str(sim))
+    assert load_artifact(out).model_hash == first.model_hash
+    stale = tmp_path / "model" / "member-02.safetensors"  # as if the old model had 3 members
+    stale.write_bytes(b"old")
+    tuned = train_ensemble(
+        labelled_survey, out, config, name="tasks", pretrain=str(sim), replace=True
+    )
     assert load_artifact(out).meta["training"]["pretrain"]["path"] == str(sim)
+    assert not stale.exists()
     for before, after in zip(first.members, tuned.members, strict=True):
         assert after["history"] != before["history"]
+
+
+def test_an_output_of_other_files_or_inside_the_table_is_refused_before_training(
+    ray_session, labelled_survey, tmp_path
+):
+    other = tmp_path / "catalog"
+    other.mkdir()
+    (other / "properties").write_text("obs_collection=theirs\n")
+    with pytest.raises(FileExistsError, match=r"catalog: not empty \(properties\)"):
+        train_ensemble(labelled_survey, str(other), CONFIG)
+    assert [p.name for p in other.iterdir()] == ["properties"]
+    inside = f"{labelled_survey}/model"
+    with pytest.raises(ValueError, match="outside its training table"):
+        train_ensemble(labelled_survey, inside, CONFIG)
+    assert not io.is_file(io.join(inside, "model.json"))
 
 
 
