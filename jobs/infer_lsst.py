@@ -109,7 +109,7 @@ def _cutout_rows(counts: dict) -> list[tuple[str, object]]:
         return []
     return [
         ("cutouts joined", f"{counts['matched']} of {counts['objects']} rows ({counts['store']})"),
-        ("rows without cutout", counts["without_cutout"]),
+        ("rows the store has no cutout for", counts["without_cutout"]),
         ("cutouts without object", counts["cutouts_without_object"]),
     ]
 

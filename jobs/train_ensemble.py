@@ -95,7 +95,11 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--storage-path", help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)"
     )
-    p.add_argument("--name", default="catalog", help="model name used in the model id")
+    p.add_argument(
+        "--name",
+        help="model name used in the model id (default: the --inputs kind: catalog, cutouts or "
+        "fusion)",
+    )
     p.add_argument(
         "--replace",
         action="store_true",
@@ -121,6 +125,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     train, net, cnn = config_flags(getattr(args, "base_config", None))
     if args.cnn_domain_adapt != (args.target is not None):
         raise SystemExit("--domain-adapt and --target go together")
+    if args.target_cutouts and args.target is None:
+        raise SystemExit("--target-cutouts: only with --target")
     if args.inputs == "catalog" and (args.cutouts or args.target_cutouts):
         raise SystemExit("--cutouts / --target-cutouts: only with --inputs cutouts or fusion")
     unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         config,
         pretrain=args.pretrain,
         storage_path=args.storage_path,
-        name=args.name,
+        name=args.name or args.inputs,
         target=args.target,
         cutouts=args.cutouts,
         target_cutouts=args.target_cutouts,

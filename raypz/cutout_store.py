@@ -23,6 +23,7 @@ file is an error naming the file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,9 +34,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import io
+from raypz.columns import BANDS
 from raypz.features.cutout_arrays import cutout_array
 from raypz.schema.errors import ContractError
-from raypz.schema.rules import check_cutout_field
+from raypz.schema.rules import check_cutout_field, require_cutout_shape
 from raypz.tables import TABLE_SUFFIXES, is_fits, open_table, relative_stem
 
 CUTOUT_CHUNK_ROWS = 1024
@@ -72,6 +74,7 @@ class CutoutStore:
             files[stem] = path
         if not files:
             raise FileNotFoundError(f"{root}: no cutout files (.parquet or .fits)")
+        _require_band_order(root)
         return cls(root, files)
 
     def file_for(self, object_file: str, object_root: str) -> str | None:
@@ -121,9 +124,7 @@ class CutoutFile:
 
     def require_shape(self, shape: tuple[int, int, int]) -> None:
         """Raise a :class:`ContractError` naming the file unless its cutouts are ``shape``."""
-        if tuple(self.shape) != tuple(shape):
-            rule = f"cutouts of shape {tuple(self.shape)}, the model reads {tuple(shape)}"
-            raise ContractError(self.path, self.column, rule)
+        require_cutout_shape(self.path, self.column, self.shape, shape)
 
     def ids(self) -> np.ndarray:
         """The objectIds (N,) int64 of the file's cutouts, in file order; a repeated id is a
@@ -179,6 +180,21 @@ def open_cutout_file(
         if isinstance(err, ContractError):
             raise
         raise ContractError(path, None, f"unreadable cutout file ({err})") from err
+
+
+def _require_band_order(root: str) -> None:
+    """ContractError unless the store's manifest (:data:`raypz.io.CUTOUT_STORE_MARKER`, when
+    it has one) gives the bands in the contract's order: the cube's axes are read as
+    ugrizy whatever they hold."""
+    marker = io.join(root, io.CUTOUT_STORE_MARKER)
+    try:
+        manifest = json.loads(io.read_bytes(marker))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    bands = manifest.get("bands", "".join(BANDS))
+    if bands != "".join(BANDS):
+        rule = f"bands {bands!r}: a store's cutouts hold {''.join(BANDS)!r}, in that order"
+        raise ContractError(marker, None, rule)
 
 
 def _raise_on_repeat(path: str, id_column: str, ids: np.ndarray) -> None:

@@ -278,6 +278,17 @@ class FitsCutouts:
             raise ContractError(
                 path, None, f"BUNIT {self.unit!r}: cutout pixels must be in {PIXEL_UNIT}"
             )
+        bands = hdul[0].header.get("BANDS")
+        if bands is not None and bands != "".join(BANDS):
+            rule = f"BANDS {bands!r}: the cube's bands must be {''.join(BANDS)!r}, in that order"
+            raise ContractError(path, None, rule)
+        n_ids = int(self.objects.header.get("NAXIS2", 0))
+        if n_ids != self.num_rows:
+            rule = (
+                f"HDU {OBJECTS_EXTNAME} has {n_ids} objectIds and the {CUTOUTS_EXTNAME} cube "
+                f"{self.num_rows} cutouts (NAXIS4): one objectId per cutout"
+            )
+            raise ContractError(path, None, rule)
 
     def ids(self, id_column: str) -> np.ndarray:
         """The objectIds (N,) int64 of the cutouts, in file order."""

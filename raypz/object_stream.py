@@ -31,6 +31,7 @@ from raypz.cutout_store import (
     open_cutout_file,
     store_counts,
 )
+from raypz.schema.rules import check_cutout_field
 from raypz.tables import is_fits, list_table_files, open_table
 
 PATH_COLUMN = "path"
@@ -64,9 +65,14 @@ def checked_join(
 ) -> CutoutJoin | None:
     """The join of ``table``'s rows with the cutout store ``cutouts`` (None without one), in
     this process: every pair of files is checked first (readable, one cutout per objectId,
-    cutouts of ``shape``), and how the rows met their cutouts is printed. For training sets;
-    the inference pipeline runs the same checks as Ray tasks."""
+    cutouts of ``shape``), and how the rows met their cutouts is printed. Without a store, the
+    table's own cutout column must be of ``shape`` in every file (read from the footers). For
+    training sets; the inference pipeline runs the same checks as Ray tasks."""
     if cutouts is None:
+        fs, _ = io.resolve(table)
+        for f in list_table_files(table):
+            with open_table(fs, f) as opened:
+                check_cutout_field(f, opened.schema.field(column), shape[0], shape)
         return None
     store = CutoutStore.open(cutouts)
     files = list_table_files(table)
@@ -133,9 +139,17 @@ def object_dataset(
     root = io.absolute(root)  # the read tasks may run in another working directory
     fs, _ = io.resolve(root)
     if join is None and not any(is_fits(f) for f in files):
-        return ray.data.read_parquet(
-            files, filesystem=fs, columns=columns, include_paths=include_paths, num_cpus=0.25
-        )
+        # read_parquet picks its reader when called. The V2 reader lists the files in a task
+        # that always asks for 1 CPU: beside an actor pool or a training worker that holds part
+        # of a small node it waits forever (RAY_NOTES). V1's read tasks honour num_cpus.
+        ctx = ray.data.DataContext.get_current()
+        v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
+        try:
+            return ray.data.read_parquet(
+                files, filesystem=fs, columns=columns, include_paths=include_paths, num_cpus=0.25
+            )
+        finally:
+            ctx.use_datasource_v2 = v2
     items = ray.data.from_items([{PATH_COLUMN: f} for f in files], override_num_blocks=len(files))
     return items.map_batches(
         _read_files,

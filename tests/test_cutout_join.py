@@ -3,6 +3,7 @@ join and its rules, FITS and Parquet cutout files read alike."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,43 @@ def test_stores_and_fits_tables_on_s3(layouts, s3_root):
     back = read_table(io.join(s3_root, "fits-objects"))
     for name in table.column_names:
         assert back[name].equals(table[name]), name
+
+
+def test_fits_cutouts_in_another_band_order_or_count_are_refused(tmp_path, rng):
+    """A cube in yzirgu order read as ugrizy gave confident, wrong PDFs with no flag; an
+    OBJECTS table longer than the cube failed mid-stream with Arrow's length message."""
+    images = rng.normal(size=(5, *SHAPE)).astype(np.float32)
+    path = str(tmp_path / "reversed.fits")
+    write_cutout_fits(path, np.arange(5), [images], SHAPE, bands=tuple("yzirgu"))
+    with (
+        pytest.raises(ContractError, match=r"reversed\.fits: BANDS 'yzirgu'.*'ugrizy'"),
+        open_cutout_file(LOCAL, path),
+    ):
+        pass
+    short = str(tmp_path / "short.fits")
+    write_cutout_fits(short, np.arange(3), [images[:3]], SHAPE)
+    with fits.open(short, mode="update") as hdul:  # the OBJECTS table of another file: 5 ids
+        objects = fits.BinTableHDU.from_columns(
+            [fits.Column(name="objectId", format="K", array=np.arange(5))], name="OBJECTS"
+        )
+        hdul[1] = objects
+    with (
+        pytest.raises(ContractError, match=r"short\.fits: HDU OBJECTS has 5 objectIds and the "
+                      r"CUTOUTS cube 3 cutouts"),
+        open_cutout_file(LOCAL, short),
+    ):
+        pass
+
+
+def test_a_store_whose_manifest_names_another_band_order_is_refused(layouts):
+    store = layouts["shards"] / "cutouts"
+    marker = store / io.CUTOUT_STORE_MARKER
+    manifest = json.loads(marker.read_text())
+    assert manifest["bands"] == "ugrizy"
+    CutoutStore.open(str(store))
+    marker.write_text(json.dumps({**manifest, "bands": "grizyu"}))
+    try:
+        with pytest.raises(ContractError, match=r"_cutout_store\.json: bands 'grizyu'"):
+            CutoutStore.open(str(store))
+    finally:
+        marker.write_text(json.dumps(manifest))

@@ -243,15 +243,21 @@ def _validate(
     come from a store (``store``), whose files the first pass checks."""
     cols, bands = artifact.transform.columns, artifact.transform.bands
     cutouts = artifact.cutouts is not None and not store
+    shape = artifact.cutouts.shape if cutouts else None
     if cutouts:  # the column the model was trained on
         cols = replace(cols, cutout=artifact.cutouts.column)
     if config.validate == "full":
-        print(validate_dataset(input_path, cols, bands, require_cutouts=cutouts).summary())
+        report = validate_dataset(
+            input_path, cols, bands, require_cutouts=cutouts, cutout_shape=shape
+        )
+        print(report.summary())
         return
     fs, _ = io.resolve(input_path)
     for f in files:
         with open_object_table(fs, f) as table:
-            check_file_schema(f, table.schema, cols, bands, require_cutouts=cutouts)
+            check_file_schema(
+                f, table.schema, cols, bands, require_cutouts=cutouts, cutout_shape=shape
+            )
 
 
 def run_inference(
@@ -313,20 +319,15 @@ def _ray_data_settings(config: InferConfig) -> Iterator[None]:
     options = ctx.execution_options
     saved = (
         ctx.target_max_block_size,
-        ctx.use_datasource_v2,
         options.resource_limits,
         ctx.override_object_store_memory_limit_fraction,
     )
     ctx.target_max_block_size = config.target_block_mb * 1024**2
-    # The V2 Parquet reader lists files in a task that always asks for 1 CPU; next to an actor
-    # pool on a small node it can wait forever (RAY_NOTES). V1 read tasks honour num_cpus=0.25.
-    ctx.use_datasource_v2 = False
     try:
         yield
     finally:
         (
             ctx.target_max_block_size,
-            ctx.use_datasource_v2,
             options.resource_limits,
             ctx.override_object_store_memory_limit_fraction,
         ) = saved
@@ -362,12 +363,14 @@ def _run(
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
         io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
+    # the store's files are checked before anything is written
+    cutout_counts = _join_counts(input_path, files, join) if join is not None else None
+    if histogram is None:
         # "full" validation checked the ids across all files already
         check_ids = config.validate == "schema"
         histogram = _first_pass(files, fs, cols, config.histogram_order, check_ids)
         staging.save_histogram(root, histogram, fingerprint)
     plan = plan_partitions(histogram, config.max_rows_per_partition)
-    cutout_counts = _join_counts(input_path, files, join) if join is not None else None
     clock.lap("first_pass")
 
     done, stale = staging.finished_sources(root, expected, cols.object_id)

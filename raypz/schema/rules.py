@@ -24,6 +24,7 @@ def check_file_schema(
     bands: tuple[str, ...] = BANDS,
     require_labels: bool = False,
     require_cutouts: bool = False,
+    cutout_shape: tuple[int, int, int] | None = None,
 ) -> pa.Schema:
     """Check one file's schema against the contract, reading at most its footer (Parquet) or
     header (FITS).
@@ -38,6 +39,7 @@ def check_file_schema(
         bands: the bands that must be present.
         require_labels: the redshift column is required (training).
         require_cutouts: the cutout column, a (bands, H, W) float tensor, is required.
+        cutout_shape: with ``require_cutouts``, the (bands, H, W) it must have (a model's).
 
     Returns:
         The schema checked.
@@ -55,6 +57,8 @@ def check_file_schema(
     if missing:
         also = f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""
         rule = f"missing (required by the object-table contract){also}"
+        if missing == [columns.cutout]:
+            rule = "missing (an image model reads cutouts: a column, or a store given --cutouts)"
         raise ContractError(path, missing[0], rule)
 
     _require(
@@ -70,7 +74,7 @@ def check_file_schema(
         if name in schema.names:
             _require(path, schema, name, _is_float_list, "a list of floats")
     if require_cutouts:
-        check_cutout_field(path, schema.field(columns.cutout), len(bands))
+        check_cutout_field(path, schema.field(columns.cutout), len(bands), cutout_shape)
     return schema
 
 
@@ -122,17 +126,32 @@ def _is_float_list(dtype: pa.DataType) -> bool:
 
 
 def check_cutout_field(
-    path: str, field: pa.Field, n_bands: int = len(BANDS)
+    path: str,
+    field: pa.Field,
+    n_bands: int = len(BANDS),
+    model_shape: tuple[int, int, int] | None = None,
 ) -> tuple[int, int, int]:
     """The (bands, H, W) shape of a cutout column; ContractError unless it is a fixed-shape
-    float tensor with ``n_bands`` bands."""
+    float tensor with ``n_bands`` bands (of ``model_shape``, when given)."""
     shape, value_type = _tensor_shape(field)
     if shape is None or len(shape) != 3 or shape[0] != n_bands or min(shape) < 1:
         rule = f"shape {shape} is not a fixed (bands={n_bands}, H, W) tensor"
         raise ContractError(path, field.name, rule)
     if not pa.types.is_floating(value_type):
         raise ContractError(path, field.name, f"values of type {value_type} are not floats")
-    return (int(shape[0]), int(shape[1]), int(shape[2]))
+    shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+    if model_shape is not None:
+        require_cutout_shape(path, field.name, shape, model_shape)
+    return shape
+
+
+def require_cutout_shape(
+    path: str, column: str, shape: tuple[int, ...], model_shape: tuple[int, ...]
+) -> None:
+    """ContractError naming the file and column unless its cutouts have the model's shape."""
+    if tuple(shape) != tuple(model_shape):
+        rule = f"cutouts of shape {tuple(shape)}, the model reads {tuple(model_shape)}"
+        raise ContractError(path, column, rule)
 
 
 def _tensor_shape(field: pa.Field) -> tuple[tuple[int, ...] | None, pa.DataType]:

@@ -21,6 +21,7 @@ def validate_dataset(
     require_labels: bool = False,
     require_cutouts: bool = False,
     check_rows: bool = True,
+    cutout_shape: tuple[int, int, int] | None = None,
 ) -> ValidationReport:
     """Check an object table against the contract; raise on breaches, count per-row problems.
 
@@ -37,6 +38,8 @@ def validate_dataset(
         check_rows: read the rows (units, uniqueness of ``objectId``, problem counts); with
             False only the files' footers or FITS headers are read (readability, columns,
             types).
+        cutout_shape: with ``require_cutouts``, the (bands, H, W) the cutouts must have (the
+            model's), checked from every file's footer before any row is read.
 
     Returns:
         The report; ``problems`` is None when ``check_rows`` is False.
@@ -62,6 +65,7 @@ def validate_dataset(
                 bands=bands,
                 require_labels=require_labels,
                 require_cutouts=require_cutouts,
+                cutout_shape=cutout_shape,
             )
             check_same_types(file, schema, [columns.object_id, *names], first_types)
             rows += table.num_rows

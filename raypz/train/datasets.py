@@ -44,6 +44,8 @@ def member_datasets(
                 "want_train": want_train,
                 "balance": balance if want_train else None,
             },
+            # a 1-CPU task waits forever beside a worker that holds part of a 1-CPU node
+            num_cpus=0.25,
         )
         # catalogs: read and split once; every epoch then streams blocks from the object store
         out[name] = selected if config.image is not None else selected.materialize()

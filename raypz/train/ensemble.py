@@ -363,6 +363,8 @@ def train_ensemble(
         joins = {train: checked_join(train, cutouts, c.cutout, shape, c.object_id)}
         if target is not None:
             joins[target] = checked_join(target, target_cutouts, c.cutout, shape, c.object_id)
+        if pretrain is not None:  # its cutout column is checked (it has no store)
+            joins[pretrain] = checked_join(pretrain, None, c.cutout, shape, c.object_id)
     res = plan_workers(config, cluster_has_gpus())
 
     def datasets(path: str, fold: int | None, bal: BalanceWeights | None) -> dict:

@@ -149,7 +149,7 @@ def test_repeated_cutout_id_stops_the_job_naming_the_file(fusion_model, wide, tm
     with pytest.raises(ContractError, match=r"shard-00000\.parquet.*objectId") as err:
         run_inference(objects, fusion_model, str(out), INFER, cutouts=edited)
     assert "2 cutouts" in str(err.value)
-    assert not list(out.rglob("Npix=*.parquet"))  # stopped before any partition was written
+    assert not out.exists()  # stopped before anything was written (the histogram was)
 
 
 def test_a_store_that_pairs_with_no_input_file_stops_the_job(fusion_model, wide, tmp_path):

@@ -78,6 +78,7 @@ def test_fusion_with_domain_adaptation(job):
         ["--inputs", "fusion", "--head", "binned"],
         ["--inputs", "cutouts", "--cnn-head", "gaussian"],
         ["--members", "0"],
+        ["--inputs", "cutouts", "--target-cutouts", "store"],  # was ignored without --target
     ],
 )
 def test_inconsistent_or_invalid_flags_are_refused(job, flags):

@@ -4,6 +4,7 @@ the wide field's cutout shards and read back with lsdb."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import lsdb
@@ -19,6 +20,7 @@ from raypz.features.cutouts import CutoutStretch, cutout_array
 from raypz.infer import CatalogPredictor, InferConfig, run_inference
 from raypz.models import ImageNetConfig, load_artifact
 from raypz.pdf import ZGrid
+from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig, train_ensemble
 from raypz.train.labelled import train_mask
@@ -37,6 +39,9 @@ CONFIG = TrainConfig(
     image=ImageNetConfig(
         stem_channels=8, blocks=(16, 16), hidden=(32,), fusion=True, domain_adapt=True
     ),
+    # the worker leaves 0.5 of the session's 2 CPUs to the streams of rows and target rows: a
+    # 1-CPU task among them (Ray Data's V2 Parquet reader lists files in one) waited forever
+    cpus_per_worker=1.5,
 )
 
 
@@ -124,3 +129,38 @@ def test_inference_over_cutout_shards_to_lsdb(dann_model, fields, tmp_path):
     ids = pads.dataset(wide, format="parquet").to_table(["objectId"])["objectId"].to_numpy()
     assert sorted(frame["objectId"]) == sorted(ids)
     assert frame["z_median"].notna().all()
+
+
+@pytest.fixture(scope="module")
+def wide_24px(tmp_path_factory) -> str:
+    """A small wide field with 24 x 24 cutouts (the models here read 16 x 16)."""
+    config = SurveyConfig(n_objects=60, seed=23, field="wide", cutouts=True, cutout_size=24)
+    directory = tmp_path_factory.mktemp("wide24")
+    pq.write_table(simulate_shard(config, 0), directory / "part-0.parquet")
+    return str(directory)
+
+
+def test_cutouts_of_another_size_are_refused_before_inference(dann_model, wide_24px, tmp_path):
+    """Checked from the footers, as a store's are: it failed in the actors mid-stream, naming
+    no file, and left the staging behind."""
+    out = tmp_path / "catalog"
+    with pytest.raises(ContractError, match=r"part-0\.parquet: column 'cutout': cutouts of shape "
+                       r"\(6, 24, 24\), the model reads \(6, 16, 16\)"):
+        run_inference(wide_24px, dann_model[0], str(out), InferConfig())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("role", ["pretrain", "target"])
+def test_cutouts_of_another_size_are_refused_before_training(
+    ray_session, fields, wide_24px, tmp_path, role
+):
+    """A pre-training table or a domain-adaptation target whose cutouts differ from the
+    training table's: it failed inside Ray Train's workers after the first epoch."""
+    deep, _ = fields
+    config = CONFIG if role == "target" else dataclasses.replace(
+        CONFIG, image=dataclasses.replace(CONFIG.image, domain_adapt=False)
+    )
+    with pytest.raises(ContractError, match=r"part-0\.parquet: column 'cutout': cutouts of shape "
+                       r"\(6, 24, 24\)"):
+        train_ensemble(deep, str(tmp_path / "model"), config, **{role: wide_24px})
+    assert not (tmp_path / "model" / "_checkpoints").exists()
