@@ -25,6 +25,7 @@ import argparse
 import sys
 
 from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
+from raypz.job_errors import run_job
 from raypz.models import CatalogNetConfig
 from raypz.pdf import POINT_ESTIMATES
 from raypz.progress import summary_table
@@ -138,4 +139,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

@@ -32,6 +32,7 @@ from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer import InferConfig, run_inference
+from raypz.job_errors import run_job
 from raypz.ray_runtime import init_ray
 from raypz.sim import SurveyConfig, simulate_survey
 from raypz.train import TrainConfig, train_ensemble
@@ -97,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

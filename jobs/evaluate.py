@@ -23,6 +23,7 @@ import sys
 from raypz.cli import ConfigFlags
 from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
+from raypz.job_errors import run_job
 from raypz.pdf import POINT_ESTIMATES
 
 REQUEST = ConfigFlags(
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

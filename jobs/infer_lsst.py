@@ -31,6 +31,7 @@ import sys
 from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags
 from raypz.infer import SUMMARY_FILE, InferConfig, InferenceSummary, run_inference
+from raypz.job_errors import run_job
 from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 
@@ -115,4 +116,4 @@ def _cutout_rows(counts: dict) -> list[tuple[str, object]]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.job_errors import run_job
 from raypz.metrics.catalog_nz import NZConfig, catalog_nz
 from raypz.metrics.nz_file import summary_rows, write_nz
 from raypz.pdf import POINT_ESTIMATES
@@ -77,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

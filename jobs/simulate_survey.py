@@ -22,6 +22,7 @@ import sys
 import time
 
 from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.job_errors import run_job
 from raypz.ray_runtime import init_ray
 from raypz.sim import FIELDS, SurveyConfig, simulate_survey
 
@@ -83,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

@@ -24,6 +24,7 @@ import sys
 
 from raypz import io
 from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
+from raypz.job_errors import run_job
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.progress import summary_table
@@ -195,4 +196,4 @@ def training_summary(result: TrainResult) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

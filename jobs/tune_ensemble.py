@@ -26,6 +26,7 @@ import argparse
 import sys
 
 from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
+from raypz.job_errors import run_job
 from raypz.models import CatalogNetConfig
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig
@@ -125,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_job(main))

@@ -68,7 +68,7 @@ def test_rerun_into_a_catalog_of_other_inputs_is_refused(tmp_path, small_survey,
     out = tmp_path / "catalog"
     out.mkdir()
     (out / "raypz_run_summary.json").write_text('{"fingerprint": "another run"}')
-    with pytest.raises(RuntimeError, match="other inputs, another model"):
+    with pytest.raises(FileExistsError, match="other inputs, another model"):
         run_inference(small_survey, small_model, str(out), InferConfig(validate="schema"))
     assert (out / "raypz_run_summary.json").read_text() == '{"fingerprint": "another run"}'
 

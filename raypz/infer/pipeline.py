@@ -557,13 +557,13 @@ def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
     except FileNotFoundError:
         return None
     if previous.get("fingerprint") != fingerprint:
-        raise RuntimeError(
+        raise FileExistsError(
             f"{output}: holds a catalog from other inputs, another model or other partitioning "
             "settings (--max-rows-per-partition, --histogram-order); choose a new --output"
         )
     missing = _missing_partitions(output)
     if missing:
-        raise RuntimeError(
+        raise FileNotFoundError(
             f"{output}: a finished catalog that lacks {len(missing)} of its partition files "
             f"(e.g. {missing[0]}); infer into a new --output, or delete this one and rerun"
         )

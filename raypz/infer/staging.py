@@ -64,7 +64,7 @@ def load_histogram(root: str, fingerprint: str) -> PixelHistogram | None:
     table = pq.read_table(inner, filesystem=fs)
     meta = table.schema.metadata or {}
     if meta.get(b"fingerprint", b"").decode() != fingerprint:
-        raise RuntimeError(
+        raise FileExistsError(
             f"{path}: staging from a run over other inputs, another model or other "
             "partitioning settings (--max-rows-per-partition, --histogram-order); use a new "
             "--output or delete it"

@@ -153,7 +153,7 @@ def test_a_rerun_with_other_partitioning_is_refused_and_the_original_one_finishe
     from dataclasses import replace
 
     out, _ = catalog
-    with pytest.raises(RuntimeError, match="other partitioning settings"):
+    with pytest.raises(FileExistsError, match="other partitioning settings"):
         run_inference(small_survey, small_model, out, replace(CONFIG, max_rows_per_partition=400))
     part = tmp_path / "catalog"
     shutil.copytree(out, part)
@@ -163,7 +163,7 @@ def test_a_rerun_with_other_partitioning_is_refused_and_the_original_one_finishe
         f.unlink()
     before = sorted(p.relative_to(part) for p in part.rglob("*"))
     for other in (replace(CONFIG, max_rows_per_partition=400), replace(CONFIG, histogram_order=8)):
-        with pytest.raises(RuntimeError, match="other partitioning settings"):
+        with pytest.raises(FileExistsError, match="other partitioning settings"):
             run_inference(small_survey, small_model, str(part), other)
     assert sorted(p.relative_to(part) for p in part.rglob("*")) == before
     summary = run_inference(small_survey, small_model, str(part), CONFIG)
@@ -178,7 +178,7 @@ def test_a_finished_catalog_missing_a_partition_file_is_not_called_complete(
     shutil.copytree(out, damaged, ignore=shutil.ignore_patterns(staging.STAGING_DIR))
     victim = sorted((damaged / "dataset").rglob("Npix=*.parquet"))[-1]
     victim.unlink()
-    with pytest.raises(RuntimeError, match=r"lacks 1 of its partition files \(e\.g\. .*Npix="):
+    with pytest.raises(FileNotFoundError, match=r"lacks 1 of its partition files \(e\.g\. .*Npix="):
         run_inference(small_survey, small_model, str(damaged), CONFIG)
 
 
