@@ -115,13 +115,18 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
 
 
 def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
-    """ValueError for a catalog directory (one with ``dataset/``) without its ``properties``:
-    the inference that writes it is unfinished (properties come last), so some of its
-    partitions may be missing."""
-    names = ("dataset", "properties", "hats.properties")
-    dataset, *props = fs.get_file_info([posixpath.join(inner, n) for n in names])
-    if dataset.type == pafs.FileType.Directory and all(
-        p.type != pafs.FileType.File for p in props
+    """ValueError for a catalog directory (one with ``dataset/``) that an inference run has not
+    finished: no ``properties`` (written last), unless a catalog of another writer that has
+    only ``hats.properties`` and no raypz staging. Some of its partitions may be missing."""
+    names = ("dataset", "properties", "hats.properties", "_staging")
+    dataset, props, hats_props, staging = fs.get_file_info(
+        [posixpath.join(inner, n) for n in names]
+    )
+    other_writer = hats_props.type == pafs.FileType.File and staging.type == pafs.FileType.NotFound
+    if (
+        dataset.type == pafs.FileType.Directory
+        and props.type != pafs.FileType.File
+        and not other_writer
     ):
         raise ValueError(
             f"{path}: a catalog without its properties file, so an unfinished inference run "

@@ -33,6 +33,9 @@ def member_datasets(
     epoch cost more than the training. Rows with cutouts stream from the files every epoch.
     """
     base = _read(path, training_columns(config, with_epochs), join)
+    # rows in file order whichever read task finishes first: a member's batches, and so its
+    # weights, are then the same on every run (a resumed member equals an uninterrupted one)
+    base.context.execution_options.preserve_order = True
     out = {}
     for name, want_train in (("train", True), ("val", False)):
         selected = base.map_batches(
