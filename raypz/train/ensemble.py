@@ -195,7 +195,7 @@ def _claim_output(
     try:
         found = json.loads(io.read_bytes(io.join(output, MODEL_JSON)))["training"]
     except FileNotFoundError:  # a first run, or one stopped before its first save
-        ours = ("_checkpoints", MEMBER_FILES, REFERENCE_FILE)
+        ours = ("_checkpoints", MEMBER_FILES, REFERENCE_FILE, TRAINING_CURVES, VALIDATION_DIR)
         io.require_empty(output, "raypz training", ours=ours)
         return
 
