@@ -320,6 +320,23 @@ def test_cutout_shape(rng, dtype, ok):
             check_file_schema("x.parquet", schema, require_cutouts=True)
 
 
+def test_cutout_band_order_from_field_metadata(rng):
+    """raypz's writers name the cutout axis's bands in the field metadata; another order would
+    be read as ugrizy and give wrong PDFs with no flag. Shape and model shape are checked too."""
+    dtype = pa.fixed_shape_tensor(pa.float32(), (6, 8, 8))
+    schema = cutout_table(rng, dtype).schema
+    index = schema.get_field_index(C.cutout)
+    for bands, ok in ((b"ugrizy", True), (b"yzirgu", False)):
+        tagged = schema.set(index, schema.field(index).with_metadata({b"bands": bands}))
+        if ok:
+            check_file_schema("x.parquet", tagged, require_cutouts=True)
+            continue
+        with pytest.raises(ContractError, match=r"x\.parquet: column 'cutout': bands 'yzirgu'"):
+            check_file_schema("x.parquet", tagged, require_cutouts=True)
+    with pytest.raises(ContractError, match=r"cutouts of shape \(6, 8, 8\), the model reads"):
+        check_file_schema("x.parquet", schema, require_cutouts=True, cutout_shape=(6, 16, 16))
+
+
 def test_cutout_written_by_ray_data_read_without_ray(rng):
     """Ray Data stores tensors as a list with the shape in the field's extension metadata."""
     meta = {

@@ -132,13 +132,18 @@ def check_cutout_field(
     model_shape: tuple[int, int, int] | None = None,
 ) -> tuple[int, int, int]:
     """The (bands, H, W) shape of a cutout column; ContractError unless it is a fixed-shape
-    float tensor with ``n_bands`` bands (of ``model_shape``, when given)."""
+    float tensor with ``n_bands`` bands (of ``model_shape``, when given), in ugrizy order when
+    its field metadata names them (``bands``, as raypz's writers do)."""
     shape, value_type = _tensor_shape(field)
     if shape is None or len(shape) != 3 or shape[0] != n_bands or min(shape) < 1:
         rule = f"shape {shape} is not a fixed (bands={n_bands}, H, W) tensor"
         raise ContractError(path, field.name, rule)
     if not pa.types.is_floating(value_type):
         raise ContractError(path, field.name, f"values of type {value_type} are not floats")
+    bands = (field.metadata or {}).get(b"bands", b"").decode()
+    if bands and bands != "".join(BANDS):  # the field says which bands its axis holds
+        rule = f"bands {bands!r} (field metadata): cutouts hold {''.join(BANDS)!r}, in that order"
+        raise ContractError(path, field.name, rule)
     shape = (int(shape[0]), int(shape[1]), int(shape[2]))
     if model_shape is not None:
         require_cutout_shape(path, field.name, shape, model_shape)
