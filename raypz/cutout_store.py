@@ -34,10 +34,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import io
-from raypz.columns import BANDS
 from raypz.features.cutout_arrays import cutout_array
 from raypz.schema.errors import ContractError
-from raypz.schema.rules import check_cutout_field, require_cutout_shape
+from raypz.schema.rules import check_cutout_field, require_band_order, require_cutout_shape
 from raypz.tables import TABLE_SUFFIXES, is_fits, open_table, relative_stem
 
 CUTOUT_CHUNK_ROWS = 1024
@@ -191,10 +190,8 @@ def _require_band_order(root: str) -> None:
         manifest = json.loads(io.read_bytes(marker))
     except (FileNotFoundError, NotADirectoryError):
         return
-    bands = manifest.get("bands", "".join(BANDS))
-    if bands != "".join(BANDS):
-        rule = f"bands {bands!r}: a store's cutouts hold {''.join(BANDS)!r}, in that order"
-        raise ContractError(marker, None, rule)
+    if "bands" in manifest:
+        require_band_order(marker, None, manifest["bands"], "bands")
 
 
 def _raise_on_repeat(path: str, id_column: str, ids: np.ndarray) -> None:

@@ -40,6 +40,7 @@ from astropy.io import fits
 from raypz import io
 from raypz.columns import BANDS
 from raypz.schema.errors import ContractError
+from raypz.schema.rules import require_band_order
 
 OBJECTS_EXTNAME = "OBJECTS"
 """EXTNAME of a cutout file's table of objectIds."""
@@ -279,9 +280,8 @@ class FitsCutouts:
                 path, None, f"BUNIT {self.unit!r}: cutout pixels must be in {PIXEL_UNIT}"
             )
         bands = hdul[0].header.get("BANDS")
-        if bands is not None and bands != "".join(BANDS):
-            rule = f"BANDS {bands!r}: the cube's bands must be {''.join(BANDS)!r}, in that order"
-            raise ContractError(path, None, rule)
+        if bands is not None:
+            require_band_order(path, None, bands, "BANDS")
         n_ids = int(self.objects.header.get("NAXIS2", 0))
         if n_ids != self.num_rows:
             rule = (

@@ -118,6 +118,7 @@ def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
     """ValueError for a catalog directory (one with ``dataset/``) that an inference run has not
     finished: no ``properties`` (written last), unless a catalog of another writer that has
     only ``hats.properties`` and no raypz staging. Some of its partitions may be missing."""
+    # _staging: raypz.infer.staging.STAGING_DIR (importing raypz.infer here would be circular)
     names = ("dataset", "properties", "hats.properties", "_staging")
     dataset, props, hats_props, staging = fs.get_file_info(
         [posixpath.join(inner, n) for n in names]

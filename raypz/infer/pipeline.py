@@ -578,13 +578,14 @@ def _missing_partitions(output: str) -> list[str]:
         lines = io.read_bytes(listing).decode().split()
     except FileNotFoundError:
         return [listing]
-    paths = [
-        partition_path(output, int(k), int(n))
-        for k, n in (line.split(",") for line in lines[1:])
+    pixels = [(int(k), int(n)) for k, n in (line.split(",") for line in lines[1:])]
+    fs, inner = io.resolve(output)  # once: one listing call for every partition
+    infos = fs.get_file_info([partition_path(inner, k, n) for k, n in pixels])
+    return [
+        partition_path(output, k, n)
+        for (k, n), info in zip(pixels, infos, strict=True)
+        if info.type != pafs.FileType.File
     ]
-    fs, _ = io.resolve(output)
-    infos = fs.get_file_info([io.resolve(p)[1] for p in paths])
-    return [p for p, info in zip(paths, infos, strict=True) if info.type != pafs.FileType.File]
 
 
 def _merge_current(root: str, output: str, norder: int, npix: int) -> bool:

@@ -197,13 +197,12 @@ def remove_artifact(path: str) -> None:
     """Delete the artifact under ``path`` (model.json first, so that no half-removed directory
     loads as a model; then the member, reference and plot files), leaving other files."""
     fs, inner = io.resolve(path)
-    names = [MODEL_JSON, REFERENCE_FILE, TRAINING_CURVES]
     listing = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    names += sorted(f.base_name for f in listing if fnmatch(f.base_name, MEMBER_FILES))
+    files = {f.base_name for f in listing if f.type == pafs.FileType.File}
+    names = [n for n in (MODEL_JSON, REFERENCE_FILE, TRAINING_CURVES) if n in files]
+    names += sorted(n for n in files if fnmatch(n, MEMBER_FILES))
     for name in names:
-        target = posixpath.join(inner, name)
-        if fs.get_file_info(target).type == pafs.FileType.File:
-            fs.delete_file(target)
+        fs.delete_file(posixpath.join(inner, name))
 
 
 def _model_hash(meta: dict) -> str:

@@ -141,13 +141,21 @@ def check_cutout_field(
     if not pa.types.is_floating(value_type):
         raise ContractError(path, field.name, f"values of type {value_type} are not floats")
     bands = (field.metadata or {}).get(b"bands", b"").decode()
-    if bands and bands != "".join(BANDS):  # the field says which bands its axis holds
-        rule = f"bands {bands!r} (field metadata): cutouts hold {''.join(BANDS)!r}, in that order"
-        raise ContractError(path, field.name, rule)
+    if bands:  # the field says which bands its axis holds
+        require_band_order(path, field.name, bands, "bands")
     shape = (int(shape[0]), int(shape[1]), int(shape[2]))
     if model_shape is not None:
         require_cutout_shape(path, field.name, shape, model_shape)
     return shape
+
+
+def require_band_order(path: str, column: str | None, bands: str, what: str) -> None:
+    """ContractError naming the file unless ``bands``, what a cutout file (or store) says its
+    band axis holds (in its ``what``: a FITS card, a field's or a manifest's entry), is
+    ugrizy: the axis is read in that order whatever it holds."""
+    if bands != "".join(BANDS):
+        rule = f"{what} {bands!r}: cutouts hold {''.join(BANDS)!r}, in that order"
+        raise ContractError(path, column, rule)
 
 
 def require_cutout_shape(
