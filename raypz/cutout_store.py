@@ -36,7 +36,15 @@ import pyarrow.parquet as pq
 from raypz import io
 from raypz.features.cutout_arrays import cutout_array
 from raypz.schema.errors import ContractError
-from raypz.schema.rules import check_cutout_field, require_band_order, require_cutout_shape
+from raypz.schema.rules import (
+    PIXEL_SCALE_KEY,
+    check_cutout_field,
+    field_pixel_scale,
+    parse_pixel_scale,
+    require_band_order,
+    require_cutout_shape,
+    require_pixel_scale,
+)
 from raypz.tables import TABLE_SUFFIXES, is_fits, open_table, relative_stem
 
 CUTOUT_CHUNK_ROWS = 1024
@@ -50,10 +58,12 @@ class CutoutStore:
     Attributes:
         root: the store (a directory, or one cutout file for a one-file object table).
         files: relative stem (:func:`raypz.tables.relative_stem`) -> cutout file path.
+        pixel_scale: arcsec per pixel, as the store's manifest gives it (None: not given).
     """
 
     root: str
     files: dict[str, str]
+    pixel_scale: float | None = None
 
     @classmethod
     def open(cls, root: str) -> CutoutStore:
@@ -73,8 +83,13 @@ class CutoutStore:
             files[stem] = path
         if not files:
             raise FileNotFoundError(f"{root}: no cutout files (.parquet or .fits)")
-        _require_band_order(root)
-        return cls(root, files)
+        return cls(root, files, _manifest_pixel_scale(root))
+
+    def require_pixel_scale(self, model_scale: float | None) -> None:
+        """Raise a :class:`ContractError` naming the manifest unless the store's pixel scale
+        is ``model_scale`` (arcsec; unchecked when either is unknown)."""
+        marker = io.join(self.root, io.CUTOUT_STORE_MARKER)
+        require_pixel_scale(marker, None, self.pixel_scale, model_scale)
 
     def file_for(self, object_file: str, object_root: str) -> str | None:
         """The cutout file of ``object_file`` (a file under ``object_root``), or None when the
@@ -116,14 +131,20 @@ class CutoutFile:
         self.fits = not isinstance(reader, pq.ParquetFile)
         if self.fits:
             self.num_rows, self.shape = reader.num_rows, reader.shape
+            self.pixel_scale = reader.pixel_scale
         else:
             field = reader.schema_arrow.field(column)
             self.shape = check_cutout_field(path, field)
+            self.pixel_scale = field_pixel_scale(path, field)
             self.num_rows = reader.metadata.num_rows
 
-    def require_shape(self, shape: tuple[int, int, int]) -> None:
-        """Raise a :class:`ContractError` naming the file unless its cutouts are ``shape``."""
+    def require_geometry(
+        self, shape: tuple[int, int, int], pixel_scale: float | None = None
+    ) -> None:
+        """Raise a :class:`ContractError` naming the file unless its cutouts are ``shape``
+        (bands, H, W) and, when both are known, of ``pixel_scale`` arcsec per pixel."""
         require_cutout_shape(self.path, self.column, self.shape, shape)
+        require_pixel_scale(self.path, self.column, self.pixel_scale, pixel_scale)
 
     def ids(self) -> np.ndarray:
         """The objectIds (N,) int64 of the file's cutouts, in file order; a repeated id is a
@@ -181,17 +202,20 @@ def open_cutout_file(
         raise ContractError(path, None, f"unreadable cutout file ({err})") from err
 
 
-def _require_band_order(root: str) -> None:
-    """ContractError unless the store's manifest (:data:`raypz.io.CUTOUT_STORE_MARKER`, when
-    it has one) gives the bands in the contract's order: the cube's axes are read as
-    ugrizy whatever they hold."""
+def _manifest_pixel_scale(root: str) -> float | None:
+    """The pixel scale (arcsec) that the store's manifest (:data:`raypz.io.CUTOUT_STORE_MARKER`,
+    when it has one) gives, after checking that its bands are in the contract's order (the
+    cube's axes are read as ugrizy whatever they hold); ContractError naming it otherwise."""
     marker = io.join(root, io.CUTOUT_STORE_MARKER)
     try:
         manifest = json.loads(io.read_bytes(marker))
     except (FileNotFoundError, NotADirectoryError):
-        return
+        return None
     if "bands" in manifest:
         require_band_order(marker, None, manifest["bands"], "bands")
+    if PIXEL_SCALE_KEY not in manifest:
+        return None
+    return parse_pixel_scale(marker, None, manifest[PIXEL_SCALE_KEY], PIXEL_SCALE_KEY)
 
 
 def _raise_on_repeat(path: str, id_column: str, ids: np.ndarray) -> None:
@@ -267,16 +291,17 @@ def join_cutouts(
     column: str,
     shape: tuple[int, int, int],
     chunk_rows: int = CUTOUT_CHUNK_ROWS,
+    pixel_scale: float | None = None,
 ) -> Iterator[pa.Table]:
     """``objects`` with a cutout column ``column`` added, in tables of at most ``chunk_rows``.
 
     Rows come in the cutout file's order, then the object rows without a cutout (NaN
     pixels, see :func:`_missing_cutouts`); every object row comes out exactly once.
-    ``shape`` (bands, H, W) is what the model expects: a cutout file of another shape is an
-    error naming it.
+    ``shape`` (bands, H, W) and ``pixel_scale`` (arcsec) are what the model expects: a cutout
+    file of another shape, or that gives another pixel scale, is an error naming it.
     """
     if cutouts is not None:
-        cutouts.require_shape(shape)
+        cutouts.require_geometry(shape, pixel_scale)
     tensor = pa.fixed_shape_tensor(pa.float32(), shape)
     seen = np.zeros(objects.num_rows, dtype=bool)
     if cutouts is not None:
@@ -313,12 +338,14 @@ def count_file_join(
     id_column: str = "objectId",
     column: str = "cutout",
     shape: tuple[int, int, int] | None = None,
+    pixel_scale: float | None = None,
 ) -> JoinCounts:
     """Check an object file's cutout file and count how their rows meet, reading only ids
     (and headers): the cutout file must be readable, hold each objectId once and, when
-    ``shape`` is given, cutouts of that (bands, H, W) shape. Raises a :class:`ContractError`
-    naming the cutout file otherwise. Run before any prediction, so a bad store stops a job
-    before it writes anything."""
+    ``shape`` is given, cutouts of that (bands, H, W) shape (and of ``pixel_scale`` arcsec
+    when both it and the file give one). Raises a :class:`ContractError` naming the cutout
+    file otherwise. Run before any prediction, so a bad store stops a job before it writes
+    anything."""
     fs, _ = io.resolve(object_root)
     with open_table(fs, object_file) as table:
         ids = table.read([id_column])[id_column].to_numpy().astype(np.int64, copy=False)
@@ -328,7 +355,7 @@ def count_file_join(
     cutout_fs, _ = io.resolve(store.root)
     with open_cutout_file(cutout_fs, cutout_path, id_column, column) as cutouts:
         if shape is not None:
-            cutouts.require_shape(shape)
+            cutouts.require_geometry(shape, pixel_scale)
         return count_join(ids, cutouts.ids())
 
 
@@ -380,7 +407,7 @@ def _store_chunks(
     """(ids, cutouts) chunks of every file of a store, in file order; all of ``shape``."""
     for path in paths:
         with open_cutout_file(fs, path, id_column, column) as cutouts:
-            cutouts.require_shape(shape)
+            cutouts.require_geometry(shape)
             yield from cutouts.chunks()
 
 

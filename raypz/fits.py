@@ -40,7 +40,7 @@ from astropy.io import fits
 from raypz import io
 from raypz.columns import BANDS
 from raypz.schema.errors import ContractError
-from raypz.schema.rules import require_band_order
+from raypz.schema.rules import parse_pixel_scale, require_band_order
 
 OBJECTS_EXTNAME = "OBJECTS"
 """EXTNAME of a cutout file's table of objectIds."""
@@ -279,6 +279,10 @@ class FitsCutouts:
             raise ContractError(
                 path, None, f"BUNIT {self.unit!r}: cutout pixels must be in {PIXEL_UNIT}"
             )
+        scale = header.get("PIXSCALE")
+        self.pixel_scale = (  # arcsec per pixel, or None when the file does not say
+            None if scale is None else parse_pixel_scale(path, None, scale, "PIXSCALE")
+        )
         bands = hdul[0].header.get("BANDS")
         if bands is not None:
             require_band_order(path, None, bands, "BANDS")

@@ -17,6 +17,7 @@ files through it too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ from raypz.cutout_store import (
     open_cutout_file,
     store_counts,
 )
-from raypz.schema.rules import check_cutout_field
+from raypz.schema.errors import ContractError
+from raypz.schema.rules import PIXEL_SCALE_RTOL, check_cutout_field, field_pixel_scale
 from raypz.tables import is_fits, list_table_files, open_table
 
 PATH_COLUMN = "path"
@@ -48,12 +50,15 @@ class CutoutJoin:
         column: the cutout column to add (the model's).
         shape: (bands, H, W) of one cutout.
         id_column: the objectId column.
+        pixel_scale: arcsec per pixel that the cutout files must have where they say (the
+            model's; None: unchecked).
     """
 
     store: CutoutStore
     column: str
     shape: tuple[int, int, int]
     id_column: str = "objectId"
+    pixel_scale: float | None = None
 
 
 def checked_join(
@@ -62,29 +67,67 @@ def checked_join(
     column: str,
     shape: tuple[int, int, int],
     id_column: str = "objectId",
+    pixel_scale: float | None = None,
 ) -> CutoutJoin | None:
     """The join of ``table``'s rows with the cutout store ``cutouts`` (None without one), in
     this process: every pair of files is checked first (readable, one cutout per objectId,
-    cutouts of ``shape``), and how the rows met their cutouts is printed. Without a store, the
-    table's own cutout column must be of ``shape`` in every file (read from the footers). For
-    training sets; the inference pipeline runs the same checks as Ray tasks."""
+    cutouts of ``shape`` and, where the files say, of ``pixel_scale`` arcsec), and how the
+    rows met their cutouts is printed. Without a store, the table's own cutout column must be
+    of ``shape`` (and scale) in every file (read from the footers). For training sets; the
+    inference pipeline runs the same checks as Ray tasks."""
     if cutouts is None:
         fs, _ = io.resolve(table)
         for f in list_table_files(table):
             with open_table(fs, f) as opened:
-                check_cutout_field(f, opened.schema.field(column), shape[0], shape)
+                field = opened.schema.field(column)
+                check_cutout_field(f, field, shape[0], shape, pixel_scale)
         return None
     store = CutoutStore.open(cutouts)
+    store.require_pixel_scale(pixel_scale)
     files = list_table_files(table)
     store.require_pairs(files, table)
-    per_file = (count_file_join(f, table, store, id_column, column, shape) for f in files)
+    per_file = (
+        count_file_join(f, table, store, id_column, column, shape, pixel_scale) for f in files
+    )
     counts = store_counts(per_file, store, files, table, id_column, column)
     print(
         f"cutouts: {counts.matched} of {counts.objects} rows of {table} joined from {cutouts}; "
         f"{counts.without_cutout} without a cutout, "
         f"{counts.cutouts_without_object} cutouts without an object row"
     )
-    return CutoutJoin(store, column, shape, id_column)
+    return CutoutJoin(store, column, shape, id_column, pixel_scale)
+
+
+def declared_pixel_scale(
+    table: str, cutouts: str | None, column: str, id_column: str = "objectId"
+) -> float | None:
+    """The pixel scale (arcsec) that ``table``'s cutouts declare: the field metadata of its
+    cutout column, file by file, or with the store ``cutouts`` its manifest and each cutout
+    file's own (field metadata, FITS ``PIXSCALE``). None when none says. A training set's
+    scale is recorded in the model, so that inference refuses cutouts of another one; files
+    that disagree are a :class:`ContractError` naming both (a model trains on one scale)."""
+    said: list[tuple[float | None, str]] = []
+    if cutouts is None:
+        fs, _ = io.resolve(table)
+        for f in list_table_files(table):
+            with open_table(fs, f) as opened:
+                said.append((field_pixel_scale(f, opened.schema.field(column)), f))
+    else:
+        store = CutoutStore.open(cutouts)
+        said.append((store.pixel_scale, io.join(store.root, io.CUTOUT_STORE_MARKER)))
+        fs, _ = io.resolve(store.root)
+        for path in sorted(store.files.values()):
+            with open_cutout_file(fs, path, id_column, column) as opened:
+                said.append((opened.pixel_scale, path))
+    known = [(scale, where) for scale, where in said if scale is not None]
+    if not known:
+        return None
+    scale, first = known[0]
+    for other, where in known[1:]:
+        if not math.isclose(other, scale, rel_tol=PIXEL_SCALE_RTOL):
+            rule = f"pixels of {other:g} arcsec where {first} says {scale:g}: one model, one scale"
+            raise ContractError(where, column, rule)
+    return scale
 
 
 def read_object_file(
@@ -112,7 +155,8 @@ def read_object_file(
     cutout_fs, _ = io.resolve(join.store.root)
     with open_cutout_file(cutout_fs, cutout_path, join.id_column, join.column) as cutouts:
         yield from join_cutouts(
-            objects, cutouts, join.id_column, join.column, join.shape, chunk_rows
+            objects, cutouts, join.id_column, join.column, join.shape, chunk_rows,
+            join.pixel_scale,
         )
 
 

@@ -23,7 +23,13 @@ from raypz.cutout_store import (
     read_store_cutouts,
 )
 from raypz.fits import write_cutout_fits
-from raypz.object_stream import CutoutJoin, checked_join, object_dataset, read_object_file
+from raypz.object_stream import (
+    CutoutJoin,
+    checked_join,
+    declared_pixel_scale,
+    object_dataset,
+    read_object_file,
+)
 from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.sim.survey import write_shard
@@ -318,3 +324,40 @@ def test_a_store_whose_manifest_names_another_band_order_is_refused(layouts):
             CutoutStore.open(str(store))
     finally:
         marker.write_text(json.dumps(manifest))
+
+
+def test_pixel_scales_declared_by_each_layout_and_refused_when_another(layouts, tmp_path, rng):
+    """The simulator declares 0.2 arcsec pixels in every layout (field metadata, FITS PIXSCALE,
+    the store's manifest); a training set's declared scale is what its model records, and a
+    file of another scale is refused naming it, in a check and in the stream."""
+    assert declared_pixel_scale(str(layouts["column"]), None, "cutout") == 0.2
+    for layout in ("shards", "fits"):
+        root, store_path = str(layouts[layout]), str(layouts[layout] / "cutouts")
+        assert declared_pixel_scale(root, store_path, "cutout") == 0.2
+        store = CutoutStore.open(store_path)
+        assert store.pixel_scale == 0.2
+        first = list_table_files(root)[0]
+        count_file_join(first, root, store, shape=SHAPE, pixel_scale=0.2)
+        with pytest.raises(ContractError, match=r"shard-00000\.(parquet|fits).*pixels of 0\.2 "):
+            count_file_join(first, root, store, shape=SHAPE, pixel_scale=0.168)
+        with pytest.raises(ContractError, match=r"_cutout_store\.json: pixels of 0\.2 arcsec"):
+            checked_join(root, store_path, "cutout", SHAPE, pixel_scale=0.168)
+        join = CutoutJoin(store, "cutout", SHAPE, pixel_scale=0.168)
+        with pytest.raises(ContractError, match=r"the model was trained on 0\.168"):
+            next(read_object_file(first, root, ["objectId"], join))
+    with pytest.raises(ContractError, match=r"shard-00000\.parquet: column 'cutout': pixels"):
+        checked_join(str(layouts["column"]), None, "cutout", SHAPE, pixel_scale=0.168)
+
+    images = rng.normal(size=(4, *SHAPE)).astype(np.float32)
+    mixed = tmp_path / "mixed"
+    for i, scale in enumerate((0.2, 0.168)):  # no manifest: the files alone say
+        write_cutout_fits(str(mixed / f"s{i}.fits"), np.arange(4) + 4 * i, [images], SHAPE,
+                          pixel_scale_arcsec=scale)
+    write_cutout_fits(str(mixed / "s2.fits"), np.arange(8, 12), [images], SHAPE)
+    with pytest.raises(ContractError, match=r"s1\.fits: .*pixels of 0\.168 arcsec where .*"
+                       r"s0\.fits says 0\.2"):
+        declared_pixel_scale(str(layouts["fits"]), str(mixed), "cutout")
+    (mixed / "s1.fits").unlink()
+    assert declared_pixel_scale(str(layouts["fits"]), str(mixed), "cutout") == 0.2
+    (mixed / "s0.fits").unlink()
+    assert declared_pixel_scale(str(layouts["fits"]), str(mixed), "cutout") is None

@@ -337,6 +337,30 @@ def test_cutout_band_order_from_field_metadata(rng):
         check_file_schema("x.parquet", schema, require_cutouts=True, cutout_shape=(6, 16, 16))
 
 
+def test_cutout_pixel_scale_from_field_metadata(rng):
+    """A cutout column that declares its pixel scale must declare the model's (within 0.1%,
+    a rounded value); one that declares none, or a model that recorded none, is not checked.
+    A declared scale that is no positive number is refused."""
+    dtype = pa.fixed_shape_tensor(pa.float32(), (6, 8, 8))
+    schema = cutout_table(rng, dtype).schema
+    index = schema.get_field_index(C.cutout)
+
+    def declaring(value: bytes) -> pa.Schema:
+        return schema.set(index, schema.field(index).with_metadata({b"pixel_scale_arcsec": value}))
+
+    for model in (None, 0.2, 0.20001):
+        check_file_schema("x.parquet", declaring(b"0.2"), require_cutouts=True,
+                          cutout_pixel_scale=model)
+    check_file_schema("x.parquet", schema, require_cutouts=True, cutout_pixel_scale=0.168)
+    rule = r"x\.parquet: column 'cutout': pixels of 0\.2 arcsec, the model was trained on 0\.168"
+    with pytest.raises(ContractError, match=rule):
+        check_file_schema("x.parquet", declaring(b"0.2"), require_cutouts=True,
+                          cutout_pixel_scale=0.168)
+    for bad in (b"-0.2", b"0", b"nan", b"fine"):
+        with pytest.raises(ContractError, match="is not a positive pixel scale"):
+            check_file_schema("x.parquet", declaring(bad), require_cutouts=True)
+
+
 def test_cutout_written_by_ray_data_read_without_ray(rng):
     """Ray Data stores tensors as a list with the shape in the field's extension metadata."""
     meta = {

@@ -40,15 +40,21 @@ class CutoutStretch:
         column: name of the cutout column in the object table.
         shape: (bands, H, W) of one cutout.
         sigma_njy: pixel noise per band, nJy/pixel.
+        pixel_scale_arcsec: arcsec per pixel of the training cutouts, as their files declared
+            it (None: they did not); inference refuses cutouts that declare another.
     """
 
     column: str
     shape: tuple[int, int, int]
     sigma_njy: tuple[float, ...]
+    pixel_scale_arcsec: float | None = None
 
     @classmethod
-    def fit(cls, images: np.ndarray, column: str = "cutout") -> CutoutStretch:
-        """Fit the per-band noise on training cutouts (N, C, H, W), nJy/pixel."""
+    def fit(
+        cls, images: np.ndarray, column: str = "cutout", pixel_scale_arcsec: float | None = None
+    ) -> CutoutStretch:
+        """Fit the per-band noise on training cutouts (N, C, H, W), nJy/pixel, of
+        ``pixel_scale_arcsec`` arcsec pixels (when known)."""
         if images.ndim != 4 or len(images) == 0:
             raise ValueError(f"CutoutStretch.fit needs (N, C, H, W) images, got {images.shape}")
         b = BORDER_PIXELS
@@ -59,7 +65,8 @@ class CutoutStretch:
         med = np.median(per_band, axis=1, keepdims=True)
         sigma = 1.4826 * np.median(np.abs(per_band - med), axis=1)
         sigma = np.where(sigma > 0, sigma, 1.0)
-        return cls(column, tuple(int(s) for s in images.shape[1:]), tuple(float(s) for s in sigma))
+        shape = tuple(int(s) for s in images.shape[1:])
+        return cls(column, shape, tuple(float(s) for s in sigma), pixel_scale_arcsec)
 
     def stretch_tensor(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stretched images (N, C, H, W) float32 from nJy/pixel on ``images``' device, and the
@@ -106,9 +113,16 @@ class CutoutStretch:
 
     def to_dict(self) -> dict:
         """JSON-ready form for model.json."""
-        return {"column": self.column, "shape": list(self.shape), "sigma_njy": list(self.sigma_njy)}
+        return {
+            "column": self.column,
+            "shape": list(self.shape),
+            "sigma_njy": list(self.sigma_njy),
+            "pixel_scale_arcsec": self.pixel_scale_arcsec,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> CutoutStretch:
-        """Inverse of :meth:`to_dict`."""
-        return cls(d["column"], tuple(d["shape"]), tuple(d["sigma_njy"]))
+        """Inverse of :meth:`to_dict` (a model saved before the pixel scale was recorded
+        has none)."""
+        scale = d.get("pixel_scale_arcsec")
+        return cls(d["column"], tuple(d["shape"]), tuple(d["sigma_njy"]), scale)

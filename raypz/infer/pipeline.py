@@ -244,20 +244,17 @@ def _validate(
     cols, bands = artifact.transform.columns, artifact.transform.bands
     cutouts = artifact.cutouts is not None and not store
     shape = artifact.cutouts.shape if cutouts else None
+    scale = artifact.cutouts.pixel_scale_arcsec if cutouts else None
     if cutouts:  # the column the model was trained on
         cols = replace(cols, cutout=artifact.cutouts.column)
+    checks = {"require_cutouts": cutouts, "cutout_shape": shape, "cutout_pixel_scale": scale}
     if config.validate == "full":
-        report = validate_dataset(
-            input_path, cols, bands, require_cutouts=cutouts, cutout_shape=shape
-        )
-        print(report.summary())
+        print(validate_dataset(input_path, cols, bands, **checks).summary())
         return
     fs, _ = io.resolve(input_path)
     for f in files:
         with open_object_table(fs, f) as table:
-            check_file_schema(
-                f, table.schema, cols, bands, require_cutouts=cutouts, cutout_shape=shape
-            )
+            check_file_schema(f, table.schema, cols, bands, **checks)
 
 
 def run_inference(
@@ -306,7 +303,9 @@ def run_inference(
     if store is not None:
         store.require_pairs(files, input_path)
         c = artifact.cutouts
-        join = CutoutJoin(store, c.column, c.shape, artifact.transform.columns.object_id)
+        store.require_pixel_scale(c.pixel_scale_arcsec)
+        id_column = artifact.transform.columns.object_id
+        join = CutoutJoin(store, c.column, c.shape, id_column, c.pixel_scale_arcsec)
 
     with _ray_data_settings(config):
         return _run(input_path, model, output, config, artifact, files, fs, expected, t0, join)
@@ -451,8 +450,11 @@ def _join_counts(input_path: str, files: list[str], join: CutoutJoin) -> JoinCou
     """Check every input file's cutout file (one task per file, ids only) and count how their
     rows meet; cutouts in store files that pair with no input file count as without object."""
     task = ray.remote(num_cpus=1)(count_file_join)  # one CPU, as the first pass's histograms
-    store, shape = join.store, join.shape
-    refs = [task.remote(f, input_path, store, join.id_column, join.column, shape) for f in files]
+    store, shape, scale = join.store, join.shape, join.pixel_scale
+    refs = [
+        task.remote(f, input_path, store, join.id_column, join.column, shape, scale)
+        for f in files
+    ]
     return store_counts(ray.get(refs), store, files, input_path, join.id_column, join.column)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from itertools import chain
 
@@ -16,6 +17,12 @@ from raypz.schema.files import open_object_table
 _RAY_TENSOR = "ray.data.arrow_tensor"
 """Ray Data's tensor extension types are named ``ray.data.arrow_tensor[_v2]``."""
 
+PIXEL_SCALE_KEY = "pixel_scale_arcsec"
+"""Where a cutout column's field metadata, or a store's manifest, gives its pixel scale."""
+
+PIXEL_SCALE_RTOL = 1e-3
+"""Pixel scales (arcsec) closer than this, relatively, are the same (a rounded header value)."""
+
 
 def check_file_schema(
     path: str,
@@ -25,6 +32,7 @@ def check_file_schema(
     require_labels: bool = False,
     require_cutouts: bool = False,
     cutout_shape: tuple[int, int, int] | None = None,
+    cutout_pixel_scale: float | None = None,
 ) -> pa.Schema:
     """Check one file's schema against the contract, reading at most its footer (Parquet) or
     header (FITS).
@@ -40,6 +48,8 @@ def check_file_schema(
         require_labels: the redshift column is required (training).
         require_cutouts: the cutout column, a (bands, H, W) float tensor, is required.
         cutout_shape: with ``require_cutouts``, the (bands, H, W) it must have (a model's).
+        cutout_pixel_scale: with ``require_cutouts``, the pixel scale (arcsec) it must have
+            when its field metadata gives one (a model's; None: not checked).
 
     Returns:
         The schema checked.
@@ -74,7 +84,8 @@ def check_file_schema(
         if name in schema.names:
             _require(path, schema, name, _is_float_list, "a list of floats")
     if require_cutouts:
-        check_cutout_field(path, schema.field(columns.cutout), len(bands), cutout_shape)
+        field = schema.field(columns.cutout)
+        check_cutout_field(path, field, len(bands), cutout_shape, cutout_pixel_scale)
     return schema
 
 
@@ -130,10 +141,12 @@ def check_cutout_field(
     field: pa.Field,
     n_bands: int = len(BANDS),
     model_shape: tuple[int, int, int] | None = None,
+    model_pixel_scale: float | None = None,
 ) -> tuple[int, int, int]:
     """The (bands, H, W) shape of a cutout column; ContractError unless it is a fixed-shape
     float tensor with ``n_bands`` bands (of ``model_shape``, when given), in ugrizy order when
-    its field metadata names them (``bands``, as raypz's writers do)."""
+    its field metadata names them (``bands``, as raypz's writers do), and of the pixel scale
+    ``model_pixel_scale`` (arcsec) when both it and the field metadata give one."""
     shape, value_type = _tensor_shape(field)
     if shape is None or len(shape) != 3 or shape[0] != n_bands or min(shape) < 1:
         rule = f"shape {shape} is not a fixed (bands={n_bands}, H, W) tensor"
@@ -146,7 +159,44 @@ def check_cutout_field(
     shape = (int(shape[0]), int(shape[1]), int(shape[2]))
     if model_shape is not None:
         require_cutout_shape(path, field.name, shape, model_shape)
+    require_pixel_scale(path, field.name, field_pixel_scale(path, field), model_pixel_scale)
     return shape
+
+
+def field_pixel_scale(path: str, field: pa.Field) -> float | None:
+    """The pixel scale (arcsec) a cutout column's field metadata gives (``pixel_scale_arcsec``,
+    as raypz's writers put it), or None; ContractError naming the file when it is no positive
+    number."""
+    raw = (field.metadata or {}).get(PIXEL_SCALE_KEY.encode())
+    if raw is None:
+        return None
+    return parse_pixel_scale(path, field.name, raw.decode(), PIXEL_SCALE_KEY)
+
+
+def parse_pixel_scale(path: str, column: str | None, value: object, what: str) -> float:
+    """``value``, the pixel scale a file gives in its ``what`` (field metadata, FITS card or
+    manifest entry), as arcsec per pixel; ContractError unless it is a positive number."""
+    try:
+        scale = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        rule = f"{what} {value!r} is not a positive pixel scale (arcsec)"
+        raise ContractError(path, column, rule)
+    return scale
+
+
+def require_pixel_scale(
+    path: str, column: str | None, scale: float | None, model_scale: float | None
+) -> None:
+    """ContractError naming the file unless its cutouts' pixel scale ``scale`` (arcsec) is the
+    model's: a CNN learns sizes and profiles in pixels, so another scale gives confident, wrong
+    PDFs. Not checked when either is unknown (None)."""
+    if scale is None or model_scale is None:
+        return
+    if not math.isclose(scale, model_scale, rel_tol=PIXEL_SCALE_RTOL):
+        rule = f"pixels of {scale:g} arcsec, the model was trained on {model_scale:g} arcsec pixels"
+        raise ContractError(path, column, rule)
 
 
 def require_band_order(path: str, column: str | None, bands: str, what: str) -> None:

@@ -22,6 +22,7 @@ def validate_dataset(
     require_cutouts: bool = False,
     check_rows: bool = True,
     cutout_shape: tuple[int, int, int] | None = None,
+    cutout_pixel_scale: float | None = None,
 ) -> ValidationReport:
     """Check an object table against the contract; raise on breaches, count per-row problems.
 
@@ -40,6 +41,8 @@ def validate_dataset(
             types).
         cutout_shape: with ``require_cutouts``, the (bands, H, W) the cutouts must have (the
             model's), checked from every file's footer before any row is read.
+        cutout_pixel_scale: the same for their pixel scale (arcsec), where a file's field
+            metadata gives one.
 
     Returns:
         The report; ``problems`` is None when ``check_rows`` is False.
@@ -66,6 +69,7 @@ def validate_dataset(
                 require_labels=require_labels,
                 require_cutouts=require_cutouts,
                 cutout_shape=cutout_shape,
+                cutout_pixel_scale=cutout_pixel_scale,
             )
             check_same_types(file, schema, [columns.object_id, *names], first_types)
             rows += table.num_rows

@@ -51,7 +51,7 @@ from raypz.models.artifact import (
     remove_artifact,
 )
 from raypz.models.reference import TrainingReference
-from raypz.object_stream import checked_join
+from raypz.object_stream import checked_join, declared_pixel_scale
 from raypz.pdf import ZGrid
 from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
@@ -263,14 +263,15 @@ def _fit_cutout_stretch(
 ) -> CutoutStretch:
     """The cutout stretch fitted on the usable cutouts of the first ``cutout_fit_rows`` of
     ``fit_ids``, the training rows' objectIds (of the table's cutout column, or of the cutout
-    store ``cutouts``); validation rows stay out of every fit."""
+    store ``cutouts``); validation rows stay out of every fit. It records the pixel scale the
+    cutout files declare."""
     fit_ids = fit_ids[: config.cutout_fit_rows]
     raw, usable = read_cutouts(train, config, fit_ids, cutouts=cutouts)
+    c = config.columns
     if not usable.any():
-        raise ValueError(
-            f"{cutouts or train}: column {config.columns.cutout!r} has no usable cutout"
-        )
-    return CutoutStretch.fit(raw[usable], column=config.columns.cutout)
+        raise ValueError(f"{cutouts or train}: column {c.cutout!r} has no usable cutout")
+    scale = declared_pixel_scale(train, cutouts, c.cutout, c.object_id)
+    return CutoutStretch.fit(raw[usable], column=c.cutout, pixel_scale_arcsec=scale)
 
 
 def train_ensemble(
@@ -359,12 +360,14 @@ def train_ensemble(
     stretch = _fit_cutout_stretch(train, config, fit_rows.object_id, cutouts) if images else None
     joins = {}
     if stretch is not None:
-        c, shape = config.columns, stretch.shape
-        joins = {train: checked_join(train, cutouts, c.cutout, shape, c.object_id)}
-        if target is not None:
-            joins[target] = checked_join(target, target_cutouts, c.cutout, shape, c.object_id)
+        c, shape, scale = config.columns, stretch.shape, stretch.pixel_scale_arcsec
+        joins = {train: checked_join(train, cutouts, c.cutout, shape, c.object_id, scale)}
+        if target is not None:  # the same pixels, where its files say
+            joins[target] = checked_join(
+                target, target_cutouts, c.cutout, shape, c.object_id, scale
+            )
         if pretrain is not None:  # its cutout column is checked (it has no store)
-            joins[pretrain] = checked_join(pretrain, None, c.cutout, shape, c.object_id)
+            joins[pretrain] = checked_join(pretrain, None, c.cutout, shape, c.object_id, scale)
     res = plan_workers(config, cluster_has_gpus())
 
     def datasets(path: str, fold: int | None, bal: BalanceWeights | None) -> dict:

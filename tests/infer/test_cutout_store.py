@@ -10,6 +10,7 @@ a repeated objectId in a cutout file stops the job before it writes anything.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -164,4 +165,46 @@ def test_a_store_that_pairs_with_no_input_file_stops_the_job(fusion_model, wide,
     with pytest.raises(ContractError, match=r"tract-0\.parquet or tract-0\.fits") as err:
         run_inference(str(renamed), fusion_model, str(out), INFER, cutouts=store)
     assert err.value.file == str(Path(store).absolute())
+    assert not out.exists()
+
+
+def _rescaled(table: pa.Table, arcsec: str) -> pa.Table:
+    """``table`` whose cutout column's field metadata gives another pixel scale."""
+    index = table.schema.get_field_index("cutout")
+    field = table.schema.field(index)
+    meta = {**field.metadata, b"pixel_scale_arcsec": arcsec.encode()}
+    return table.cast(table.schema.set(index, field.with_metadata(meta)))
+
+
+def test_cutouts_of_another_pixel_scale_stop_the_job(fusion_model, wide, tmp_path):
+    """A CNN learns sizes in pixels: cutouts of HSC's 0.168" pixels through a model trained on
+    LSST's 0.2" gave confident, wrong PDFs with no flag. The scale the training store declared
+    is in the model; a store file, a store manifest or a cutout column that declares another
+    stops the job before it writes anything, naming what said it."""
+    assert load_artifact(fusion_model).cutouts.pixel_scale_arcsec == 0.2
+    objects, store = wide["shards"]
+    edited = _edited_store(store, tmp_path / "store", lambda t: _rescaled(t, "0.168"))
+    out = tmp_path / "cat"
+    rule = r"column 'cutout': pixels of 0\.168 arcsec, the model was trained on 0\.2 arcsec"
+    with pytest.raises(ContractError, match=rf"shard-00000\.parquet: {rule}"):
+        run_inference(objects, fusion_model, str(out), INFER, cutouts=edited)
+    assert not out.exists()
+
+    objects, store = wide["fits"]
+    copy = tmp_path / "fits_store"
+    shutil.copytree(store, copy)
+    marker = copy / "_cutout_store.json"
+    manifest = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**manifest, "pixel_scale_arcsec": 0.168}))
+    with pytest.raises(ContractError, match=r"_cutout_store\.json: pixels of 0\.168 arcsec"):
+        run_inference(objects, fusion_model, str(out), INFER, cutouts=str(copy))
+    assert not out.exists()
+
+    objects, _ = wide["column"]
+    column = tmp_path / "column"
+    column.mkdir()
+    for f in sorted(Path(objects).glob("*.parquet")):
+        pq.write_table(_rescaled(pq.read_table(f), "0.168"), column / f.name)
+    with pytest.raises(ContractError, match=rf"shard-00000\.parquet: {rule}"):
+        run_inference(str(column), fusion_model, str(out), INFER)
     assert not out.exists()

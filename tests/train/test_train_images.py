@@ -79,6 +79,7 @@ def test_image_artifact_records_inputs_architecture_and_adaptation(dann_model, f
     assert meta["architecture"]["config"]["domain_adapt"] is True
     assert meta["training"]["target"] == {"path": fields[1]}
     assert artifact.cutouts.shape == (6, 16, 16) and artifact.cutouts.column == "cutout"
+    assert artifact.cutouts.pixel_scale_arcsec == 0.2  # declared by the cutout column
     assert all(s > 0 for s in artifact.cutouts.sigma_njy)
     # the stretch is fitted on the training rows' cutouts, never the validation split's
     table = pq.read_table(fields[0], columns=["objectId", "cutout"])
