@@ -34,7 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import io
-from raypz.features.cutout_arrays import cutout_array
+from raypz.features.cutout_arrays import cutout_array, has_data
 from raypz.schema.errors import ContractError
 from raypz.schema.rules import (
     PIXEL_SCALE_KEY,
@@ -385,8 +385,8 @@ def read_store_cutouts(
     column: str = "cutout",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Raw cutouts (n, bands, H, W) float32 nJy/pixel from the store and their usable-row mask
-    (n,) of ``object_ids``, in that order (an id without a cutout, or with a non-finite pixel,
-    gives zeros and False).
+    (n,) of ``object_ids``, in that order (an id without a cutout, or whose cutout holds no
+    data (:func:`raypz.features.cutout_arrays.has_data`), gives zeros and False).
 
     For the driver's samples of a training set (the stretch fit, the validation rows): memory
     is the cutouts returned plus one chunk."""
@@ -396,7 +396,7 @@ def read_store_cutouts(
         shape = first.shape
     chunks = _store_chunks(fs, paths, id_column, column, shape)
     images, found = _cutouts_of(chunks, np.asarray(object_ids, dtype=np.int64), shape)
-    usable = found & np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    usable = found & has_data(images)
     images[~usable] = 0.0
     return images, usable
 

@@ -18,9 +18,10 @@ def cutout_array(
     Accepts Arrow's ``fixed_shape_tensor`` or nested fixed-size lists (a Table column or
     array), Ray Data's numpy batch form (an (N, C, H, W) array, or an object array of per-row
     arrays / None), and nested lists.
-    Null rows, and with ``check_finite`` rows with non-finite pixels, are returned as zeros with
-    mask False. Without ``check_finite``, an Arrow column without nulls comes back as a
-    read-only view of its buffer. ``shape`` (C, H, W) is needed only when every row is null.
+    Null rows, and with ``check_finite`` rows that hold no data (:func:`has_data`), are
+    returned as zeros with mask False. Without ``check_finite``, an Arrow column without nulls
+    comes back as a read-only view of its buffer. ``shape`` (C, H, W) is needed only when
+    every row is null.
     """
     if isinstance(values, pa.ChunkedArray):  # one chunk (a Ray Data block): no copy
         if values.num_chunks == 1:
@@ -46,10 +47,17 @@ def cutout_array(
         images, valid = _from_rows(values, shape)
     if not check_finite:
         return images, valid
-    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
-    usable = valid & finite
+    usable = valid & has_data(images)
     images[~usable] = 0.0
     return images, usable
+
+
+def has_data(images: np.ndarray) -> np.ndarray:
+    """(N,) bool of cutouts (N, C, H, W) that hold data: every pixel finite, and not every
+    pixel exactly zero. Cutout services and masks fill a cutout without data with NaN or with
+    zeros; measured pixels carry noise, so they are never all exactly zero."""
+    flat = images.reshape(len(images), -1)
+    return np.isfinite(flat).all(axis=1) & (flat != 0).any(axis=1)
 
 
 def _from_rows(values, shape: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:

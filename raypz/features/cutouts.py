@@ -70,15 +70,17 @@ class CutoutStretch:
 
     def stretch_tensor(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stretched images (N, C, H, W) float32 from nJy/pixel on ``images``' device, and the
-        rows' usability (N,) bool: rows with a non-finite pixel become zeros and False.
+        rows' usability (N,) bool: rows that hold no data (a non-finite pixel, or every pixel
+        exactly zero: :func:`raypz.features.cutout_arrays.has_data`) become zeros and False.
 
         Done where the network runs, so a GPU actor's host only moves the raw pixels (a
         cutout is ~24 kB; the stretch is several passes over it)."""
-        finite = torch.isfinite(images).flatten(1).all(dim=1)  # (N,)
+        flat = images.flatten(1)
+        usable = torch.isfinite(flat).all(dim=1) & (flat != 0).any(dim=1)  # (N,), as has_data
         sigma = torch.tensor(self.sigma_njy, dtype=torch.float32, device=images.device)
         scale = (STRETCH_SIGMAS * sigma)[None, :, None, None]
         stretched = torch.asinh(images / scale)
-        return torch.where(finite[:, None, None, None], stretched, 0.0), finite
+        return torch.where(usable[:, None, None, None], stretched, 0.0), usable
 
     def raw_from_batch(
         self, batch: Mapping[str, np.ndarray] | pa.Table
@@ -103,11 +105,11 @@ class CutoutStretch:
         self, batch: Mapping[str, np.ndarray] | pa.Table
     ) -> tuple[np.ndarray, np.ndarray]:
         """Stretched cutouts (N, C, H, W) of a batch and flags (N,) int32: NO_CUTOUT | NO_PDF
-        on rows without a usable cutout (null, or a non-finite pixel), whose images are
-        zeros."""
+        on rows without a usable cutout (null, or no data: a non-finite pixel, or all zeros),
+        whose images are zeros."""
         images, valid = self.raw_from_batch(batch)
-        stretched, finite = self.stretch_tensor(host_tensor(np.asarray(images, dtype=np.float32)))
-        usable = valid & finite.numpy()
+        stretched, has_data = self.stretch_tensor(host_tensor(np.asarray(images, np.float32)))
+        usable = valid & has_data.numpy()
         flags = np.where(usable, 0, fl.NO_CUTOUT | fl.NO_PDF).astype(np.int32)
         return stretched.numpy(), flags
 

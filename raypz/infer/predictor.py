@@ -120,7 +120,7 @@ class CatalogPredictor:
         """Summary, flag and compact-PDF columns of some rows. Everything per object runs on
         the ensemble's device (:func:`summarize_tensor`, :func:`compact.encode_tensor`); the
         host receives the columns' buffers (~150 bytes per object instead of the (N, G)
-        PDFs). ``usable`` marks rows whose cutout has only finite pixels (image models).
+        PDFs). ``usable`` marks rows whose cutout holds data (image models).
         Rows that get NO_PDF are predicted with the others (on zeroed inputs) and then
         blanked: null summaries and PDF."""
         xt = to_device(x, self.ensemble.device)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from raypz import flags as fl
+from raypz.features.cutout_arrays import has_data
 from raypz.features.cutouts import STRETCH_SIGMAS, CutoutStretch, cutout_array
 from raypz.train.augment import random_dihedral
 
@@ -93,24 +94,33 @@ def test_random_dihedral_applies_one_of_the_eight_symmetries_per_image(rng):
     assert len(seen) == 8, "every symmetry is drawn"
 
 
-def test_raw_cutouts_are_a_view_and_the_device_stretch_flags_non_finite_rows(rng):
+def test_raw_cutouts_are_a_view_and_the_device_stretch_flags_rows_without_data(rng):
     """The predictor's image path: raw pixels (a view of the Arrow buffer when no row is null)
-    go to the device, where the stretch zeroes and reports rows with a non-finite pixel."""
-    images = rng.normal(size=(4, 6, 8, 8)).astype(np.float32) * 30
+    go to the device, where the stretch zeroes and reports rows with a non-finite pixel and
+    rows of all-zero pixels (how cutout services fill a cutout without data; before, such a
+    row got a confident PDF). One band of zeros is data, as is one nonzero pixel."""
+    images = rng.normal(size=(7, 6, 8, 8)).astype(np.float32) * 30
     images[2, 5, 7, 7] = np.inf
+    images[4] = 0.0
+    images[5, 1] = 0.0
+    images[6] = 0.0
+    images[6, 0, 0, 0] = 1e-3
     stretch = CutoutStretch("cutout", (6, 8, 8), tuple(np.linspace(1.0, 6.0, 6)))
     column = _tensor_column(images)
     raw, valid = stretch.raw_from_batch(pa.table({"cutout": column}))
     assert valid.all() and not raw.flags.writeable, "no copy of the Arrow buffer"
     assert np.shares_memory(raw, column.storage.flatten().to_numpy())
     out, usable = stretch.stretch_tensor(torch.from_numpy(images))
-    assert usable.tolist() == [True, True, False, True]
+    assert usable.tolist() == [True, True, False, True, False, True, True]
     assert not out[2].any()
+    assert has_data(images).tolist() == usable.tolist()  # the numpy rule of stores and columns
+    assert cutout_array(_tensor_column(images))[1].tolist() == usable.tolist()
     scale = STRETCH_SIGMAS * np.asarray(stretch.sigma_njy, np.float32)[None, :, None, None]
     expected = np.arcsinh(images[[0, 1, 3]] / scale)
     np.testing.assert_allclose(out[[0, 1, 3]].numpy(), expected, rtol=2e-7, atol=1e-7)
     stretched, flags = stretch.from_batch(pa.table({"cutout": column}))
-    assert flags.tolist() == [0, 0, fl.NO_CUTOUT | fl.NO_PDF, 0]
+    gone = fl.NO_CUTOUT | fl.NO_PDF
+    assert flags.tolist() == [0, 0, gone, 0, gone, 0, 0]
     np.testing.assert_array_equal(stretched, out.numpy())
 
 
