@@ -74,24 +74,28 @@ def quiet_ray(quiet: bool = True) -> None:
 
 @ray.remote(num_cpus=0)
 class _Counter:
-    """Units done, advanced by Ray workers (one call per epoch or per block: cheap)."""
+    """Units done per task (a member's epochs), reported by Ray workers (one call per epoch:
+    cheap). Each task reports how far it has reached, not what it added, so a task retried
+    from the start or resumed from a checkpoint, in this run or a rerun, counts each unit
+    once: the count is the sum over tasks of the furthest each reached."""
 
     def __init__(self) -> None:
-        self.done = 0.0
+        self.reached: dict[object, float] = {}
         self.note = ""
 
-    def add(self, n: float, note: str = "") -> None:
-        self.done += n
+    def reach(self, key: object, done: float, note: str = "") -> None:
+        self.reached[key] = max(done, self.reached.get(key, 0.0))
         self.note = note or self.note
 
     def read(self) -> tuple[float, str]:
-        return self.done, self.note
+        return sum(self.reached.values()), self.note
 
 
 class RemoteProgress:
     """A :class:`~raypz.progress.ProgressLine` that Ray workers advance.
 
-    ``handle`` goes to the workers, which call ``handle.add.remote(n, note)``; a driver thread
+    ``handle`` goes to the workers, which call ``handle.reach.remote(key, done, note)`` (a
+    task ``key`` has ``done`` units, see :class:`_Counter`); a driver thread
     reads the count every ``poll_s`` seconds and updates the line. Use as a context manager
     around the work; the line closes at exit.
     """

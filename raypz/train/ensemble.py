@@ -146,6 +146,8 @@ def fit_on_ray(
     )
     result = trainer.fit()
     state = load_member_checkpoint(result.checkpoint)
+    if progress is not None:  # a member finished in an earlier run reports no epoch
+        progress.reach.remote(spec.seed, spec.n_epochs)
     return RayFit(state["best"], MemberProgress.from_dict(state["progress"]), result.metrics or {})
 
 
@@ -209,7 +211,7 @@ def _claim_output(
     if not replace:
         raise FileExistsError(
             f"{where}: a model trained on other data or with other settings; choose a new "
-            "--output, or pass --replace to replace it"
+            "output, or replace it (--replace; train_ensemble(..., replace=True))"
         )
     print(f"{where}: a model trained on other data or with other settings; replacing it")
     remove_artifact(output)

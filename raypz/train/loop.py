@@ -27,7 +27,7 @@ from raypz.train.member import (
     MemberProgress,
     MemberSpec,
     NumpyBatch,
-    epochs_to_count,
+    epochs_reached,
     train_member,
 )
 
@@ -92,7 +92,7 @@ def _reporter(
 
     def report(progress: MemberProgress, state: Callable[[], dict[str, Any]], stop: bool) -> None:
         if rank == 0 and counter is not None:
-            counter.add.remote(*epochs_to_count(spec, progress, stop))
+            counter.reach.remote(spec.seed, *epochs_reached(spec, progress, stop))
         metrics = {
             **asdict(progress.history[-1]),
             **{k: v for k, v in progress.to_dict().items() if k != "history"},

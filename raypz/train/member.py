@@ -351,13 +351,14 @@ def train_member(
     return MemberResult(best_state, progress)
 
 
-def epochs_to_count(spec: MemberSpec, progress: MemberProgress, stop: bool) -> tuple[int, str]:
-    """What a finished epoch adds to a progress count over all members' epochs, and a note
-    for the progress line: 1, or, when the member stops (early), every epoch it had left, so
+def epochs_reached(spec: MemberSpec, progress: MemberProgress, stop: bool) -> tuple[int, str]:
+    """How many of its epochs a member has accounted for after a finished epoch, for a
+    progress count over all members' epochs, and a note for the progress line: the epochs
+    run (those before a resume included), or all of them when the member stops (early), so
     that the count ends at members x epochs."""
     record = progress.history[-1]
-    counted = spec.n_epochs - record.epoch if stop else 1
-    return counted, f"member seed {spec.seed} epoch {record.epoch}: val loss {record.val_loss:.3f}"
+    reached = spec.n_epochs if stop else record.epoch + 1
+    return reached, f"member seed {spec.seed} epoch {record.epoch}: val loss {record.val_loss:.3f}"
 
 
 def member_checkpoint(

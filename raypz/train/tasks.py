@@ -27,7 +27,7 @@ from raypz.train.member import (
     MemberProgress,
     MemberSpec,
     TableBatches,
-    epochs_to_count,
+    epochs_reached,
     train_member,
 )
 
@@ -50,7 +50,7 @@ def _train_task(
 
     def report(progress: MemberProgress, _checkpoint, stop: bool) -> None:
         if counter is not None:
-            counter.add.remote(*epochs_to_count(spec, progress, stop))
+            counter.reach.remote(spec.seed, *epochs_reached(spec, progress, stop))
 
     result = train_member(spec, train, val, on_epoch=report)
     return {"best": result.best_state, "progress": result.progress.to_dict()}
@@ -74,7 +74,8 @@ def fit_in_task(
             _bytes_io.BytesIO(io.read_bytes(path)), map_location="cpu", weights_only=True
         )
         if counter is not None:
-            counter.add.remote(spec.n_epochs, f"member seed {spec.seed}: finished earlier")
+            note = f"member seed {spec.seed}: finished earlier"
+            counter.reach.remote(spec.seed, spec.n_epochs, note)
     else:
         task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_train_task)
         state = ray.get(task.remote(table, spec, fold, balance, counter))

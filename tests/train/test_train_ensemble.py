@@ -91,12 +91,15 @@ def test_artifact_metrics_and_validation_predictions(trained):
     assert (mass > 0).mean() > 0.99
 
 
-def test_rerun_resumes_finished_members(trained, labelled_survey):
-    """Rerunning the same command finds each member's Ray Train run and resumes it (~60 s)."""
+def test_rerun_resumes_finished_members(trained, labelled_survey, capsys):
+    """Rerunning the same command finds each member's Ray Train run and resumes it (~60 s);
+    its progress line counts the finished members' epochs (it ended at 0% before)."""
     out, result = trained
+    capsys.readouterr()
     again = train_ensemble(labelled_survey, out, CONFIG, name="test")
     assert [m["epochs_run"] for m in again.members] == [2, 2]
     assert again.model_hash == result.model_hash
+    assert "train: 4/4 epochs (100%)" in capsys.readouterr().out
 
 
 def test_training_curves_are_written_and_linked_by_the_report(trained, labelled_survey, tmp_path):

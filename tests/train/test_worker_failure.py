@@ -30,7 +30,7 @@ CONFIG = TrainConfig(
 )
 
 
-def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path):
+def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path, capsys):
     data = tmp_path / "survey"
     data.mkdir()
     table = simulate_shard(SurveyConfig(n_objects=4000, seed=12, field="deep"), 0)
@@ -47,9 +47,13 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path):
         ready=lambda: any((out / "_checkpoints").rglob("checkpoint_manager_snapshot.json")),
         poll_s=0.05,
     )
+    capsys.readouterr()
     result = train_ensemble(str(data), str(out), CONFIG, name="killed")
     killer.join(timeout=5)
     assert killed, "no training worker was killed"
+    # epochs replayed after the restart are counted once (the line could pass 100%)
+    total = CONFIG.n_members * CONFIG.epochs
+    assert f"train: {total}/{total} epochs (100%)" in capsys.readouterr().out
     member, ref = result.members[0], reference.members[0]
     assert ref["resumed_at"] == []
     # the restarted worker began after its last registered checkpoint, not at epoch 0
