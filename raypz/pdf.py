@@ -56,6 +56,22 @@ class ZGrid:
         return cls(float(d["z_min"]), float(d["z_max"]), int(d["n"]))
 
 
+def require_on_grid(pdf_shape: tuple[int, ...], grid: ZGrid, rows: int | None = None) -> None:
+    """ValueError unless PDFs of shape ``pdf_shape`` are rows (N, G) on ``grid`` (G its
+    points) and, when ``rows`` is given, one per redshift (N == rows). Without it, PDFs of
+    another grid give plausible, wrong numbers (a CDF read at the wrong redshifts)."""
+    if not isinstance(grid, ZGrid):
+        raise TypeError(f"grid must be a ZGrid, got {type(grid).__name__} (argument order?)")
+    if len(pdf_shape) != 2 or pdf_shape[1] != grid.n:
+        raise ValueError(
+            f"PDFs of shape {tuple(pdf_shape)} are not rows on a z grid of {grid.n} points "
+            f"({grid.z_min:g} to {grid.z_max:g}): pass the grid they were made on (a model's "
+            "artifact.grid, a catalog's read_predictions(...).grid)"
+        )
+    if rows is not None and pdf_shape[0] != rows:
+        raise ValueError(f"{pdf_shape[0]} PDF rows for {rows} redshifts: one row per redshift")
+
+
 def _trapezoid_weights(n: int, dz: float) -> np.ndarray:
     w = np.full(n, dz)
     w[0] = w[-1] = dz / 2
@@ -65,6 +81,7 @@ def _trapezoid_weights(n: int, dz: float) -> np.ndarray:
 def normalize(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     """Rows of ``pdf`` (N, G) scaled to integrate to 1; rows with no mass stay all zero."""
     pdf = np.clip(np.asarray(pdf, dtype=np.float64), 0.0, None)
+    require_on_grid(pdf.shape, grid)
     norm = pdf @ _trapezoid_weights(grid.n, grid.dz)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norm[:, None] > 0, pdf / norm[:, None], 0.0)
@@ -87,6 +104,7 @@ class _Cumulative:
     """
 
     def __init__(self, pdf: torch.Tensor, grid: ZGrid) -> None:
+        require_on_grid(tuple(pdf.shape), grid)
         self.grid = grid
         self.z = _grid_values(grid, pdf.device)
         pdf = pdf.to(torch.float64)  # no copy when it is float64 already
@@ -175,6 +193,7 @@ def _risk_kernel(grid: ZGrid, device: torch.device) -> tuple[torch.Tensor, torch
 
 def _best_redshift(pdf: torch.Tensor, grid: ZGrid) -> torch.Tensor:
     """:func:`best_redshift` of float32 PDF rows on their device, (N,) float64."""
+    require_on_grid(tuple(pdf.shape), grid)
     candidates, kernel = _risk_kernel(grid, pdf.device)
     score = pdf @ kernel  # (N, C) float32
     best = argmax_rows(score)  # (N,)
@@ -223,6 +242,7 @@ def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarr
     little mass can be the highest, and the mode follows it (``docs/catalog_results.md``).
     "best" is :func:`best_redshift`, the estimate of least expected outlier-robust loss.
     """
+    require_on_grid(np.shape(pdf), grid)
     if kind == "mode":
         return grid.values[np.argmax(pdf, axis=1)] if len(pdf) else np.empty(0)
     if kind == "median":
@@ -258,6 +278,7 @@ def summarize_tensor(pdf: torch.Tensor, grid: ZGrid, odds_width: float = 0.06) -
     order. Moments and cumulative sums are float64 (on a 701-point grid float32 sums lose
     ~1e-5 of the CDF, a visible shift of the 2.5% quantile's tail).
     """
+    require_on_grid(tuple(pdf.shape), grid)
     z = _grid_values(grid, pdf.device)
     mode = z[argmax_rows(pdf)]  # (N,)
     w = torch.from_numpy(_trapezoid_weights(grid.n, grid.dz)).to(pdf.device)

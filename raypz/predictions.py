@@ -21,13 +21,16 @@ import pyarrow.parquet as pq
 
 from raypz import compact, io
 from raypz.metrics.tables import object_ids
-from raypz.pdf import SUMMARY_COLUMNS, ZGrid, summarize
+from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
 
 if TYPE_CHECKING:
     import lsdb
 
 Z_GRID_KEY = b"raypz.z_grid"
 """Schema-metadata key holding the JSON z grid of the ``pdf`` column."""
+
+MODEL_HASH_KEY = b"raypz.model_hash"
+"""Schema-metadata key holding the hash of the model that made the predictions."""
 
 
 def predictions_table(
@@ -43,6 +46,7 @@ def predictions_table(
     ``extra`` columns (e.g. coordinates, the true redshift of a validation set) are appended.
     """
     pdf = np.asarray(pdf, dtype=np.float32)
+    require_on_grid(pdf.shape, grid, len(object_id))
     stats = summarize(pdf, grid)
     empty = pdf.sum(axis=1) <= 0
     cols: dict[str, pa.Array] = {"objectId": pa.array(np.asarray(object_id, dtype=np.int64))}

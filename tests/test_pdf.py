@@ -143,3 +143,31 @@ def test_best_redshift_of_rows_without_mass_is_nan():
     assert best[0] == pytest.approx(1.0, abs=1e-3)
     assert np.isnan(best[1:]).all()
     assert best_redshift(np.zeros((0, GRID.n)), GRID).shape == (0,)
+
+
+def test_pdfs_of_another_grid_are_refused_not_scored(rng):
+    """ZGrid() has 351 points and the training grid 701: PDFs read on the wrong one gave
+    plausible PIT values and medians (or a torch shape error deep inside) with no word."""
+    from raypz.metrics import crps, evaluate, pit
+    from raypz.predictions import predictions_table
+
+    fine = ZGrid(0.0, 3.5, 701)
+    pdf = normalize(rng.random((5, fine.n)), fine)
+    z = rng.uniform(0.1, 2.0, 5)
+    rule = r"PDFs of shape \(5, 701\) are not rows on a z grid of 351 points"
+    for call in (
+        lambda: pit(pdf, ZGrid(), z),
+        lambda: crps(pdf, ZGrid(), z),
+        lambda: point_estimate(pdf, ZGrid(), "median"),
+        lambda: point_estimate(pdf, ZGrid(), "mode"),
+        lambda: summarize(pdf, ZGrid()),
+        lambda: evaluate(ZGrid(), pdf, z),
+        lambda: predictions_table(np.arange(5), pdf, ZGrid()),
+    ):
+        with pytest.raises(ValueError, match=rule):
+            call()
+    with pytest.raises(ValueError, match="5 PDF rows for 4 redshifts"):
+        pit(pdf, fine, z[:4])
+    with pytest.raises(TypeError, match="grid must be a ZGrid, got ndarray"):
+        evaluate(pdf, fine, z)  # the arguments swapped
+    assert np.isfinite(pit(pdf, fine, z)).all()

@@ -40,3 +40,8 @@ def __getattr__(name: str):
     if name not in _WHERE:
         raise AttributeError(f"module 'raypz.infer' has no attribute {name!r}")
     return getattr(import_module(_WHERE[name]), name)
+
+
+def __dir__() -> list[str]:
+    """The module's names with those imported on first use (tab completion lists them)."""
+    return sorted({*globals(), *__all__})

@@ -53,7 +53,7 @@ from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.models import load_artifact
 from raypz.object_stream import PATH_COLUMN, CutoutJoin, object_dataset
-from raypz.predictions import Z_GRID_KEY
+from raypz.predictions import MODEL_HASH_KEY, Z_GRID_KEY
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, check_file_schema, validate_dataset
@@ -291,7 +291,7 @@ def run_inference(
     artifact = load_artifact(model)
     store = CutoutStore.open(cutouts) if cutouts else None
     if store is not None and artifact.cutouts is None:
-        raise ValueError(f"{model}: a catalog model reads no cutouts; drop --cutouts {cutouts}")
+        raise ValueError(f"{model}: a catalog model reads no cutouts; drop the store {cutouts}")
     fs, _ = io.resolve(input_path)
     files = list_table_files(input_path)
     if not files:
@@ -561,13 +561,14 @@ def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
     if previous.get("fingerprint") != fingerprint:
         raise FileExistsError(
             f"{output}: holds a catalog from other inputs, another model or other partitioning "
-            "settings (--max-rows-per-partition, --histogram-order); choose a new --output"
+            "settings (InferConfig's --max-rows-per-partition, --histogram-order); choose a new "
+            "output"
         )
     missing = _missing_partitions(output)
     if missing:
         raise FileNotFoundError(
             f"{output}: a finished catalog that lacks {len(missing)} of its partition files "
-            f"(e.g. {missing[0]}); infer into a new --output, or delete this one and rerun"
+            f"(e.g. {missing[0]}); infer into a new output, or delete this one and rerun"
         )
     return InferenceSummary(**previous)
 
@@ -609,7 +610,7 @@ def _provenance(artifact, input_path: str, config: InferConfig) -> dict[str, str
         Z_GRID_KEY.decode(): json.dumps(artifact.grid.to_dict()),
         "raypz.pdf_encoding": compact.ENCODING,
         "raypz.model_id": artifact.model_id,
-        "raypz.model_hash": artifact.model_hash,
+        MODEL_HASH_KEY.decode(): artifact.model_hash,
         "raypz.version": raypz.__version__,
         "raypz.run_config": json.dumps({"input": input_path, **config.to_dict()}),
         "raypz.created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

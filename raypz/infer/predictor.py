@@ -8,6 +8,9 @@ cutout: NO_CUTOUT) keep null PDFs and the NO_PDF flag.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -18,7 +21,9 @@ from raypz.models import EnsemblePredictor, ModelArtifact, load_artifact
 from raypz.models.ensemble import to_device
 from raypz.models.reference import FAR_FROM_TRAINING_DISTANCE
 from raypz.pdf import SUMMARY_COLUMNS, summarize_tensor
+from raypz.predictions import MODEL_HASH_KEY, Z_GRID_KEY
 from raypz.rowops import host_tensor
+from raypz.schema import ContractError
 
 PREDICT_CHUNK_ROWS = 1024
 """Rows predicted, summarised and encoded at a time inside a batch on CPU: the (rows, G) PDFs
@@ -33,7 +38,9 @@ null for artifacts without a training reference). Both are null where there is n
 
 
 def output_schema(artifact: ModelArtifact) -> pa.Schema:
-    """Columns of a catalog batch, in order (the pipeline prepends ``_healpix_29``)."""
+    """Columns of a catalog batch, in order (the pipeline prepends ``_healpix_29``), with the
+    model's z grid and hash in the schema metadata: a batch written to Parquet is a predictions
+    table that :func:`raypz.predictions.read_predictions` reads."""
     c = artifact.transform.columns
     fields = [
         pa.field(c.object_id, pa.int64()),
@@ -45,7 +52,11 @@ def output_schema(artifact: ModelArtifact) -> pa.Schema:
         pa.field("pdf_start", pa.uint16()),
         pa.field("pdf", pa.binary()),
     ]
-    return pa.schema(fields)
+    metadata = {
+        Z_GRID_KEY: json.dumps(artifact.grid.to_dict()).encode(),
+        MODEL_HASH_KEY: artifact.model_hash.encode(),
+    }
+    return pa.schema(fields, metadata=metadata)
 
 
 def input_columns(artifact: ModelArtifact) -> list[str]:
@@ -58,6 +69,11 @@ def input_columns(artifact: ModelArtifact) -> list[str]:
 
 class CatalogPredictor:
     """Loads an artifact once; maps object-table batches to catalog batches.
+
+    A catalog batch holds the PDFs in compact form (``pdf``, ``pdf_start``) and the z grid in
+    its schema metadata; ``read_predictions`` of it written to Parquet, or
+    :func:`raypz.predictions.decode_pdfs` of its two columns on ``artifact.grid``, gives the
+    (N, G) PDFs.
 
     Args:
         model: artifact directory (local or URI) or an already loaded artifact.
@@ -78,8 +94,16 @@ class CatalogPredictor:
         """The input columns this model reads."""
         return input_columns(self.artifact)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """Catalog rows (one per input row, same order) for a batch of the object table."""
+    def __call__(self, batch: pa.Table | pa.RecordBatch | Mapping) -> pa.Table:
+        """Catalog rows (one per input row, same order) for a batch of the object table: an
+        Arrow table or record batch, a pandas DataFrame or a mapping of column arrays, holding
+        at least :attr:`input_columns` (a :class:`~raypz.schema.ContractError` names the first
+        missing one)."""
+        if not isinstance(batch, (pa.Table, pa.RecordBatch)):
+            batch = pa.table(batch)
+        missing = [name for name in self.input_columns if name not in batch.schema.names]
+        if missing:
+            raise ContractError("the batch", missing[0], "missing (the model reads it)")
         if batch.num_rows == 0:  # an empty file or slice (Ray Data skips empty blocks)
             return self.schema.empty_table()
         x, flags = self.artifact.transform(batch)

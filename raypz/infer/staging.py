@@ -66,8 +66,8 @@ def load_histogram(root: str, fingerprint: str) -> PixelHistogram | None:
     if meta.get(b"fingerprint", b"").decode() != fingerprint:
         raise FileExistsError(
             f"{path}: staging from a run over other inputs, another model or other "
-            "partitioning settings (--max-rows-per-partition, --histogram-order); use a new "
-            "--output or delete it"
+            "partitioning settings (InferConfig's --max-rows-per-partition, --histogram-order); "
+            "use a new output or delete it"
         )
     order = int(meta[b"order"])
     return PixelHistogram(order, table["pixel"].to_numpy(), table["count"].to_numpy())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raypz.pdf import ZGrid, cdf, cdf_at
+from raypz.pdf import ZGrid, cdf, cdf_at, require_on_grid
 
 CHUNK_ROWS = 2048
 """Rows per chunk when evaluating CDFs: a few (chunk, G) float64 arrays live at once."""
@@ -31,6 +31,7 @@ def pit(
     A true redshift below (above) the grid gives 0 (1); a non-finite one gives NaN.
     """
     z_spec = np.asarray(z_spec, dtype=np.float64)
+    require_on_grid(np.shape(pdf), grid, len(z_spec))
     out = np.empty(z_spec.shape[0])
     for start in range(0, z_spec.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
@@ -75,6 +76,7 @@ def crps(
     the grid. For a delta-like PDF the CRPS tends to |z_phot - z_spec|.
     """
     z_spec = np.asarray(z_spec, dtype=np.float64)
+    require_on_grid(np.shape(pdf), grid, len(z_spec))
     out = np.empty(z_spec.shape[0])
     for start in range(0, z_spec.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)

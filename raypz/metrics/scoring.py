@@ -28,7 +28,7 @@ from raypz.metrics.pdf_metrics import (
     pit_metrics,
 )
 from raypz.metrics.point import point_metrics, scaled_residual
-from raypz.pdf import POINT_ESTIMATES, ZGrid, point_estimate
+from raypz.pdf import POINT_ESTIMATES, ZGrid, point_estimate, require_on_grid
 
 
 def _increasing(name: str, edges: tuple[float, ...]) -> None:
@@ -265,6 +265,7 @@ def evaluate(
         ``mag``, ``mag``: see :func:`binned`) and
         ``nz`` (:func:`~raypz.metrics.nz_metrics` in ``config.tomo_edges``).
     """
+    require_on_grid(np.shape(pdf), grid, len(z_spec))
     keep, counts = scorable_rows(pdf, z_spec, flags)
     kept_pdf = pdf if keep.all() else np.asarray(pdf)[keep]
     stored = stored or {}

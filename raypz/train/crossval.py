@@ -26,7 +26,6 @@ never scores the old rows.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ import pyarrow.parquet as pq
 from raypz import io, tables
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer.predictor import CatalogPredictor
-from raypz.predictions import Z_GRID_KEY
+from raypz.predictions import MODEL_HASH_KEY
 from raypz.schema import validate_dataset
 from raypz.train.config import TrainConfig
 from raypz.train.ensemble import train_ensemble
@@ -47,10 +46,6 @@ from raypz.train.splits import fold_of
 OUTER_SALT = 0x2545F4914F6CDD1D
 """Mixed into objectId before hashing, so that outer folds do not coincide with the training's
 own validation split or folds (both hash the bare objectId)."""
-
-
-MODEL_HASH_KEY = b"raypz.model_hash"
-"""Schema-metadata key of a fold's predictions: the hash of the artifact that wrote them."""
 
 
 def outer_folds(object_id: np.ndarray, folds: int) -> np.ndarray:
@@ -168,14 +163,7 @@ def _predict(model: str, rows: pa.Table) -> pa.Table:
     :func:`raypz.predictions.read_predictions` needs) and the model's hash in the schema
     metadata."""
     predictor = CatalogPredictor(model)
-    out = predictor(rows.select(predictor.input_columns))
-    artifact = predictor.artifact
-    return out.replace_schema_metadata(
-        {
-            Z_GRID_KEY: json.dumps(artifact.grid.to_dict()).encode(),
-            MODEL_HASH_KEY: artifact.model_hash.encode(),
-        }
-    )
+    return predictor(rows.select(predictor.input_columns))
 
 
 def _remove_other_folds(predictions: str, folds: int) -> None:

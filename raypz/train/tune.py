@@ -561,7 +561,7 @@ def run_search(
     if exists and stored is not None and stored.get("key") != key:
         raise ValueError(
             f"{output} holds a search with other settings or data (see {SEARCH_JSON}); "
-            "use another --output"
+            "use another output"
         )
     if resume and not exists:
         raise ValueError(f"--resume: no Tune experiment to continue under {experiment}")

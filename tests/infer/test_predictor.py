@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from raypz import compact, io, rowops
 from raypz import flags as fl
@@ -95,3 +96,27 @@ def test_concurrent_calls_give_the_same_rows(small_survey, small_model):
 def _levels(catalog: pa.Table, n_grid: int) -> np.ndarray:
     """The compact PDFs' levels on the grid, as signed ints (differences can be negative)."""
     return compact.levels(catalog["pdf_start"], catalog["pdf"], n_grid).astype(int)
+
+
+def test_a_batch_of_any_form_gives_a_predictions_table(small_survey, small_model, tmp_path):
+    """In a notebook: a pandas frame or a dict of columns predicts as an Arrow table does; the
+    output, written to Parquet, is a predictions table (the z grid and model hash travel in
+    its schema metadata; read_predictions refused it before); a missing input column is a
+    ContractError naming it, not pyarrow's KeyError."""
+    from raypz.models import load_artifact
+    from raypz.predictions import MODEL_HASH_KEY, read_predictions
+    from raypz.schema import ContractError
+
+    predictor = CatalogPredictor(small_model, device="cpu")
+    table = _one_file(small_survey).slice(0, 200).select(predictor.input_columns)
+    out = predictor(table)
+    for other in (table.to_pandas(), table.to_pydict()):
+        assert predictor(other).equals(out)
+    pq.write_table(out, tmp_path / "p.parquet")
+    pred = read_predictions(str(tmp_path / "p.parquet"))
+    artifact = load_artifact(small_model)
+    assert pred.grid == artifact.grid and pred.pdf.shape == (200, artifact.grid.n)
+    assert out.schema.metadata[MODEL_HASH_KEY].decode() == artifact.model_hash
+    np.testing.assert_array_equal(pred.object_id, table["objectId"].to_numpy())
+    with pytest.raises(ContractError, match=r"the batch: column 'y_cModelFlux': missing"):
+        predictor(table.drop_columns(["y_cModelFlux"]))

@@ -14,11 +14,11 @@ import pytest
 from raypz import io
 from raypz.models import load_artifact
 from raypz.pdf import ZGrid
-from raypz.predictions import read_predictions
+from raypz.predictions import MODEL_HASH_KEY, read_predictions
 from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig
-from raypz.train.crossval import MODEL_HASH_KEY, cross_validate, outer_folds, read_rows
+from raypz.train.crossval import cross_validate, outer_folds, read_rows
 from raypz.train.splits import is_validation
 
 pytestmark = pytest.mark.timeout(300)
