@@ -90,6 +90,12 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         raise FileNotFoundError(f"{path}: no Parquet files with predictions")
     fs, inner = io.resolve(path)
     _require_finished(path, fs, inner)
+    if columns is not None:
+        names = pq.read_schema(files[0], filesystem=fs).names
+        unknown = [c for c in columns if c not in names]
+        if unknown:
+            kept = [n for n in names if n not in ("pdf", "pdf_start")]
+            raise ValueError(f"{files[0]}: no column(s) {unknown}; it has {kept}")
     tables = [
         pq.read_table(
             f,
@@ -147,12 +153,13 @@ def _z_grid(path: str, table: pa.Table) -> ZGrid:
     return ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
 
 
-def decode_pdfs(
-    pdf: pa.Array | pa.ChunkedArray, pdf_start: pa.Array | pa.ChunkedArray | None, grid: ZGrid
-) -> np.ndarray:
+def decode_pdfs(pdf, pdf_start, grid: ZGrid) -> np.ndarray:
     """PDFs (N, G) float32 on ``grid`` from a ``pdf`` column: the compact bytes of the
     catalog (:mod:`raypz.compact`, which need ``pdf_start``) or float lists. Null rows (no PDF)
-    come back all zero."""
+    come back all zero. The columns may be Arrow arrays or anything Arrow converts: pandas
+    Series (an lsdb partition's), numpy or lists."""
+    if not isinstance(pdf, (pa.Array, pa.ChunkedArray)):
+        pdf = pa.array(pdf)
     if isinstance(pdf, pa.ChunkedArray):
         pdf = pdf.combine_chunks()
     if not pa.types.is_binary(pdf.type):

@@ -119,7 +119,11 @@ class EnsemblePredictor:
     def predict(
         self, x: np.ndarray, images: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`predict_tensor` with its results copied to host arrays."""
+        """:meth:`predict_tensor` with its results copied to host arrays.
+
+        The networks see every row: rows the feature transform flagged NO_PDF (no usable
+        band) get a PDF from zeroed features, which means nothing. Drop or blank them with
+        the transform's flags, or use :class:`raypz.infer.CatalogPredictor`, which does."""
         pdf, flags, _ = self.predict_tensor(x, images)
         return pdf.cpu().numpy(), flags.cpu().numpy()
 

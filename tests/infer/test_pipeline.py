@@ -14,7 +14,7 @@ import pytest
 
 from raypz import io
 from raypz.infer import SUMMARY_FILE, InferConfig, run_inference, staging
-from raypz.predictions import read_predictions, to_qp_ensemble
+from raypz.predictions import decode_pdfs, read_predictions, to_qp_ensemble
 
 CONFIG = InferConfig(max_rows_per_partition=800, batch_size=1024, keep_staging=True)
 
@@ -91,6 +91,13 @@ def test_lsdb_opens_it_and_cone_search_matches_pyarrow(catalog):
     ) * np.cos(ra - np.radians(ra0))
     inside = np.degrees(np.arccos(np.clip(cos_d, -1, 1))) * 3600 < 1800
     assert 0 < len(cone) == int(inside.sum())
+    # an lsdb frame's PDFs decode from its pandas columns, as read_predictions decodes them
+    pred = read_predictions(out, columns=["z_mode"])
+    frame = everything.sort_values("objectId")
+    pdf = decode_pdfs(frame["pdf"], frame["pdf_start"], pred.grid)
+    np.testing.assert_array_equal(pdf, pred.pdf[np.argsort(pred.object_id)])
+    with pytest.raises(ValueError, match=r"no column\(s\) \['z_mod'\]; it has \["):
+        read_predictions(out, columns=["z_mod"])
 
 
 def test_pdfs_load_into_qp(catalog):
