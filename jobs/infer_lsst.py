@@ -19,7 +19,7 @@ FITS cutout files of the same relative names, joined on objectId file by file), 
 sized by --image-batch-mb; rows without a usable cutout are kept and flagged no_cutout +
 no_pdf, and cutouts without an object row are counted in the summary.
 
-    python jobs/infer_lsst.py --input sim/objects --cutouts sim/cutouts --model models/cnn \
+    python jobs/infer_lsst.py --input sim/objects --cutouts sim/cutouts --model models/cnn \\
         --output out/photoz
 """
 

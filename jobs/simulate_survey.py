@@ -5,7 +5,7 @@ Examples:
     python jobs/simulate_survey.py --n-objects 20000 --seed 2 --field deep --spec-selection \\
         --output sim/deep_spec
     python jobs/simulate_survey.py --n-objects 5000 --seed 3 --cutouts --epochs --output sim/img
-    python jobs/simulate_survey.py --n-objects 5000 --seed 3 --cutouts --cutout-layout fits \
+    python jobs/simulate_survey.py --n-objects 5000 --seed 3 --cutouts --cutout-layout fits \\
         --output sim/objects --cutout-output sim/cutouts
     ray job submit --working-dir . -- python jobs/simulate_survey.py ... --output s3://b/sim/
 

@@ -5,7 +5,7 @@ Examples:
     python jobs/train_ensemble.py --train sim/deep_spec --output models/ens --members 5 --epochs 30
     python jobs/train_ensemble.py --train specz/ --pretrain sim/deep --output models/ft --members 5
     python jobs/train_ensemble.py --train sim/deep_img --inputs fusion --output models/fusion
-    python jobs/train_ensemble.py --train sim/deep_obj --cutouts sim/deep_cutouts \
+    python jobs/train_ensemble.py --train sim/deep_obj --cutouts sim/deep_cutouts \\
         --inputs fusion --output models/fusion
     python jobs/train_ensemble.py --train specz/ --config tune/best_config.json --output models/t
     python jobs/train_ensemble.py --train sim/deep_img --inputs cutouts --domain-adapt \\

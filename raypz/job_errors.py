@@ -5,11 +5,16 @@ not exist is the user's to fix, and the message names the file, column and rule;
 traceback around it (longer when the error was raised in a Ray task) hid it. Such errors end
 the job with ``<job>: error: <message>`` on stderr and exit status 2; ``RAYPZ_TRACEBACK=1``
 raises them as they are. Any other exception is a bug and keeps its traceback.
+
+A job stopped from outside (``ray job stop`` and batch schedulers send SIGTERM, which a job's
+driver turns into ``sys.exit`` through :func:`exit_on_signal`; Ctrl-C) ends with one line that
+says how to go on: every job resumes when rerun with the same command.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,16 +24,41 @@ from raypz.schema.errors import ContractError
 REFUSED_EXIT_CODE = 2
 """Exit status of a refused input (argparse's, for a bad command line)."""
 
+STOPPED_HINT = "stopped ({how}); rerun the same command to resume where it stopped"
+
+_SIGNALS_RECEIVED: list[int] = []
+"""Signals :func:`exit_on_signal` handled in this process."""
+
+
+def exit_on_signal(signum: int, _frame) -> None:
+    """A signal handler that ends the process with ``sys.exit``, so ``finally`` blocks run and
+    :func:`run_job` says how to resume. It records the signal: a ``sys.exit`` raised inside
+    Ray's core worker (a ``ray.wait``) comes back as Ray's own ``SystemExit(1)``."""
+    _SIGNALS_RECEIVED.append(signum)
+    sys.exit(128 + signum)
+
 
 def run_job(main: Callable[[], int]) -> int:
-    """``main()``'s exit status, or :data:`REFUSED_EXIT_CODE` after printing a refusal."""
+    """``main()``'s exit status, or :data:`REFUSED_EXIT_CODE` after printing a refusal, or
+    128 + the signal's number after printing that the job was stopped."""
+    job = Path(sys.argv[0]).name
     try:
         return main()
+    except KeyboardInterrupt:
+        print(f"{job}: {STOPPED_HINT.format(how='interrupted')}", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except SystemExit:
+        if not _SIGNALS_RECEIVED:
+            raise
+        signum = _SIGNALS_RECEIVED[-1]
+        how = signal.Signals(signum).name
+        print(f"{job}: {STOPPED_HINT.format(how=how)}", file=sys.stderr)
+        return 128 + signum
     except _refusals() as err:
         if os.environ.get("RAYPZ_TRACEBACK"):
             raise
         cause = getattr(err, "cause", None) or err  # raised in a Ray task: the original error
-        print(f"{Path(sys.argv[0]).name}: error: {cause}", file=sys.stderr)
+        print(f"{job}: error: {cause}", file=sys.stderr)
         return REFUSED_EXIT_CODE
 
 

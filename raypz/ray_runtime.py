@@ -3,7 +3,8 @@
 ``python jobs/x.py`` on a laptop starts an embedded local Ray; under ``ray job submit`` (or with
 ``RAY_ADDRESS`` set) ``ray.init()`` joins the existing cluster instead. Unless ``verbose``, the
 logs of Ray's workers, Ray Data's progress bars and execution plans and Ray Train's reports go
-to the Ray session's log directory (``/tmp/ray/session_latest/logs`` on the head), and a job
+to the Ray session's log directory (``/tmp/ray/session_latest/logs`` by default; each job
+prints where), and a job
 shows its own progress lines (:mod:`raypz.progress`); errors (and Ray's warnings, but for Ray
 Data's) still print.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import threading
 
 import ray
 
+from raypz.job_errors import exit_on_signal
 from raypz.progress import ProgressLine
 
 QUIET_LOGGERS = {"ray": logging.WARNING, "ray.train": logging.WARNING, "ray.data": logging.ERROR}
@@ -53,13 +56,20 @@ def init_ray(
             logging_level=level,
         )
     quiet_ray(not verbose)  # ray.init configures its logger again
+    if threading.current_thread() is threading.main_thread():
+        # Ray's core worker replaced ray.init's own handler with one that only dumps the stack
+        signal.signal(signal.SIGTERM, exit_on_signal)
     res = ray.cluster_resources()
     where = f"joined the Ray cluster at {address}" if address else "started a local Ray"
-    print(
-        f"ray: {where} ({res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs)"
-        + ("" if verbose else "; Ray's own logs: /tmp/ray/session_latest/logs on the head node"),
-        flush=True,
-    )
+    logs = "" if verbose else f"; Ray's own logs: {_logs_directory()} on this node"
+    cpus, gpus = res.get("CPU", 0), res.get("GPU", 0)
+    print(f"ray: {where} ({cpus:g} CPUs, {gpus:g} GPUs){logs}", flush=True)
+
+
+def _logs_directory() -> str:
+    """The Ray session's log directory on this node (``ray start --temp-dir`` moves it)."""
+    node = getattr(ray._private.worker, "_global_node", None)  # no public API in Ray 2.60
+    return node.get_logs_dir_path() if node is not None else "/tmp/ray/session_latest/logs"
 
 
 def quiet_ray(quiet: bool = True) -> None:

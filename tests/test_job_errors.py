@@ -75,3 +75,61 @@ def test_a_job_on_a_missing_input(tmp_path):
     assert done.returncode == 2, done.stderr
     assert f"evaluate.py: error: {tmp_path / 'absent'}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_stopped_job_says_how_to_resume(capsys, monkeypatch):
+    """Ctrl-C, or SIGTERM through exit_on_signal (whatever SystemExit Ray's core worker turns
+    it into): one line that says how to go on, and the shell's exit status for the signal.
+    Other exits pass through."""
+    import signal
+
+    from raypz import job_errors
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    def terminated() -> int:
+        try:
+            job_errors.exit_on_signal(signal.SIGTERM, None)
+        except SystemExit:
+            raise SystemExit(1) from None  # as ray.wait re-raises it
+
+    def exits() -> int:
+        raise SystemExit(3)
+
+    monkeypatch.setattr(job_errors, "_SIGNALS_RECEIVED", [])
+    with pytest.raises(SystemExit):
+        run_job(exits)
+    assert run_job(interrupted) == 130
+    assert run_job(terminated) == 143
+    lines = capsys.readouterr().err.splitlines()
+    hint = "rerun the same command to resume where it stopped"
+    assert lines[0].endswith(f": stopped (interrupted); {hint}")
+    assert lines[1].endswith(f": stopped (SIGTERM); {hint}")
+
+
+def test_ray_job_stop_ends_a_job_with_the_resume_line(tmp_path):
+    """``ray job stop`` sends the driver SIGTERM: a real job, stopped once Ray has started,
+    ends with the resume line and status 143 (it ended in Ray's stack dumps)."""
+    import signal
+    import time
+
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "jobs" / "simulate_survey.py"),
+            "--n-objects", "4000000", "--seed", "1", "--rows-per-shard", "20000",
+            "--num-cpus", "1", "--output", str(tmp_path / "sim"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in job.stdout:  # the job prints its Ray line once Ray runs
+        if line.startswith("ray: "):
+            break
+    time.sleep(1.0)  # in its first ray.wait (~40 s of shard tasks on one CPU)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 143, err
+    assert "simulate_survey.py: stopped (SIGTERM); rerun the same command to resume" in err
