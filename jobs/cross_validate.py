@@ -24,7 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
+from raypz.cli import (
+    ConfigFlags,
+    add_config_flag,
+    add_ray_flags,
+    output_path,
+    parse_with_config_base,
+)
 from raypz.job_errors import run_job
 from raypz.models import CatalogNetConfig
 from raypz.pdf import POINT_ESTIMATES
@@ -64,7 +70,7 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         required=True,
         help="labelled object table (Parquet or FITS file/dir, or HATS; local or s3://)",
     )
-    p.add_argument("--output", required=True, help="directory to write (local or s3://)")
+    p.add_argument("--output", type=output_path, required=True, help="directory to write (local or s3://)")
     p.add_argument(
         "--folds",
         type=int,

@@ -29,7 +29,7 @@ import argparse
 import sys
 
 from raypz import io
-from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer import InferConfig, run_inference
 from raypz.job_errors import run_job
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--workdir", default="raypz-demo", help="output root (local or s3://)")
+    p.add_argument("--workdir", type=output_path, default="raypz-demo", help="output root (local or s3://)")
     p.add_argument("--n-train", type=int, default=20_000, help="labelled training rows")
     p.add_argument("--n-test", type=int, default=20_000, help="rows to predict and score")
     p.add_argument("--seed", type=int, default=1, help="seed of the training survey (test: +1)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raypz.cli import ConfigFlags
+from raypz.cli import ConfigFlags, output_path
 from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 from raypz.job_errors import run_job
@@ -32,6 +32,7 @@ REQUEST = ConfigFlags(
         "compare": {"metavar": "NAME=PATH"},
         "mag_band": {"choices": BANDS},
         "point_estimate": {"choices": POINT_ESTIMATES},
+        "report": {"type": output_path},
     },
 )
 """One flag per EvaluationRequest field."""

@@ -29,7 +29,7 @@ import argparse
 import sys
 
 from raypz import io
-from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.infer import SUMMARY_FILE, InferConfig, InferenceSummary, run_inference
 from raypz.job_errors import run_job
 from raypz.progress import summary_table
@@ -57,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the input's cutout column",
     )
     p.add_argument("--model", required=True, help="model artifact directory (local or s3://)")
-    p.add_argument("--output", required=True, help="catalog root to write (local or s3://)")
+    p.add_argument(
+        "--output",
+        type=output_path,
+        required=True,
+        help="catalog root to write (local or s3://)",
+    )
     add_ray_flags(p)
     INFER.add_to(p)
     return p

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.job_errors import run_job
 from raypz.metrics.catalog_nz import NZConfig, catalog_nz
 from raypz.metrics.nz_file import summary_rows, write_nz
@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--catalog", required=True, help="HATS PDF catalog root (local or s3://)")
     p.add_argument(
-        "--output", required=True, help="directory for nz.parquet and nz.png (local or s3://)"
+        "--output",
+        type=output_path,
+        required=True,
+        help="directory for nz.parquet and nz.png (local or s3://)",
     )
     NZ.add_to(p)
     add_ray_flags(p)

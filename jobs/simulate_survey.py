@@ -21,7 +21,7 @@ import argparse
 import sys
 import time
 
-from raypz.cli import ConfigFlags, add_ray_flags
+from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.job_errors import run_job
 from raypz.ray_runtime import init_ray
 from raypz.sim import FIELDS, SurveyConfig, simulate_survey
@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--output", required=True, help="output directory (local or s3://)")
+    p.add_argument("--output", type=output_path, required=True, help="output directory (local or s3://)")
     p.add_argument(
-        "--cutout-output",
+        "--cutout-output", type=output_path,
         default=None,
         help="cutout store for --cutout-layout shards/fits (local or s3://; default "
         "OUTPUT/cutouts); pass it to the train and infer jobs as --cutouts",

@@ -23,7 +23,13 @@ import argparse
 import sys
 
 from raypz import io
-from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
+from raypz.cli import (
+    ConfigFlags,
+    add_config_flag,
+    add_ray_flags,
+    output_path,
+    parse_with_config_base,
+)
 from raypz.job_errors import run_job
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
@@ -76,7 +82,10 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         "table's cutout column",
     )
     p.add_argument(
-        "--output", required=True, help="model artifact directory to write (local or s3://)"
+        "--output",
+        type=output_path,
+        required=True,
+        help="model artifact directory to write (local or s3://)",
     )
     p.add_argument(
         "--pretrain", help="labelled simulated survey to pre-train on, then fine-tune on --train"
@@ -94,7 +103,9 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
     p.add_argument("--target", help="unlabelled table of the target field (with --domain-adapt)")
     p.add_argument("--target-cutouts", help="cutout store of --target (as --cutouts)")
     p.add_argument(
-        "--storage-path", help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)"
+        "--storage-path",
+        type=output_path,
+        help="Ray Train checkpoint storage (default: OUTPUT/_checkpoints)",
     )
     p.add_argument(
         "--name",

@@ -25,7 +25,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raypz.cli import ConfigFlags, add_config_flag, add_ray_flags, parse_with_config_base
+from raypz.cli import (
+    ConfigFlags,
+    add_config_flag,
+    add_ray_flags,
+    output_path,
+    parse_with_config_base,
+)
 from raypz.job_errors import run_job
 from raypz.models import CatalogNetConfig
 from raypz.ray_runtime import init_ray
@@ -75,7 +81,7 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         help="labelled object table (Parquet file/dir/HATS, local or s3://)",
     )
     p.add_argument(
-        "--output",
+        "--output", type=output_path,
         required=True,
         help="directory for the results and Tune's experiment (local or s3://; on a "
         "multi-node cluster, storage every node reaches)",

@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import re
 import types
 import typing
@@ -344,6 +345,31 @@ def add_ray_flags(parser: argparse.ArgumentParser) -> None:
         help="show Ray's own logs and progress bars (default: they go to the Ray session's "
         "log directory)",
     )
+
+
+def output_path(text: str) -> str:
+    """argparse ``type`` of a path a job writes: local or a URI, but not relative under
+    ``ray job submit --working-dir``, where the job runs in Ray's temporary copy of that
+    directory (on the head node): the output would be written there and lost with the
+    session, while the job reports success."""
+    if "://" in text or os.path.isabs(text) or not submitted_with_working_dir():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is relative, and this job runs in Ray's temporary copy of --working-dir, "
+        "where it would be written and lost; give an absolute path that every node reaches, "
+        "or s3://"
+    )
+
+
+def submitted_with_working_dir() -> bool:
+    """True in a driver started by ``ray job submit --working-dir`` (Ray passes the job's
+    runtime_env in ``RAY_JOB_CONFIG_JSON_ENV_VAR``)."""
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    except ValueError:
+        return False
+    runtime_env = job.get("runtime_env") if isinstance(job, dict) else None
+    return isinstance(runtime_env, dict) and bool(runtime_env.get("working_dir"))
 
 
 def _positive_int(text: str) -> int:

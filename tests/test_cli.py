@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,3 +364,20 @@ def test_members_device_flag_is_infer_configs(capsys):
     assert exit_info.value.code == 0
     words = " ".join(capsys.readouterr().out.split())
     assert "--device DEVICE " + attribute_docs(InferConfig)["device"] in words
+
+
+def test_relative_outputs_are_refused_under_ray_job_submit(monkeypatch):
+    """Under ``ray job submit --working-dir`` a job runs in Ray's temporary copy of that
+    directory: a relative output was written there and lost while the job succeeded."""
+    from raypz.cli import output_path
+
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert output_path("sim/deep") == "sim/deep"  # a local run: relative to where it runs
+    job = {"runtime_env": {"working_dir": "gcs://_ray_pkg_ba8c2bee31731fa6.zip"}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
+    for fine in ("/data/sim/deep", "s3://bucket/sim/deep"):
+        assert output_path(fine) == fine
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'sim/deep' is relative.*s3://"):
+        output_path("sim/deep")
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))
+    assert output_path("sim/deep") == "sim/deep"  # submitted without --working-dir

@@ -105,14 +105,19 @@ def predict_members(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; ``--device`` is InferConfig's field (the same choice of device)."""
-    from raypz.cli import ConfigFlags
+    from raypz.cli import ConfigFlags, output_path
     from raypz.infer.config import InferConfig
 
     device = ConfigFlags(InferConfig, include=("device",), title="device")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", required=True, help="model artifact directory")
     p.add_argument("--input", required=True, help="object table (Parquet file/dir/HATS)")
-    p.add_argument("--output", required=True, help="directory for member-NN.parquet")
+    p.add_argument(
+        "--output",
+        type=output_path,
+        required=True,
+        help="directory for member-NN.parquet",
+    )
     p.add_argument("--width-scale", type=float, help="width scale of every member (1: as trained)")
     p.add_argument("--calibrate-on", metavar="TRAIN", help="fit each member's own width scale")
     device.add_to(p)
