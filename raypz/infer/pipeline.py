@@ -51,6 +51,7 @@ from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, store_c
 from raypz.infer import pool, staging, tasks
 from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
+from raypz.lease import LEASE_FILE, OutputLease
 from raypz.models import load_artifact
 from raypz.object_stream import PATH_COLUMN, CutoutJoin, object_dataset
 from raypz.predictions import MODEL_HASH_KEY, Z_GRID_KEY
@@ -307,7 +308,8 @@ def run_inference(
         id_column = artifact.transform.columns.object_id
         join = CutoutJoin(store, c.column, c.shape, id_column, c.pixel_scale_arcsec)
 
-    with _ray_data_settings(config):
+    # one run writes a catalog at a time: two mixed their models' rows in one catalog
+    with OutputLease(output, "raypz inference"), _ray_data_settings(config):
         return _run(input_path, model, output, config, artifact, files, fs, expected, t0, join)
 
 
@@ -361,7 +363,7 @@ def _run(
         return finished
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
-        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
+        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR, LEASE_FILE))
     # the store's files are checked before anything is written
     cutout_counts = _join_counts(input_path, files, join) if join is not None else None
     if histogram is None:

@@ -35,6 +35,7 @@ from raypz import io
 from raypz.columns import BANDS, flux_to_mag
 from raypz.features import FeatureTransform, usable_bands
 from raypz.features.cutouts import CutoutStretch
+from raypz.lease import LEASE_FILE, OutputLease
 from raypz.metrics import evaluate
 from raypz.models import (
     CatalogNetConfig,
@@ -197,7 +198,14 @@ def _claim_output(
     try:
         found = json.loads(io.read_bytes(io.join(output, MODEL_JSON)))["training"]
     except FileNotFoundError:  # a first run, or one stopped before its first save
-        ours = ("_checkpoints", MEMBER_FILES, REFERENCE_FILE, TRAINING_CURVES, VALIDATION_DIR)
+        ours = (
+            "_checkpoints",
+            MEMBER_FILES,
+            REFERENCE_FILE,
+            TRAINING_CURVES,
+            VALIDATION_DIR,
+            LEASE_FILE,
+        )
         io.require_empty(output, "raypz training", ours=ours)
         return
 
@@ -307,7 +315,31 @@ def train_ensemble(
         replace: replace a model that ``output`` holds and that was trained on other data or
             with other settings; without it that is an error. A rerun of the same training
             resumes it either way.
+
+    Raises:
+        FileExistsError: another run is writing ``output`` (:mod:`raypz.lease`), or it holds
+            a model trained otherwise and ``replace`` is False.
     """
+    with OutputLease(io.absolute(output), "raypz training"):  # one run writes a model at once
+        return _train_ensemble(
+            train, output, config, pretrain, storage_path, name, target, cutouts,
+            target_cutouts, replace,
+        )  # fmt: skip
+
+
+def _train_ensemble(
+    train: str,
+    output: str,
+    config: TrainConfig | None,
+    pretrain: str | None,
+    storage_path: str | None,
+    name: str,
+    target: str | None,
+    cutouts: str | None,
+    target_cutouts: str | None,
+    replace: bool,
+) -> TrainResult:
+    """:func:`train_ensemble` once its output is leased."""
     config = config or TrainConfig()
     if config.domain_adapt != (target is not None):
         raise ValueError(

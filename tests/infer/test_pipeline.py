@@ -243,3 +243,19 @@ def test_fits_object_tables_give_the_catalog_of_their_parquet_twins(
     order_a, order_b = np.argsort(parquet.object_id), np.argsort(fits.object_id)
     np.testing.assert_array_equal(parquet.object_id[order_a], fits.object_id[order_b])
     np.testing.assert_allclose(parquet.pdf[order_a], fits.pdf[order_b], atol=1e-6)
+
+
+def test_a_run_into_a_catalog_being_written_is_refused(small_survey, small_model, tmp_path):
+    """Two runs into one output (a resubmit after Ctrl-C on `ray job submit`, which does not
+    stop the job) mixed two models' rows in one catalog, labelled with one of them. The
+    second is refused before it writes, naming the holder of the output's lease."""
+    from raypz.lease import OutputLease
+
+    out = tmp_path / "catalog"
+    with OutputLease(str(out), "raypz inference"):
+        with pytest.raises(FileExistsError, match=r"_lease\.json: this output is being written "
+                           r"by another run, raypz inference \(pid "):
+            run_inference(small_survey, small_model, str(out), CONFIG)
+        assert [p.name for p in out.iterdir()] == ["_lease.json"]
+    summary = run_inference(small_survey, small_model, str(out), CONFIG)  # the lease ended
+    assert summary.rows_out == 3000 and not (out / "_lease.json").exists()

@@ -236,3 +236,17 @@ def test_kfold_members_split_the_training_rows_and_are_scored_on_the_held_out_sp
     pred = read_predictions(io.join(out, VALIDATION_DIR))
     assert sorted(pred.object_id) == sorted(ids[held_out])
     assert 0.5 <= metrics["calibration"]["width_scale"] <= 1.5
+
+
+def test_a_training_into_a_model_another_run_is_writing_is_refused(labelled_survey, tmp_path):
+    """Two trainings into one directory both passed the output checks (no model.json yet)
+    and left one run's model with the other's stray member files; now the second is refused
+    at once."""
+    from raypz.lease import OutputLease
+
+    out = tmp_path / "model"
+    with OutputLease(str(out), "raypz training"):
+        with pytest.raises(FileExistsError, match=r"being written by another run, raypz "
+                           r"training \(pid "):
+            train_ensemble(labelled_survey, str(out), CONFIG, name="second")
+        assert [p.name for p in out.iterdir()] == ["_lease.json"]
