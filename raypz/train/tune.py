@@ -558,10 +558,11 @@ def run_search(
     stored_experiment = posixpath.join(storage, EXPERIMENT)  # inside fs
     exists = tune.Tuner.can_restore(stored_experiment, storage_filesystem=fs)
     stored = _read_json(io.join(output, SEARCH_JSON))
-    if exists and stored is not None and stored.get("key") != key:
-        raise ValueError(
-            f"{output} holds a search with other settings or data (see {SEARCH_JSON}); "
-            "use another output"
+    if exists and (stored is None or stored.get("key") != key):
+        # continuing unpickles Tune's tuner.pkl: only an experiment this search started
+        whose = "with other settings or data" if stored is not None else "that raypz did not start"
+        raise FileExistsError(
+            f"{output} holds a Tune experiment {whose} (see {SEARCH_JSON}); use another output"
         )
     if resume and not exists:
         raise ValueError(f"--resume: no Tune experiment to continue under {experiment}")

@@ -121,8 +121,22 @@ def test_rerun_continues_the_finished_search_and_a_changed_one_is_refused(search
     assert tune_job.main(argv) == 0
     assert "(resumed)" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(output / TRIALS_CSV), before)
-    with pytest.raises(SystemExit, match="other settings"):
+    with pytest.raises(FileExistsError, match="other settings"):
         tune_job.main([*argv, "--patience", "2"])
+
+
+def test_an_experiment_raypz_did_not_start_is_not_continued(search, tune_job, tmp_path):
+    """Continuing a Tune experiment unpickles its tuner.pkl; one without this search's
+    search.json (planted, or another tool's) was continued, and a crafted tuner.pkl ran code."""
+    import shutil
+
+    output, argv, _ = search
+    foreign = tmp_path / "foreign"
+    shutil.copytree(output / EXPERIMENT, foreign / EXPERIMENT)
+    argv = [*argv[: argv.index("--output") + 1], str(foreign), *argv[argv.index("--output") + 2 :]]
+    with pytest.raises(FileExistsError, match="holds a Tune experiment that raypz did not start"):
+        tune_job.main(argv)
+    assert not (foreign / SEARCH_JSON).exists()
 
 
 def test_a_search_on_s3_keeps_its_results_and_experiment_there(
