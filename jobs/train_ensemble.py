@@ -36,6 +36,7 @@ from raypz.models.artifact import TRAINING_CURVES
 from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig, TrainResult, train_ensemble
+from raypz.train.ensemble import MODEL_NAME
 
 
 def config_flags(base: TrainConfig | None = None) -> tuple[ConfigFlags, ConfigFlags, ConfigFlags]:
@@ -139,6 +140,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise SystemExit("--domain-adapt and --target go together")
     if args.target_cutouts and args.target is None:
         raise SystemExit("--target-cutouts: only with --target")
+    if args.name is not None and not MODEL_NAME.fullmatch(args.name):
+        raise SystemExit(f"--name {args.name!r}: letters, digits, '.', '_' or '-' (1-64)")
     if args.inputs == "catalog" and (args.cutouts or args.target_cutouts):
         raise SystemExit("--cutouts / --target-cutouts: only with --inputs cutouts or fusion")
     unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")

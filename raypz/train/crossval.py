@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raypz import io, tables
-from raypz.evaluation import EvaluationRequest, evaluate_predictions
+from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 from raypz.infer.predictor import CatalogPredictor
 from raypz.predictions import MODEL_HASH_KEY
 from raypz.schema import validate_dataset
@@ -124,7 +124,8 @@ def cross_validate(
         model = io.join(fold_dir, "model")
         print(f"cross-validation: fold {k + 1}/{folds}, {int((~held_out).sum())} training rows")
         fit = train_ensemble(
-            fold_train, model, config, pretrain=pretrain, name=f"{name}-fold-{k}", replace=True
+            fold_train, model, config, pretrain=pretrain, name=f"{slug(name)}-fold-{k}",
+            replace=True,
         )
         path = io.join(predictions, f"fold-{k}.parquet")
         if _predicted_by(path) != fit.model_hash:  # a rerun keeps the rows of the same model

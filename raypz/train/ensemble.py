@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -320,11 +321,28 @@ def train_ensemble(
         FileExistsError: another run is writing ``output`` (:mod:`raypz.lease`), or it holds
             a model trained otherwise and ``replace`` is False.
     """
+    require_model_name(name)
     with OutputLease(io.absolute(output), "raypz training"):  # one run writes a model at once
         return _train_ensemble(
             train, output, config, pretrain, storage_path, name, target, cutouts,
             target_cutouts, replace,
         )  # fmt: skip
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A model name: it names checkpoint directories (``_checkpoints/NAME-member00-...``) and
+starts the model id."""
+
+
+def require_model_name(name: str) -> str:
+    """``name`` when it is a :data:`MODEL_NAME`; ValueError otherwise (a name with ``/`` or
+    ``..`` wrote checkpoints outside the output)."""
+    if not MODEL_NAME.fullmatch(name):
+        raise ValueError(
+            f"model name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit (it names checkpoint directories and the model id)"
+        )
+    return name
 
 
 def _train_ensemble(

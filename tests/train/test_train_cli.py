@@ -79,6 +79,7 @@ def test_fusion_with_domain_adaptation(job):
         ["--inputs", "cutouts", "--cnn-head", "gaussian"],
         ["--members", "0"],
         ["--inputs", "cutouts", "--target-cutouts", "store"],  # was ignored without --target
+        ["--name", "../../escape/x"],  # names checkpoint directories
     ],
 )
 def test_inconsistent_or_invalid_flags_are_refused(job, flags):

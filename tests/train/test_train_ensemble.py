@@ -250,3 +250,11 @@ def test_a_training_into_a_model_another_run_is_writing_is_refused(labelled_surv
                            r"training \(pid "):
             train_ensemble(labelled_survey, str(out), CONFIG, name="second")
         assert [p.name for p in out.iterdir()] == ["_lease.json"]
+
+
+def test_a_model_name_that_is_a_path_is_refused(labelled_survey, tmp_path):
+    """The name starts the checkpoint directories: ``../../x`` wrote outside the output."""
+    for bad in ("../../escape/x", "a/b", "", ".hidden", "x" * 65):
+        with pytest.raises(ValueError, match="model name"):
+            train_ensemble(labelled_survey, str(tmp_path / "m"), CONFIG, name=bad)
+    assert not (tmp_path / "m").exists() and not (tmp_path.parent / "escape").exists()
