@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from raypz import io
 from raypz.columns import BANDS, DEFAULT_COLUMNS
 from raypz.fits import write_cutout_fits
+from raypz.lease import LEASE_FILE, OutputLease
 from raypz.sim.config import SurveyConfig, object_ids
 from raypz.sim.cutouts import PIXEL_SCALE
 from raypz.sim.shard import CUTOUT_BATCH_ROWS, iter_shard_batches, shard_schema
@@ -145,11 +146,12 @@ def _write_split_shard(config: SurveyConfig, shard_index: int, path: str, store:
 
 
 def _mark_store(store: str, config: SurveyConfig) -> None:
-    """Write the store's marker (what it holds), once."""
+    """Write the store's marker (what it holds, and the simulation that made it), once."""
     marker = io.join(store, io.CUTOUT_STORE_MARKER)
     if io.is_file(marker):
         return
     body = {
+        "simulation": json.loads(config.to_json()),
         "layout": config.cutout_layout,
         "shape": [len(BANDS), config.cutout_size, config.cutout_size],
         "bands": "".join(BANDS),
@@ -158,6 +160,25 @@ def _mark_store(store: str, config: SurveyConfig) -> None:
         "pairs_with": "object shards of the same name (raypz.cutout_store)",
     }
     io.write_bytes_atomic(marker, json.dumps(body, indent=2).encode())
+
+
+def _check_store(config: SurveyConfig, store: str) -> bool:
+    """Refuse a cutout store (given apart from the shards) that holds another simulation's
+    cutouts or other files; True when it is new (to be marked). A second simulation into one
+    store overwrote its cutouts silently, and with the seed-independent objectIds they joined
+    the first simulation's objects as the wrong galaxies."""
+    marker = io.join(store, io.CUTOUT_STORE_MARKER)
+    try:
+        found = json.loads(io.read_bytes(marker))
+    except FileNotFoundError:
+        io.require_empty(store, "simulation's cutout store")
+        return True
+    if found.get("simulation") != json.loads(config.to_json()):
+        raise FileExistsError(
+            f"{store}: a cutout store of another simulation (its {io.CUTOUT_STORE_MARKER}); "
+            "choose another --cutout-output"
+        )
+    return False
 
 
 def simulate_survey(
@@ -175,7 +196,8 @@ def simulate_survey(
         The paths of all shards, in shard order.
 
     Raises:
-        ValueError: ``output`` holds a simulation made with a different config.
+        FileExistsError: ``output`` (or the cutout store ``cutout_output``) holds a
+            simulation made with a different config, or other files.
     """
     import ray  # imported here so that the in-process API does not need Ray
 
@@ -190,14 +212,19 @@ def simulate_survey(
             "shards' (its files are named like them, and a store directory is not listed as "
             "object rows)"
         )
-    _claim_output(config, output)
+    apart = cutout_output is not None and config.cutouts and config.cutout_layout != "column"
+    new_store = apart and _check_store(config, cutout_output)  # before anything is written
     paths = [io.join(output, shard_name(i)) for i in range(config.n_shards)]
-    todo = [i for i, p in enumerate(paths) if not io.is_file(p)]
-    if todo:
-        init_ray()
-        task = ray.remote(num_cpus=1)(write_shard)
-        refs = [task.remote(config, i, output, cutout_output) for i in todo]
-        get_with_progress(refs, "simulate", "shards")
+    with OutputLease(output, "raypz simulation"):  # two runs both claimed an empty output
+        _claim_output(config, output)
+        if new_store:
+            _mark_store(cutout_output, config)
+        todo = [i for i, p in enumerate(paths) if not io.is_file(p)]
+        if todo:
+            init_ray()
+            task = ray.remote(num_cpus=1)(write_shard)
+            refs = [task.remote(config, i, output, cutout_output) for i in todo]
+            get_with_progress(refs, "simulate", "shards")
     return paths
 
 
@@ -208,12 +235,13 @@ def _claim_output(config: SurveyConfig, output: str) -> None:
     if io.is_file(manifest):
         found = json.loads(io.read_bytes(manifest))
         if found.get("config") != wanted:
-            raise ValueError(
+            raise FileExistsError(
                 f"{output} already holds a simulation with a different config "
                 f"({found.get('config')}); choose another output"
             )
         return
-    io.require_empty(output, "simulation")  # shards there would count as finished ones
+    # shards there would count as finished ones
+    io.require_empty(output, "simulation", ours=(LEASE_FILE,))
     io.makedirs(output)
     body = {"config": wanted, "n_shards": config.n_shards}
     io.write_bytes_atomic(manifest, json.dumps(body, indent=2, sort_keys=True).encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_ray_task_shards_equal_in_process_shards(ray_session, tmp_path):
     assert simulate_survey(config, str(tmp_path)) == paths
     assert [os.path.getmtime(p) for i, p in enumerate(paths) if i != 1] == mtimes[::2]
     assert pq.read_table(paths[1]).equals(simulate_shard(config, 1))
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(FileExistsError, match="different config"):
         simulate_survey(SurveyConfig(n_objects=500, seed=22, rows_per_shard=200), str(tmp_path))
     # shards without their manifest (copied in, or a manifest deleted) are not another run's
     # finished shards: a rerun would keep them and write the others with its own config
@@ -160,3 +161,22 @@ def test_a_cutout_store_in_the_shards_directory_is_refused(tmp_path):
         with pytest.raises(ValueError, match="another directory"):
             simulate_survey(config, str(out), str(store))
     assert not out.exists()
+
+
+def test_a_cutout_store_of_another_simulation_is_refused(ray_session, tmp_path):
+    """Two simulations given one --cutout-output: the second overwrote the first's cutouts
+    without a word, and they joined the first's objects (same objectIds) as wrong galaxies."""
+    config = SurveyConfig(n_objects=60, seed=1, cutouts=True, cutout_size=8, cutout_layout="shards")
+    store = tmp_path / "cutouts"
+    simulate_survey(config, str(tmp_path / "a"), str(store))
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    simulate_survey(config, str(tmp_path / "a2"), str(store))  # the same simulation: kept
+    other = dataclasses.replace(config, seed=2)
+    with pytest.raises(FileExistsError, match=r"cutouts: a cutout store of another simulation"):
+        simulate_survey(other, str(tmp_path / "b"), str(store))
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before
+    assert not (tmp_path / "b").exists()  # refused before anything was written
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        simulate_survey(other, str(tmp_path / "b"), str(tmp_path / "full"))
