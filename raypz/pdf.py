@@ -15,6 +15,10 @@ import torch
 
 from raypz.rowops import argmax_rows, host_tensor
 
+MAX_GRID_POINTS = 100_000
+"""More points than any photo-z grid needs (dz = 3.5e-5 to z = 3.5); a grid read from a file
+(model.json, a catalog's metadata) asks memory of N x n floats, so a crafted n is refused."""
+
 
 @dataclass(frozen=True)
 class ZGrid:
@@ -33,8 +37,8 @@ class ZGrid:
     def __post_init__(self) -> None:
         if not (self.z_max > self.z_min >= 0.0):
             raise ValueError(f"ZGrid needs 0 <= z_min < z_max, got {self.z_min}, {self.z_max}")
-        if self.n < 3:
-            raise ValueError(f"ZGrid needs n >= 3 points, got {self.n}")
+        if not 3 <= self.n <= MAX_GRID_POINTS:
+            raise ValueError(f"ZGrid needs 3 <= n <= {MAX_GRID_POINTS} points, got {self.n}")
 
     @property
     def values(self) -> np.ndarray:

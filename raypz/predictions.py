@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import compact, io
+from raypz.catalog.layout import PARTITION_INFO, missing_partitions
 from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
 
@@ -127,7 +128,8 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
 def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
     """ValueError for a catalog directory (one with ``dataset/``) that an inference run has not
     finished: no ``properties`` (written last), unless a catalog of another writer that has
-    only ``hats.properties`` and no raypz staging. Some of its partitions may be missing."""
+    only ``hats.properties`` and no raypz staging. Some of its partitions may be missing.
+    FileNotFoundError for a finished one that lost partition files."""
     # _staging: raypz.infer.staging.STAGING_DIR (importing raypz.infer here would be circular)
     names = ("dataset", "properties", "hats.properties", "_staging")
     dataset, props, hats_props, staging = fs.get_file_info(
@@ -143,6 +145,15 @@ def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
             f"{path}: a catalog without its properties file, so an unfinished inference run "
             "(some partitions may be missing); rerun that inference to finish it"
         )
+    finished = pafs.FileType.File in (props.type, hats_props.type)
+    if dataset.type == pafs.FileType.Directory and finished:
+        missing = [p for p in missing_partitions(path) if not p.endswith(PARTITION_INFO)]
+        if missing:
+            raise FileNotFoundError(
+                f"{path}: a finished catalog that lacks {len(missing)} of the partition files "
+                f"its partition_info.csv lists (e.g. {missing[0]}); its rows would be scored "
+                "as if complete"
+            )
 
 
 def _z_grid(path: str, table: pa.Table) -> ZGrid:

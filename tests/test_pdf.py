@@ -171,3 +171,12 @@ def test_pdfs_of_another_grid_are_refused_not_scored(rng):
     with pytest.raises(TypeError, match="grid must be a ZGrid, got ndarray"):
         evaluate(pdf, fine, z)  # the arguments swapped
     assert np.isfinite(pit(pdf, fine, z)).all()
+
+
+def test_a_grid_of_absurd_size_is_refused():
+    """A z grid read from a file sizes N x n arrays: n = 4e8 in a crafted model.json asked
+    160 GB of memory for 100 rows."""
+    for n in (2, 100_001, 400_000_000):
+        with pytest.raises(ValueError, match="ZGrid needs 3 <= n <= 100000 points"):
+            ZGrid.from_dict({"z_min": 0.0, "z_max": 3.5, "n": n})
+    assert ZGrid(0.0, 3.5, 100_000).n == 100_000

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+import pyarrow.fs as pafs
+
 from raypz import io
 
 DATASET_DIR = "dataset"
@@ -44,3 +46,26 @@ def parse_partition_path(path: str) -> tuple[int, int] | None:
         return None
     norder, ndir, npix = (int(g) for g in match.groups())
     return (norder, npix) if ndir == 10_000 * (npix // 10_000) else None
+
+
+PARTITION_INFO = "partition_info.csv"
+"""The catalog's list of its partitions (``Norder,Npix`` rows)."""
+
+
+def missing_partitions(root: str) -> list[str]:
+    """Partition files that the catalog's ``partition_info.csv`` lists and that do not exist
+    (the listing itself when it is missing): a finished catalog that lost files, which
+    would be read, or scored, as if complete."""
+    listing = io.join(root, PARTITION_INFO)
+    try:
+        lines = io.read_bytes(listing).decode().split()
+    except FileNotFoundError:
+        return [listing]
+    pixels = [(int(k), int(n)) for k, n in (line.split(",") for line in lines[1:])]
+    fs, inner = io.resolve(root)  # once: one listing call for every partition
+    infos = fs.get_file_info([partition_path(inner, k, n) for k, n in pixels])
+    return [
+        partition_path(root, k, n)
+        for (k, n), info in zip(pixels, infos, strict=True)
+        if info.type != pafs.FileType.File
+    ]

@@ -30,7 +30,6 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import ray
 import ray.data
 
@@ -45,6 +44,7 @@ from raypz.catalog import (
     plan_partitions,
     with_healpix29,
 )
+from raypz.catalog.layout import missing_partitions
 from raypz.catalog.write import fragment_directory
 from raypz.columns import ColumnTemplate
 from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, store_counts
@@ -566,31 +566,13 @@ def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
             "settings (InferConfig's --max-rows-per-partition, --histogram-order); choose a new "
             "output"
         )
-    missing = _missing_partitions(output)
+    missing = missing_partitions(output)
     if missing:
         raise FileNotFoundError(
             f"{output}: a finished catalog that lacks {len(missing)} of its partition files "
             f"(e.g. {missing[0]}); infer into a new output, or delete this one and rerun"
         )
     return InferenceSummary(**previous)
-
-
-def _missing_partitions(output: str) -> list[str]:
-    """Partition files that the catalog's ``partition_info.csv`` lists and that do not exist
-    (the listing itself when it is missing)."""
-    listing = io.join(output, "partition_info.csv")
-    try:
-        lines = io.read_bytes(listing).decode().split()
-    except FileNotFoundError:
-        return [listing]
-    pixels = [(int(k), int(n)) for k, n in (line.split(",") for line in lines[1:])]
-    fs, inner = io.resolve(output)  # once: one listing call for every partition
-    infos = fs.get_file_info([partition_path(inner, k, n) for k, n in pixels])
-    return [
-        partition_path(output, k, n)
-        for (k, n), info in zip(pixels, infos, strict=True)
-        if info.type != pafs.FileType.File
-    ]
 
 
 def _merge_current(root: str, output: str, norder: int, npix: int) -> bool:

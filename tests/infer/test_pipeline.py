@@ -259,3 +259,17 @@ def test_a_run_into_a_catalog_being_written_is_refused(small_survey, small_model
         assert [p.name for p in out.iterdir()] == ["_lease.json"]
     summary = run_inference(small_survey, small_model, str(out), CONFIG)  # the lease ended
     assert summary.rows_out == 3000 and not (out / "_lease.json").exists()
+
+
+def test_a_catalog_that_lost_a_partition_file_is_not_read_as_complete(catalog, tmp_path):
+    """evaluate scored such a catalog on the rows left (3313 of 4000) with exit status 0;
+    the only sign was a count of truth rows without prediction."""
+    out, _ = catalog
+    copy = tmp_path / "catalog"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "_staging")  # as a finished run leaves it (CONFIG keeps staging)
+    lost = sorted((copy / "dataset").rglob("Npix=*.parquet"))[0]
+    lost.unlink()
+    with pytest.raises(FileNotFoundError, match=r"lacks 1 of the partition files its "
+                       r"partition_info\.csv lists \(e\.g\. .*Npix="):
+        read_predictions(str(copy))
