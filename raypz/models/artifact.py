@@ -253,6 +253,11 @@ def _artifact(path: str, meta: dict) -> ModelArtifact:
             f"{io.join(path, MODEL_JSON)}: its members, architecture, z grid, features, cutout "
             "stretch or reference do not give its model_hash (altered or corrupt)"
         )
+    if not str(meta["model_id"]).endswith(f"-{meta['model_hash'][:12]}"):  # catalogs show it
+        raise ArtifactError(
+            f"{io.join(path, MODEL_JSON)}: model_id {meta['model_id']!r} does not end with its "
+            "model_hash's first 12 digits (altered)"
+        )
     states = [_verified_tensors(path, entry, "member file") for entry in meta["members"]]
     arch = meta["architecture"]
     if arch["name"] not in _ARCHITECTURES:
@@ -271,8 +276,12 @@ def _artifact(path: str, meta: dict) -> ModelArtifact:
 
 def _verified_tensors(path: str, entry: dict, what: str) -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file that a model.json ``entry`` (``file``, ``sha256``)
-    names, after checking its hash; :class:`ArtifactError` naming the file otherwise."""
-    where = io.join(path, entry["file"])
+    names (a file of the artifact's directory), after checking its hash;
+    :class:`ArtifactError` naming the file otherwise."""
+    name = str(entry["file"])
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ArtifactError(f"{io.join(path, MODEL_JSON)}: {what} {name!r} is not a file name")
+    where = io.join(path, name)
     try:
         blob = io.read_bytes(where)
     except FileNotFoundError as exc:

@@ -109,3 +109,22 @@ def test_model_json_is_strict_json_and_a_broken_one_is_named(artifact_copy):
 def test_not_an_artifact(tmp_path):
     with pytest.raises(ArtifactError, match=r"model\.json: missing"):
         load_artifact(str(tmp_path))
+
+
+def test_member_files_outside_the_artifact_and_a_foreign_model_id_are_refused(artifact_copy):
+    """model.json names its members' files: '../x' or an absolute path read a file outside
+    the artifact (its hash still had to match); the model_id, which catalogs show as their
+    provenance, must end with the model hash."""
+    meta_path = artifact_copy / MODEL_JSON
+    meta = json.loads(meta_path.read_text())
+    for name in ("../member-00.safetensors", "/etc/passwd", ".."):
+        edited = json.loads(json.dumps(meta))
+        edited["members"][0]["file"] = name
+        meta_path.write_text(json.dumps(edited))
+        with pytest.raises(ArtifactError, match="is not a file name"):
+            load_artifact(str(artifact_copy))
+    meta_path.write_text(json.dumps({**meta, "model_id": "ens-v3-aaaaaaaaaaaa"}))
+    with pytest.raises(ArtifactError, match="model_id 'ens-v3-aaaaaaaaaaaa' does not end with"):
+        load_artifact(str(artifact_copy))
+    meta_path.write_text(json.dumps(meta))
+    assert load_artifact(str(artifact_copy)).model_id == meta["model_id"]
