@@ -176,8 +176,11 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
                 directory, s.grid, s.pdf, s.z_spec, s.mag, s.flags, config, request.mag_band, name
             )
             images += [f"{slug(name)}/{path.rsplit('/', 1)[-1]}" for path in paths]
-    write_report(results, request.report, inputs, images)
-    print(headline_table(results))
+    written = write_report(results, request.report, inputs, images)
+    files = ", ".join(path.rsplit("/", 1)[-1] for path in written.values())
+    plots = f" and {len(images)} plots" if images else ""
+    print(f"evaluation written to {request.report}: {files}{plots}")
+    print(headline_table(results))  # last: what a reader looks for
     return results
 
 

@@ -50,7 +50,8 @@ class TrainConfig:
             its member's rows in memory: ~0.3 GB per million rows).
         cpus_per_worker: CPUs reserved per worker; None: 1 with GPUs, else 0.5
             (:mod:`raypz.train.schedule`).
-        use_gpu: None uses GPUs when the cluster has any.
+        use_gpu: train on GPUs (True), on CPUs (False), or on GPUs when the cluster has any
+            (None; "auto" on the command line).
         max_concurrent_members: most members trained at once; None: as many as the cluster
             holds (leaving one CPU for Ray Data on CPU-only clusters), re-checked as members
             start and finish and every few seconds, so that nodes that join take members.

@@ -117,7 +117,9 @@ def test_job_writes_metrics_report_and_plots(inputs, capsys):
     pngs = sorted(p.relative_to(report).as_posix() for p in report.rglob("*.png"))
     assert len(pngs) == 18 and "ensemble/pit.png" in pngs and "wide_model/nz.png" in pngs
     assert all(f"]({p})" in text for p in pngs)
-    assert "| metric | ensemble | wide model | knn |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| metric | ensemble | wide model | knn |" in out
+    assert "evaluation written to " in out and "metrics.json, report.md and " in out
 
 
 def test_job_scores_the_chosen_point_estimate(inputs):
