@@ -117,7 +117,8 @@ class OutputLease:
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
-            self._write()
+            with contextlib.suppress(OSError):  # a storage hiccup: the next beat retries
+                self._write()
 
 
 def read_lease(path: str) -> dict | None:
