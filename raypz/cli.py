@@ -432,11 +432,4 @@ def read_config_file(path: str, cls: type) -> Any:
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-    return cls.from_dict(_merged(cls().to_dict(), data))
-
-
-def _merged(default: Any, given: Any) -> Any:
-    """``given`` over ``default``, nested objects merged key by key."""
-    if isinstance(default, dict) and isinstance(given, dict):
-        return {**default, **{k: _merged(default.get(k), v) for k, v in given.items()}}
-    return given
+    return cls.from_dict(data)  # fields the file leaves out keep their defaults

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from raypz.columns import DEFAULT_COLUMNS, ColumnTemplate
 from raypz.models.catalog_net import CatalogNetConfig
@@ -186,7 +186,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`. Fields that ``d`` leaves out, nested ones included (a
+        hand-written ``{"epochs": 3, "net": {"dropout": 0.2}}``), keep their defaults."""
+        d = _merged(cls().to_dict(), d)
         return cls(
             **{
                 **d,
@@ -197,3 +199,10 @@ class TrainConfig:
                 "columns": ColumnTemplate(**d["columns"]),
             }
         )
+
+
+def _merged(default: Any, given: Any) -> Any:
+    """``given`` over ``default``, nested objects merged key by key."""
+    if isinstance(default, dict) and isinstance(given, dict):
+        return {**default, **{k: _merged(default.get(k), v) for k, v in given.items()}}
+    return given

@@ -157,6 +157,9 @@ def test_train_config_round_trip_and_rules():
     old = config.to_dict()
     del old["calibrate"], old["calibration_rows"]  # model.json written before these existed
     assert TrainConfig.from_dict(old).calibrate
+    # a hand-written partial dict (in a notebook): the rest keeps its defaults, nested too
+    partial = TrainConfig.from_dict({"epochs": 3, "net": {"dropout": 0.2}})
+    assert partial == TrainConfig(epochs=3, net=CatalogNetConfig(dropout=0.2))
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
     # values that would train silently wrong: no early stopping at all, the transform fitted on
