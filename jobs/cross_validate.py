@@ -32,6 +32,7 @@ from raypz.cli import (
     parse_with_config_base,
 )
 from raypz.job_errors import run_job
+from raypz.metrics.report import HEADLINE_METRICS
 from raypz.models import CatalogNetConfig
 from raypz.pdf import POINT_ESTIMATES
 from raypz.progress import summary_table
@@ -121,8 +122,7 @@ def closing_table(result: CrossValidation) -> str:
         ("rows per fold", ", ".join(str(n) for n in result.fold_rows)),
         ("wall time", f"{result.seconds:.0f} s"),
     ]
-    headline = ("bias_median", "sigma_mad", "eta_0.15", "eta_0.05", "crps_mean", "pit_ks")
-    rows += [(f"out-of-fold {k}", f"{overall[k]:.4f}") for k in headline]
+    rows += [(f"out-of-fold {k}", f"{overall[k]:.4f}") for k in HEADLINE_METRICS]
     return summary_table(rows, "cross-validation done:")
 
 

@@ -31,12 +31,13 @@ from raypz.cli import (
     parse_with_config_base,
 )
 from raypz.job_errors import run_job
+from raypz.metrics.report import HEADLINE_METRICS
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig, TrainResult, train_ensemble
-from raypz.train.ensemble import MODEL_NAME
+from raypz.train.ensemble import require_model_name
 
 
 def config_flags(base: TrainConfig | None = None) -> tuple[ConfigFlags, ConfigFlags, ConfigFlags]:
@@ -140,8 +141,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise SystemExit("--domain-adapt and --target go together")
     if args.target_cutouts and args.target is None:
         raise SystemExit("--target-cutouts: only with --target")
-    if args.name is not None and not MODEL_NAME.fullmatch(args.name):
-        raise SystemExit(f"--name {args.name!r}: letters, digits, '.', '_' or '-' (1-64)")
+    if args.name is not None:
+        try:
+            require_model_name(args.name)
+        except ValueError as err:
+            raise SystemExit(f"--name: {err}") from err
     if args.inputs == "catalog" and (args.cutouts or args.target_cutouts):
         raise SystemExit("--cutouts / --target-cutouts: only with --inputs cutouts or fusion")
     unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")
@@ -176,9 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     print(training_summary(result))
     return 0
 
-
-HEADLINE_METRICS = ("bias_median", "sigma_mad", "eta_0.15", "eta_0.05", "crps_mean", "pit_ks")
-"""Validation metrics the closing table prints (keys of raypz.metrics' ``overall``)."""
 
 
 def training_summary(result: TrainResult) -> str:

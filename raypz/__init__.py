@@ -1,7 +1,8 @@
 """raypz: machine-learning photometric redshifts for LSST-scale galaxy surveys, on Ray.
 
 The data flow is simulate -> train -> infer -> evaluate; each stage is a subpackage:
-``raypz.sim``, ``raypz.train``, ``raypz.infer``, ``raypz.metrics``. Shared contracts live in
+``raypz.sim``, ``raypz.train``, ``raypz.infer``, and ``raypz.evaluation`` (reports) over
+``raypz.metrics`` (the metrics on arrays). Shared contracts live in
 ``raypz.columns`` (names, bands, units) and ``raypz.schema`` (input validation).
 """
 

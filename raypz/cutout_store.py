@@ -171,7 +171,7 @@ class CutoutFile:
         names = [self.id_column, self.column]
         for batch in self.reader.iter_batches(batch_size=rows, columns=names):
             ids = batch.column(0).to_numpy().astype(np.int64, copy=False)
-            images, valid = cutout_array(batch.column(1), self.shape, check_finite=False)
+            images, valid = cutout_array(batch.column(1), self.shape, check_data=False)
             if not valid.all():  # a fresh array then (else a read-only view of the batch)
                 images[~valid] = np.nan
             yield ids, images

@@ -77,6 +77,10 @@ def makedirs(path: str) -> None:
     fs.create_dir(inner, recursive=True)
 
 
+LEASE_FILE = "_lease.json"
+"""The lease a running job holds on the output it writes (:mod:`raypz.lease`); it belongs to
+no run's content, so :func:`require_empty` ignores it."""
+
 CUTOUT_STORE_MARKER = "_cutout_store.json"
 """File that marks a directory as a cutout store (:mod:`raypz.cutout_store`): listing a table
 that contains one (``jobs/simulate_survey.py`` writes its cutouts to ``OUTPUT/cutouts/``)
@@ -166,6 +170,7 @@ def require_empty(path: str, job: str, ours: tuple[str, ...] = ()) -> None:
     if fs.get_file_info(inner).type == pafs.FileType.File:
         raise FileExistsError(f"{path}: a file; {job} writes a directory there")
     entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+    ours = (*ours, LEASE_FILE)
     found = sorted(
         e.base_name for e in entries if not any(fnmatch(e.base_name, p) for p in ours)
     )

@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
-from raypz.schema.errors import ContractError
+from raypz.schema.errors import ContractError, RefusedError
 
 REFUSED_EXIT_CODE = 2
 """Exit status of a refused input (argparse's, for a bad command line)."""
@@ -29,8 +31,19 @@ STOPPED_HINT = "stopped ({how}); rerun the same command to resume where it stopp
 _SIGNALS_RECEIVED: list[int] = []
 """Signals :func:`exit_on_signal` handled in this process."""
 
+_IN_JOB: list[bool] = []
+"""Non-empty while :func:`run_job` runs a job in this process."""
 
-def exit_on_signal(signum: int, _frame) -> None:
+
+def stop_on_sigterm() -> None:
+    """In a job (:func:`run_job`), end on SIGTERM through :func:`exit_on_signal`. Called after
+    ``ray.init``, whose core worker replaced ray.init's own handler with one that only dumps
+    the stack; a library caller's (a notebook's) handler is left alone."""
+    if _IN_JOB and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, exit_on_signal)
+
+
+def exit_on_signal(signum: int, _frame: object) -> NoReturn:
     """A signal handler that ends the process with ``sys.exit``, so ``finally`` blocks run and
     :func:`run_job` says how to resume. It records the signal: a ``sys.exit`` raised inside
     Ray's core worker (a ``ray.wait``) comes back as Ray's own ``SystemExit(1)``."""
@@ -42,6 +55,7 @@ def run_job(main: Callable[[], int]) -> int:
     """``main()``'s exit status, or :data:`REFUSED_EXIT_CODE` after printing a refusal, or
     128 + the signal's number after printing that the job was stopped."""
     job = Path(sys.argv[0]).name
+    _IN_JOB.append(True)
     try:
         return main()
     except KeyboardInterrupt:
@@ -60,6 +74,8 @@ def run_job(main: Callable[[], int]) -> int:
         cause = getattr(err, "cause", None) or err  # raised in a Ray task: the original error
         print(f"{job}: error: {cause}", file=sys.stderr)
         return REFUSED_EXIT_CODE
+    finally:
+        _IN_JOB.pop()
 
 
 def _refusals() -> tuple[type[BaseException], ...]:
@@ -67,6 +83,7 @@ def _refusals() -> tuple[type[BaseException], ...]:
     module is loaded (it imports torch, which jobs without a model never need)."""
     kinds: list[type[BaseException]] = [
         ContractError,
+        RefusedError,
         FileExistsError,
         FileNotFoundError,
         PermissionError,

@@ -34,9 +34,7 @@ from types import TracebackType
 import pyarrow.fs as pafs
 
 from raypz import io
-
-LEASE_FILE = "_lease.json"
-"""The lease's name directly under the output it guards."""
+from raypz.io import LEASE_FILE
 
 HEARTBEAT_S = 20.0
 """How often a holder refreshes its lease."""
@@ -81,8 +79,7 @@ class OutputLease:
         time.sleep(CONFIRM_S if "://" in self.output else LOCAL_CONFIRM_S)
         back = read_lease(self.path)
         if back is None or back.get("token") != self.token:  # another run claimed at once
-            self._made_output = False  # the other run's directory now
-            raise FileExistsError(_refusal(self.path, back or {}))
+            raise FileExistsError(_refusal(self.path, back or {}))  # its lease and directory
         self._beat.start()
         return self
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import compact, io
-from raypz.catalog.layout import PARTITION_INFO, missing_partitions
+from raypz.catalog.layout import missing_partitions
 from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
+from raypz.schema.errors import RefusedError
 
 if TYPE_CHECKING:
     import lsdb
@@ -96,7 +98,7 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         unknown = [c for c in columns if c not in names]
         if unknown:
             kept = [n for n in names if n not in ("pdf", "pdf_start")]
-            raise ValueError(f"{files[0]}: no column(s) {unknown}; it has {kept}")
+            raise RefusedError(f"{files[0]}: no column(s) {unknown}; it has {kept}")
     tables = [
         pq.read_table(
             f,
@@ -141,13 +143,16 @@ def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
         and props.type != pafs.FileType.File
         and not other_writer
     ):
-        raise ValueError(
+        raise RefusedError(
             f"{path}: a catalog without its properties file, so an unfinished inference run "
             "(some partitions may be missing); rerun that inference to finish it"
         )
     finished = pafs.FileType.File in (props.type, hats_props.type)
     if dataset.type == pafs.FileType.Directory and finished:
-        missing = [p for p in missing_partitions(path) if not p.endswith(PARTITION_INFO)]
+        try:
+            missing = missing_partitions(path)
+        except FileNotFoundError:  # a writer that lists its partitions elsewhere
+            missing = []
         if missing:
             raise FileNotFoundError(
                 f"{path}: a finished catalog that lacks {len(missing)} of the partition files "
@@ -164,7 +169,11 @@ def _z_grid(path: str, table: pa.Table) -> ZGrid:
     return ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
 
 
-def decode_pdfs(pdf, pdf_start, grid: ZGrid) -> np.ndarray:
+def decode_pdfs(
+    pdf: pa.Array | pa.ChunkedArray | Sequence,
+    pdf_start: pa.Array | pa.ChunkedArray | Sequence | None,
+    grid: ZGrid,
+) -> np.ndarray:
     """PDFs (N, G) float32 on ``grid`` from a ``pdf`` column: the compact bytes of the
     catalog (:mod:`raypz.compact`, which need ``pdf_start``) or float lists. Null rows (no PDF)
     come back all zero. The columns may be Arrow arrays or anything Arrow converts: pandas

@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import threading
 
 import ray
 
-from raypz.job_errors import exit_on_signal
+from raypz.job_errors import stop_on_sigterm
 from raypz.progress import ProgressLine
 
 QUIET_LOGGERS = {"ray": logging.WARNING, "ray.train": logging.WARNING, "ray.data": logging.ERROR}
@@ -30,7 +29,9 @@ Ray Data's warnings are about its own tuning (progress bars off, block sizes), n
 def init_ray(
     num_cpus: int | None = None, object_store_memory: int | None = None, verbose: bool = False
 ) -> None:
-    """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray (dashboard on 127.0.0.1).
+    """Join the cluster named by ``RAY_ADDRESS`` or start a local Ray (no dashboard). In a
+    job (:func:`raypz.job_errors.run_job`), SIGTERM then ends the job through ``sys.exit``
+    (:func:`raypz.job_errors.stop_on_sigterm`).
 
     Args:
         num_cpus: logical CPUs of a local Ray; ignored when joining a cluster.
@@ -56,9 +57,7 @@ def init_ray(
             logging_level=level,
         )
     quiet_ray(not verbose)  # ray.init configures its logger again
-    if threading.current_thread() is threading.main_thread():
-        # Ray's core worker replaced ray.init's own handler with one that only dumps the stack
-        signal.signal(signal.SIGTERM, exit_on_signal)
+    stop_on_sigterm()  # in a job: SIGTERM ends it with how to resume
     res = ray.cluster_resources()
     where = f"joined the Ray cluster at {address}" if address else "started a local Ray"
     logs = "" if verbose else f"; Ray's own logs: {_logs_directory()} on this node"

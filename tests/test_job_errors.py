@@ -133,3 +133,17 @@ def test_ray_job_stop_ends_a_job_with_the_resume_line(tmp_path):
     _, err = job.communicate(timeout=120)
     assert job.returncode == 143, err
     assert "simulate_survey.py: stopped (SIGTERM); rerun the same command to resume" in err
+
+
+def test_every_refusal_kind_is_one_line(capsys, tmp_path):
+    """Refusals that are no contract breach (an unfinished catalog, an output inside its
+    input, a model name that is a path...) printed a traceback and exit status 1."""
+    from raypz.predictions import read_predictions
+    from raypz.schema import RefusedError
+
+    (tmp_path / "catalog" / "dataset").mkdir(parents=True)  # no properties: unfinished
+    (tmp_path / "catalog" / "dataset" / "part.parquet").write_bytes(b"")
+    assert run_job(lambda: read_predictions(str(tmp_path / "catalog"))) == 2
+    err = capsys.readouterr().err
+    assert "a catalog without its properties file" in err and err.count("\n") == 1
+    assert issubclass(RefusedError, ValueError)

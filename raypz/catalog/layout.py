@@ -53,14 +53,11 @@ PARTITION_INFO = "partition_info.csv"
 
 
 def missing_partitions(root: str) -> list[str]:
-    """Partition files that the catalog's ``partition_info.csv`` lists and that do not exist
-    (the listing itself when it is missing): a finished catalog that lost files, which
-    would be read, or scored, as if complete."""
+    """Partition files that the catalog's ``partition_info.csv`` lists and that do not exist:
+    a finished catalog that lost files, which would be read, or scored, as if complete.
+    FileNotFoundError when the listing itself is missing."""
     listing = io.join(root, PARTITION_INFO)
-    try:
-        lines = io.read_bytes(listing).decode().split()
-    except FileNotFoundError:
-        return [listing]
+    lines = io.read_bytes(listing).decode().split()
     pixels = [(int(k), int(n)) for k, n in (line.split(",") for line in lines[1:])]
     fs, inner = io.resolve(root)  # once: one listing call for every partition
     infos = fs.get_file_info([partition_path(inner, k, n) for k, n in pixels])

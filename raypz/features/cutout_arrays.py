@@ -11,15 +11,15 @@ import pyarrow as pa
 
 
 def cutout_array(
-    values, shape: tuple[int, ...] | None = None, check_finite: bool = True
+    values, shape: tuple[int, ...] | None = None, check_data: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """A batch's cutout column as (N, C, H, W) float32 and a (N,) bool mask of usable rows.
 
     Accepts Arrow's ``fixed_shape_tensor`` or nested fixed-size lists (a Table column or
     array), Ray Data's numpy batch form (an (N, C, H, W) array, or an object array of per-row
     arrays / None), and nested lists.
-    Null rows, and with ``check_finite`` rows that hold no data (:func:`has_data`), are
-    returned as zeros with mask False. Without ``check_finite``, an Arrow column without nulls
+    Null rows, and with ``check_data`` rows that hold no data (:func:`has_data`), are
+    returned as zeros with mask False. Without ``check_data``, an Arrow column without nulls
     comes back as a read-only view of its buffer. ``shape`` (C, H, W) is needed only when
     every row is null.
     """
@@ -36,7 +36,7 @@ def cutout_array(
         while pa.types.is_fixed_size_list(flat.type):
             flat = flat.flatten()  # flatten() skips null rows
         flat = flat.to_numpy(zero_copy_only=False)
-        if valid.all() and not check_finite and flat.dtype == np.float32:
+        if valid.all() and not check_data and flat.dtype == np.float32:
             return flat.reshape(len(values), *row_shape), valid
         images = np.zeros((len(values), *row_shape), dtype=np.float32)
         if valid.all():
@@ -45,7 +45,7 @@ def cutout_array(
             images[valid] = flat.reshape(-1, *row_shape)
     else:
         images, valid = _from_rows(values, shape)
-    if not check_finite:
+    if not check_data:
         return images, valid
     usable = valid & has_data(images)
     images[~usable] = 0.0

@@ -88,7 +88,7 @@ class CutoutStretch:
         """A batch's cutouts (N, C, H, W) float32 in nJy/pixel, unstretched, and the rows
         whose cutout is not null (N,) bool. Without nulls the array is a read-only view of the
         Arrow buffer (no copy on the host)."""
-        images, valid = cutout_array(batch[self.column], self.shape, check_finite=False)
+        images, valid = cutout_array(batch[self.column], self.shape, check_data=False)
         if images.shape[1:] != self.shape:
             raise ValueError(
                 f"column {self.column!r}: cutouts of shape {images.shape[1:]}, the model "

@@ -44,20 +44,20 @@ from raypz.catalog import (
     plan_partitions,
     with_healpix29,
 )
-from raypz.catalog.layout import missing_partitions
+from raypz.catalog.layout import PARTITION_INFO, missing_partitions
 from raypz.catalog.write import fragment_directory
 from raypz.columns import ColumnTemplate
 from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, store_counts
 from raypz.infer import pool, staging, tasks
 from raypz.infer.config import InferConfig
 from raypz.infer.predictor import CatalogPredictor, input_columns
-from raypz.lease import LEASE_FILE, OutputLease
+from raypz.lease import OutputLease
 from raypz.models import load_artifact
 from raypz.object_stream import PATH_COLUMN, CutoutJoin, object_dataset
 from raypz.predictions import MODEL_HASH_KEY, Z_GRID_KEY
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
-from raypz.schema import ContractError, check_file_schema, validate_dataset
+from raypz.schema import ContractError, RefusedError, check_file_schema, validate_dataset
 from raypz.schema.files import open_object_table
 from raypz.tables import list_table_files, num_rows
 
@@ -277,6 +277,12 @@ def run_inference(
         cutouts: for an image model, a cutout store co-partitioned with the input
             (:mod:`raypz.cutout_store`: Parquet or FITS cutout files, local or URI), joined on
             objectId inside the stream; None when the cutouts are a column of the input.
+
+    Raises:
+        ContractError: an input file breaks the object-table contract (before any work).
+        RefusedError: the output lies inside the input, or a catalog model is given cutouts.
+        FileExistsError: the output holds something else, a catalog of other inputs or
+            settings, or another run is writing it (:mod:`raypz.lease`).
     """
     config = config or InferConfig()
     t0 = time.perf_counter()
@@ -285,14 +291,14 @@ def run_inference(
     input_path, model, output = (io.absolute(p) for p in (input_path, model, output))
     cutouts = io.absolute(cutouts) if cutouts else None
     if f"{output.rstrip('/')}/".startswith(f"{input_path.rstrip('/')}/"):
-        raise ValueError(
+        raise RefusedError(
             f"{output}: the catalog must be written outside the input {input_path} (a rerun "
             "would read its partitions as object rows)"
         )
     artifact = load_artifact(model)
     store = CutoutStore.open(cutouts) if cutouts else None
     if store is not None and artifact.cutouts is None:
-        raise ValueError(f"{model}: a catalog model reads no cutouts; drop the store {cutouts}")
+        raise RefusedError(f"{model}: a catalog model reads no cutouts; drop the store {cutouts}")
     fs, _ = io.resolve(input_path)
     files = list_table_files(input_path)
     if not files:
@@ -363,7 +369,7 @@ def _run(
         return finished
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
-        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR, LEASE_FILE))
+        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
     # the store's files are checked before anything is written
     cutout_counts = _join_counts(input_path, files, join) if join is not None else None
     if histogram is None:
@@ -566,7 +572,10 @@ def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
             "settings (InferConfig's --max-rows-per-partition, --histogram-order); choose a new "
             "output"
         )
-    missing = missing_partitions(output)
+    try:
+        missing = missing_partitions(output)
+    except FileNotFoundError:
+        missing = [io.join(output, PARTITION_INFO)]
     if missing:
         raise FileNotFoundError(
             f"{output}: a finished catalog that lacks {len(missing)} of its partition files "

@@ -117,7 +117,3 @@ def merged_marker(root: str, norder: int, npix: int) -> str:
     """Marker file saying partition (norder, npix) was merged from the current fragments."""
     return io.join(root, "_merged", f"{norder}-{npix}")
 
-
-def is_merged(root: str, norder: int, npix: int) -> bool:
-    """True when the partition's merge finished and no fragment was staged since."""
-    return io.is_file(merged_marker(root, norder, npix))

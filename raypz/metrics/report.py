@@ -45,6 +45,11 @@ _BINNING_TITLES = {
 }
 
 
+HEADLINE_METRICS = ("bias_median", "sigma_mad", "eta_0.15", "eta_0.05", "crps_mean", "pit_ks")
+"""The overall metrics (keys of :func:`~raypz.metrics.evaluate`'s ``overall``) that jobs print
+in their closing tables: the quality targets' metrics."""
+
+
 def _fmt(value) -> str:
     """A table cell: integers as they are, floats to 4 decimals (or 3 significant if tiny)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

@@ -30,7 +30,7 @@ an inference job opens.
 (100, 3, 3)
 """
 
-from raypz.schema.errors import ContractError
+from raypz.schema.errors import ContractError, RefusedError
 from raypz.schema.report import RowProblems, ValidationReport
 from raypz.schema.rules import check_file_schema
 from raypz.schema.validate import validate_dataset
@@ -39,6 +39,7 @@ from raypz.schema.values import REDSHIFT_RANGE, usable_redshift
 __all__ = [
     "REDSHIFT_RANGE",
     "ContractError",
+    "RefusedError",
     "RowProblems",
     "ValidationReport",
     "check_file_schema",

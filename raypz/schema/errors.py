@@ -1,4 +1,5 @@
-"""The error that stops a job whose input breaks the object-table contract."""
+"""The errors that stop a job on an input, output or setting it refuses (one line, no
+traceback: :mod:`raypz.job_errors`)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ class ContractError(ValueError):
 
     def __reduce__(self):  # keep the attributes when Ray ships the error between processes
         return (type(self), (self.file, self.column, self.rule))
+
+
+class RefusedError(ValueError):
+    """An input, output or setting a job refuses for a reason its message gives (an output
+    inside its input, an unfinished catalog, a model name that is a path...), other than a
+    breach of the object-table contract (:class:`ContractError`). A ValueError, as before."""

@@ -157,6 +157,6 @@ def cutout_renderer(years: int, field_name: str, size: int) -> CutoutRenderer:
     )
 
 
-def cutout_array(images: np.ndarray) -> pa.Array:
+def tensor_array(images: np.ndarray) -> pa.Array:
     """Cutouts (n, 6, H, W) float32 as a ``fixed_shape_tensor`` Arrow array."""
     return pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(images, np.float32))

@@ -29,7 +29,7 @@ from raypz import __version__
 from raypz.columns import BANDS, DEFAULT_COLUMNS, flux_to_mag
 from raypz.sim.catalog import Catalog, Survey, build_survey, draw_catalog
 from raypz.sim.config import SurveyConfig, object_ids
-from raypz.sim.cutouts import PIXEL_SCALE, cutout_array, cutout_renderer
+from raypz.sim.cutouts import PIXEL_SCALE, cutout_renderer, tensor_array
 from raypz.sim.epochs import draw_epochs, epoch_sky_variances
 
 CUTOUT_BATCH_ROWS = 2048
@@ -118,7 +118,7 @@ def iter_shard_batches(config: SurveyConfig, shard_index: int) -> Iterator[pa.Re
         if config.cutouts:
             renderer = cutout_renderer(config.years, config.field, config.cutout_size)
             images = renderer.render(part.galaxies, part.true_flux, rng_cutouts)
-            columns[DEFAULT_COLUMNS.cutout] = cutout_array(images)
+            columns[DEFAULT_COLUMNS.cutout] = tensor_array(images)
         yield pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 from raypz import io
 from raypz.columns import BANDS, DEFAULT_COLUMNS
 from raypz.fits import write_cutout_fits
-from raypz.lease import LEASE_FILE, OutputLease
+from raypz.lease import OutputLease
+from raypz.schema.errors import RefusedError
 from raypz.sim.config import SurveyConfig, object_ids
 from raypz.sim.cutouts import PIXEL_SCALE
 from raypz.sim.shard import CUTOUT_BATCH_ROWS, iter_shard_batches, shard_schema
@@ -197,7 +198,8 @@ def simulate_survey(
 
     Raises:
         FileExistsError: ``output`` (or the cutout store ``cutout_output``) holds a
-            simulation made with a different config, or other files.
+            simulation made with a different config, or other files, or another run is
+            writing it (:mod:`raypz.lease`).
     """
     import ray  # imported here so that the in-process API does not need Ray
 
@@ -207,7 +209,7 @@ def simulate_survey(
     output = io.absolute(output)
     cutout_output = io.absolute(cutout_output) if cutout_output else None
     if cutout_output is not None and cutout_output.rstrip("/") == output.rstrip("/"):
-        raise ValueError(
+        raise RefusedError(
             f"{cutout_output}: the cutout store must be another directory than the object "
             "shards' (its files are named like them, and a store directory is not listed as "
             "object rows)"
@@ -241,7 +243,7 @@ def _claim_output(config: SurveyConfig, output: str) -> None:
             )
         return
     # shards there would count as finished ones
-    io.require_empty(output, "simulation", ours=(LEASE_FILE,))
+    io.require_empty(output, "simulation")
     io.makedirs(output)
     body = {"config": wanted, "n_shards": config.n_shards}
     io.write_bytes_atomic(manifest, json.dumps(body, indent=2, sort_keys=True).encode())

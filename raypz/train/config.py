@@ -56,9 +56,9 @@ class TrainConfig:
             holds (leaving one CPU for Ray Data on CPU-only clusters), re-checked as members
             start and finish and every few seconds, so that nodes that join take members.
         worker_resources: extra Ray resources each training worker requests besides its CPUs
-            and GPU, e.g. ``{"trainer": 1}`` for a custom resource that only some nodes
-            advertise (one per node places the workers one per node), or
-            ``{"accelerator_type:H100": 0.001}``. CPU and GPU come from ``cpus_per_worker``
+            and GPU, e.g. ``trainer=1`` for a custom resource that only some nodes advertise
+            (one per node places the workers one per node), or
+            ``accelerator_type:H100=0.001``. CPU and GPU come from ``cpus_per_worker``
             and ``use_gpu``.
         flux_noise: augmentation: extra Gaussian flux noise of up to this many catalog
             errors per row (the error column is inflated to match). 0 by default: use it when

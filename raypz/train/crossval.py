@@ -37,9 +37,9 @@ from raypz import io, tables
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 from raypz.infer.predictor import CatalogPredictor
 from raypz.predictions import MODEL_HASH_KEY
-from raypz.schema import validate_dataset
+from raypz.schema import RefusedError, validate_dataset
 from raypz.train.config import TrainConfig
-from raypz.train.ensemble import train_ensemble
+from raypz.train.ensemble import require_model_name, train_ensemble
 from raypz.train.labelled import has_epoch_columns, training_columns
 from raypz.train.splits import fold_of
 
@@ -106,6 +106,7 @@ def cross_validate(
     """
     config = config or TrainConfig()
     check_settings(config, folds)
+    require_model_name(f"{slug(name)}-fold-{folds - 1}")  # the fold models' names
     t0 = time.perf_counter()
     c = config.columns
     table = read_rows(train, config)
@@ -116,7 +117,7 @@ def cross_validate(
     for k in range(folds):
         held_out = fold == k
         if not held_out.any() or held_out.all():
-            raise ValueError(f"{train}: {len(fold)} rows are too few for {folds} outer folds")
+            raise RefusedError(f"{train}: {len(fold)} rows are too few for {folds} outer folds")
         fold_dir = io.join(output, f"fold-{k}")
         fold_train = io.join(fold_dir, "train.parquet")
         io.makedirs(fold_dir)

@@ -36,7 +36,7 @@ from raypz import io
 from raypz.columns import BANDS, flux_to_mag
 from raypz.features import FeatureTransform, usable_bands
 from raypz.features.cutouts import CutoutStretch
-from raypz.lease import LEASE_FILE, OutputLease
+from raypz.lease import OutputLease
 from raypz.metrics import evaluate
 from raypz.models import (
     CatalogNetConfig,
@@ -59,7 +59,7 @@ from raypz.plots import plot_training_curves
 from raypz.predictions import predictions_table
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import RemoteProgress, cluster_has_gpus, init_ray
-from raypz.schema import ContractError, usable_redshift, validate_dataset
+from raypz.schema import ContractError, RefusedError, usable_redshift, validate_dataset
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.calibration import calibrate, validation_pdfs, with_width_scale
 from raypz.train.config import TrainConfig
@@ -192,21 +192,14 @@ def _claim_output(
     post-training and scheduling settings of ``_NOT_IN_RUN_ID`` may change on a rerun), which
     ``replace`` removes instead (its checkpoints stay)."""
     if f"{output.rstrip('/')}/".startswith(f"{train.rstrip('/')}/"):
-        raise ValueError(
+        raise RefusedError(
             f"{output}: the model must be written outside its training table {train} (a "
             "rerun would read its validation predictions as labelled rows)"
         )
     try:
         found = json.loads(io.read_bytes(io.join(output, MODEL_JSON)))["training"]
     except FileNotFoundError:  # a first run, or one stopped before its first save
-        ours = (
-            "_checkpoints",
-            MEMBER_FILES,
-            REFERENCE_FILE,
-            TRAINING_CURVES,
-            VALIDATION_DIR,
-            LEASE_FILE,
-        )
+        ours = ("_checkpoints", MEMBER_FILES, REFERENCE_FILE, TRAINING_CURVES, VALIDATION_DIR)
         io.require_empty(output, "raypz training", ours=ours)
         return
 
@@ -231,7 +224,7 @@ def _require_validation_labels(path: str, rows: LabelledArrays, config: TrainCon
     would otherwise compare losses of no row (0 every epoch) and keep the first epoch."""
     held_out = ~train_mask(rows.object_id, config, fold=None)
     if not usable_redshift(rows.z[held_out]).any():
-        raise ValueError(
+        raise RefusedError(
             f"{path}: no row of the validation split ({int(held_out.sum())} of {len(rows.z)} "
             f"rows, val_fraction {config.val_fraction:g} by objectId hash) has a usable "
             "redshift; early stopping and the calibration need them: add rows or raise "
@@ -280,7 +273,7 @@ def _fit_cutout_stretch(
     raw, usable = read_cutouts(train, config, fit_ids, cutouts=cutouts)
     c = config.columns
     if not usable.any():
-        raise ValueError(f"{cutouts or train}: column {c.cutout!r} has no usable cutout")
+        raise RefusedError(f"{cutouts or train}: column {c.cutout!r} has no usable cutout")
     scale = declared_pixel_scale(train, cutouts, c.cutout, c.object_id)
     return CutoutStretch.fit(raw[usable], column=c.cutout, pixel_scale_arcsec=scale)
 
@@ -338,7 +331,7 @@ def require_model_name(name: str) -> str:
     """``name`` when it is a :data:`MODEL_NAME`; ValueError otherwise (a name with ``/`` or
     ``..`` wrote checkpoints outside the output)."""
     if not MODEL_NAME.fullmatch(name):
-        raise ValueError(
+        raise RefusedError(
             f"model name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit (it names checkpoint directories and the model id)"
         )

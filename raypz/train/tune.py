@@ -722,7 +722,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-SUMMARY_COLUMNS = (
+TRIAL_COLUMNS = (
     "rank", "trial", "status", "epochs", METRIC, "sigma_mad", "eta_0.15", "crps", "lr",
     "weight_decay",
     "width", "depth", "dropout", "n_components", "batch_size", "flux_noise", "dae_noise",
@@ -731,7 +731,7 @@ SUMMARY_COLUMNS = (
 """Columns of the printed summary and of trials.md (trials.csv has them all)."""
 
 
-def markdown_table(trials: pd.DataFrame, columns: tuple[str, ...] = SUMMARY_COLUMNS) -> str:
+def markdown_table(trials: pd.DataFrame, columns: tuple[str, ...] = TRIAL_COLUMNS) -> str:
     """The trials as a Markdown table."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for _, row in trials.iterrows():
@@ -742,9 +742,9 @@ def markdown_table(trials: pd.DataFrame, columns: tuple[str, ...] = SUMMARY_COLU
 def summary_text(result: SearchResult, top: int = 5) -> str:
     """The job's closing lines: the best trials as a table, then where the results are."""
     t = result.trials
-    rows = [[str(c) for c in SUMMARY_COLUMNS]]
-    rows += [[_cell(row[c]) for c in SUMMARY_COLUMNS] for _, row in t.head(top).iterrows()]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(SUMMARY_COLUMNS))]
+    rows = [[str(c) for c in TRIAL_COLUMNS]]
+    rows += [[_cell(row[c]) for c in TRIAL_COLUMNS] for _, row in t.head(top).iterrows()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TRIAL_COLUMNS))]
     table = ["  " + "  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     counts = t["status"].value_counts().to_dict()
     status = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
