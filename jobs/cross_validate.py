@@ -31,7 +31,7 @@ from raypz.cli import (
     output_path,
     parse_with_config_base,
 )
-from raypz.job_errors import run_job
+from raypz.job_errors import UsageError, run_job
 from raypz.metrics.report import HEADLINE_METRICS
 from raypz.models import CatalogNetConfig
 from raypz.pdf import POINT_ESTIMATES
@@ -103,13 +103,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig the flags describe; SystemExit when it breaks a rule."""
+    """The TrainConfig the flags describe; UsageError when it breaks a rule."""
     train, net = config_flags(getattr(args, "base_config", None))
     try:
         config = train.build(args, net=net.build(args))
         check_settings(config, args.folds)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageError(str(err)) from err
     return config
 
 

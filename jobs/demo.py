@@ -32,7 +32,7 @@ from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer import InferConfig, run_inference
-from raypz.job_errors import run_job
+from raypz.job_errors import UsageError, run_job
 from raypz.ray_runtime import init_ray
 from raypz.sim import SurveyConfig, simulate_survey
 from raypz.train import TrainConfig, train_ensemble
@@ -70,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the four stages; returns the process exit code."""
     a = parse_args(argv)
     # every config first: a bad flag stops the demo before minutes of work, not after
-    surveys = {
-        key: SURVEY.build(a, n_objects=n, seed=seed)
-        for key, n, seed in (("train", a.n_train, a.seed), ("test", a.n_test, a.seed + 1))
-    }
-    config, infer = TRAIN.build(a), INFER.build(a)
+    try:
+        surveys = {
+            key: SURVEY.build(a, n_objects=n, seed=seed)
+            for key, n, seed in (("train", a.n_train, a.seed), ("test", a.n_test, a.seed + 1))
+        }
+        config, infer = TRAIN.build(a), INFER.build(a)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     init_ray(num_cpus=a.num_cpus, verbose=a.verbose)
     paths = {k: io.join(a.workdir, k) for k in ("train", "test", "model", "catalog", "report")}
     for key, survey in surveys.items():

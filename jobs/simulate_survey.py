@@ -22,7 +22,7 @@ import sys
 import time
 
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
-from raypz.job_errors import run_job
+from raypz.job_errors import UsageError, run_job
 from raypz.ray_runtime import init_ray
 from raypz.sim import FIELDS, SurveyConfig, simulate_survey
 
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from err
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     start = time.perf_counter()
     paths = simulate_survey(config, args.output, args.cutout_output)

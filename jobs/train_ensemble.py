@@ -30,7 +30,7 @@ from raypz.cli import (
     output_path,
     parse_with_config_base,
 )
-from raypz.job_errors import run_job
+from raypz.job_errors import UsageError, run_job
 from raypz.metrics.report import HEADLINE_METRICS
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
@@ -134,30 +134,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig the flags describe (over the ``--config`` file's, when given); SystemExit
+    """The TrainConfig the flags describe (over the ``--config`` file's, when given); UsageError
     when they contradict each other."""
     train, net, cnn = config_flags(getattr(args, "base_config", None))
     if args.cnn_domain_adapt != (args.target is not None):
-        raise SystemExit("--domain-adapt and --target go together")
+        raise UsageError("--domain-adapt and --target go together")
     if args.target_cutouts and args.target is None:
-        raise SystemExit("--target-cutouts: only with --target")
+        raise UsageError("--target-cutouts: only with --target")
     if args.name is not None:
         try:
             require_model_name(args.name)
         except ValueError as err:
-            raise SystemExit(f"--name: {err}") from err
+            raise UsageError(f"--name: {err}") from err
     if args.inputs == "catalog" and (args.cutouts or args.target_cutouts):
-        raise SystemExit("--cutouts / --target-cutouts: only with --inputs cutouts or fusion")
+        raise UsageError("--cutouts / --target-cutouts: only with --inputs cutouts or fusion")
     unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")
     if unused.changed(args):
-        raise SystemExit(f"{' '.join(unused.changed(args))}: only with --inputs {needed}")
+        raise UsageError(f"{' '.join(unused.changed(args))}: only with --inputs {needed}")
     try:
         image = (
             None if args.inputs == "catalog" else cnn.build(args, fusion=args.inputs == "fusion")
         )
         return train.build(args, net=net.build(args), image=image)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from raypz.cli import (
     output_path,
     parse_with_config_base,
 )
-from raypz.job_errors import run_job
+from raypz.job_errors import UsageError, run_job
 from raypz.models import CatalogNetConfig
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig
@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, TuneSettings]:
-    """The base TrainConfig and the search's settings; SystemExit when they break a rule."""
+    """The base TrainConfig and the search's settings; UsageError when they break a rule."""
     base = getattr(args, "base_config", None)
     train, net = config_flags(base)
     try:
@@ -115,7 +115,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, TuneSettin
             raise ValueError("the search covers catalog networks (--config has an image model)")
         return config, SETTINGS.build(args)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_search(args.train, args.output, base, settings, args.resume, args.verbose)
     except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
+        raise UsageError(str(err)) from err
     print(summary_text(result))
     return 0 if result.complete else 130
 

@@ -35,6 +35,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from raypz.job_errors import UsageError
+
 _SCALARS = (int, float, str)
 _METAVARS = {int: "N", float: "X"}
 _OPTIONAL_BOOL = {"yes": True, "no": False, "auto": None}
@@ -393,7 +395,7 @@ def add_config_flag(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_file_base(argv: list[str] | None, cls: type) -> Any:
     """The ``cls`` saved in the ``--config FILE`` of a command line (None without the flag),
-    for :class:`ConfigFlags`'s ``base=``. ``argv`` None: ``sys.argv[1:]``. SystemExit when
+    for :class:`ConfigFlags`'s ``base=``. ``argv`` None: ``sys.argv[1:]``. UsageError when
     the file cannot be read as a ``cls``."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
@@ -403,7 +405,7 @@ def config_file_base(argv: list[str] | None, cls: type) -> Any:
     try:
         return read_config_file(path, cls)
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise SystemExit(f"error: --config {path}: {err}") from err
+        raise UsageError(f"--config {path}: {err}") from err
 
 
 def parse_with_config_base(

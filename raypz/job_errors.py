@@ -26,6 +26,16 @@ from raypz.schema.errors import ContractError, RefusedError
 REFUSED_EXIT_CODE = 2
 """Exit status of a refused input (argparse's, for a bad command line)."""
 
+class UsageError(SystemExit):
+    """A command line a job refuses (flags that contradict each other, a value a config's
+    rules refuse): :func:`run_job` prints ``JOB: error: MESSAGE`` and exits 2, as argparse
+    does for a malformed one. A SystemExit, so outside a job it still ends the program."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 STOPPED_HINT = "stopped ({how}); rerun the same command to resume where it stopped"
 
 _SIGNALS_RECEIVED: list[int] = []
@@ -58,6 +68,9 @@ def run_job(main: Callable[[], int]) -> int:
     _IN_JOB.append(True)
     try:
         return main()
+    except UsageError as err:
+        print(f"{job}: error: {err.message}", file=sys.stderr)
+        return REFUSED_EXIT_CODE
     except KeyboardInterrupt:
         print(f"{job}: {STOPPED_HINT.format(how='interrupted')}", file=sys.stderr)
         return 128 + signal.SIGINT

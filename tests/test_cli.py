@@ -339,8 +339,10 @@ def test_num_cpus_below_one_is_refused(name, capsys):
 def test_demo_checks_every_flag_before_any_work(tmp_path, monkeypatch):
     demo = _job("demo")
     monkeypatch.chdir(tmp_path)
+    from raypz.job_errors import UsageError
+
     for bad in (["--n-test", "0"], ["--max-rows-per-partition", "0"], ["--members", "0"]):
-        with pytest.raises(ValueError):
+        with pytest.raises(UsageError):  # one "demo.py: error: ..." line in a job
             demo.main(["--workdir", "w", *bad])
     assert not (tmp_path / "w").exists()
 

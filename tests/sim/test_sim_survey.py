@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raypz import io
+from raypz.job_errors import run_job
 from raypz.schema import validate_dataset
 from raypz.sim import SurveyConfig, simulate_shard, simulate_survey, survey
 
@@ -123,9 +124,10 @@ def test_cli_writes_the_requested_rows(ray_session, tmp_path, capsys):
     table = pq.read_table(out)
     assert table.num_rows == 300
     assert set(table["field"].to_pylist()) == {"deep"}
-    assert (
-        cli.main(["--n-objects", "10", "--seed", "1", "--output", str(out), "--depth", "y20"]) == 2
-    )
+    bad = ["--n-objects", "10", "--seed", "1", "--output", str(out), "--depth", "y20"]
+    assert run_job(lambda: cli.main(bad)) == 2  # one "error:" line, as argparse's
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ": error: " in err and "y20" in err
 
 
 def test_cli_help_lists_every_option(capsys):
