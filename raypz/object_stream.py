@@ -17,7 +17,6 @@ files through it too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from raypz.cutout_store import (
     store_counts,
 )
 from raypz.schema.errors import ContractError
-from raypz.schema.rules import PIXEL_SCALE_RTOL, check_cutout_field, field_pixel_scale
+from raypz.schema.rules import check_cutout_field, field_pixel_scale, same_pixel_scale
 from raypz.tables import is_fits, list_table_files, open_table
 
 PATH_COLUMN = "path"
@@ -124,7 +123,7 @@ def declared_pixel_scale(
         return None
     scale, first = known[0]
     for other, where in known[1:]:
-        if not math.isclose(other, scale, rel_tol=PIXEL_SCALE_RTOL):
+        if not same_pixel_scale(other, scale):
             rule = f"pixels of {other:g} arcsec where {first} says {scale:g}: one model, one scale"
             raise ContractError(where, column, rule)
     return scale

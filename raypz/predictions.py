@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import compact, io
-from raypz.catalog.layout import missing_partitions
+from raypz.catalog.layout import STAGING_DIR, missing_partitions
 from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
 from raypz.schema.errors import RefusedError
@@ -132,8 +132,7 @@ def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
     finished: no ``properties`` (written last), unless a catalog of another writer that has
     only ``hats.properties`` and no raypz staging. Some of its partitions may be missing.
     FileNotFoundError for a finished one that lost partition files."""
-    # _staging: raypz.infer.staging.STAGING_DIR (importing raypz.infer here would be circular)
-    names = ("dataset", "properties", "hats.properties", "_staging")
+    names = ("dataset", "properties", "hats.properties", STAGING_DIR)
     dataset, props, hats_props, staging = fs.get_file_info(
         [posixpath.join(inner, n) for n in names]
     )

@@ -51,6 +51,10 @@ def parse_partition_path(path: str) -> tuple[int, int] | None:
 PARTITION_INFO = "partition_info.csv"
 """The catalog's list of its partitions (``Norder,Npix`` rows)."""
 
+STAGING_DIR = "_staging"
+"""Where an inference run stages its fragments under the catalog root (:mod:`raypz.infer.staging`);
+gone once the run finished (unless kept)."""
+
 
 def missing_partitions(root: str) -> list[str]:
     """Partition files that the catalog's ``partition_info.csv`` lists and that do not exist:

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from raypz import io
 from raypz.catalog import PixelHistogram
+from raypz.catalog.layout import STAGING_DIR
 
-STAGING_DIR = "_staging"
 _FRAGMENT = re.compile(r"^src(\d+)-")
 
 

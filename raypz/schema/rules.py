@@ -194,9 +194,15 @@ def require_pixel_scale(
     PDFs. Not checked when either is unknown (None)."""
     if scale is None or model_scale is None:
         return
-    if not math.isclose(scale, model_scale, rel_tol=PIXEL_SCALE_RTOL):
+    if not same_pixel_scale(scale, model_scale):
         rule = f"pixels of {scale:g} arcsec, the model was trained on {model_scale:g} arcsec pixels"
         raise ContractError(path, column, rule)
+
+
+def same_pixel_scale(a: float, b: float) -> bool:
+    """Whether two pixel scales (arcsec) are one, within :data:`PIXEL_SCALE_RTOL` (a rounded
+    header value)."""
+    return math.isclose(a, b, rel_tol=PIXEL_SCALE_RTOL)
 
 
 def require_band_order(path: str, column: str | None, bands: str, what: str) -> None:
