@@ -31,7 +31,7 @@ from raypz.cli import (
     output_path,
     parse_with_config_base,
 )
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import run_job, usage_errors
 from raypz.metrics.report import HEADLINE_METRICS
 from raypz.models import CatalogNetConfig
 from raypz.pdf import POINT_ESTIMATES
@@ -71,7 +71,9 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         required=True,
         help="labelled object table (Parquet or FITS file/dir, or HATS; local or s3://)",
     )
-    p.add_argument("--output", type=output_path, required=True, help="directory to write (local or s3://)")
+    p.add_argument(
+        "--output", type=output_path, required=True, help="directory to write (local or s3://)"
+    )
     p.add_argument(
         "--folds",
         type=int,
@@ -105,11 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the flags describe; UsageError when it breaks a rule."""
     train, net = config_flags(getattr(args, "base_config", None))
-    try:
+    with usage_errors():
         config = train.build(args, net=net.build(args))
         check_settings(config, args.folds)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
     return config
 
 

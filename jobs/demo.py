@@ -32,7 +32,7 @@ from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.infer import InferConfig, run_inference
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import run_job, usage_errors
 from raypz.ray_runtime import init_ray
 from raypz.sim import SurveyConfig, simulate_survey
 from raypz.train import TrainConfig, train_ensemble
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--workdir", type=output_path, default="raypz-demo", help="output root (local or s3://)")
+    p.add_argument(
+        "--workdir", type=output_path, default="raypz-demo", help="output root (local or s3://)"
+    )
     p.add_argument("--n-train", type=int, default=20_000, help="labelled training rows")
     p.add_argument("--n-test", type=int, default=20_000, help="rows to predict and score")
     p.add_argument("--seed", type=int, default=1, help="seed of the training survey (test: +1)")
@@ -70,14 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the four stages; returns the process exit code."""
     a = parse_args(argv)
     # every config first: a bad flag stops the demo before minutes of work, not after
-    try:
+    with usage_errors():
         surveys = {
             key: SURVEY.build(a, n_objects=n, seed=seed)
             for key, n, seed in (("train", a.n_train, a.seed), ("test", a.n_test, a.seed + 1))
         }
         config, infer = TRAIN.build(a), INFER.build(a)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
     init_ray(num_cpus=a.num_cpus, verbose=a.verbose)
     paths = {k: io.join(a.workdir, k) for k in ("train", "test", "model", "catalog", "report")}
     for key, survey in surveys.items():

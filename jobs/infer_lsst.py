@@ -31,7 +31,7 @@ import sys
 from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.infer import SUMMARY_FILE, InferConfig, InferenceSummary, run_inference
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import run_job, usage_errors
 from raypz.progress import summary_table
 from raypz.ray_runtime import init_ray
 
@@ -75,10 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> InferConfig:
     """The InferConfig the flags describe; UsageError when it breaks InferConfig's rules."""
-    try:
+    with usage_errors():
         return INFER.build(args)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:

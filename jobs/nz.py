@@ -22,7 +22,7 @@ import argparse
 import sys
 
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import run_job, usage_errors
 from raypz.metrics.catalog_nz import NZConfig, catalog_nz
 from raypz.metrics.nz_file import summary_rows, write_nz
 from raypz.pdf import POINT_ESTIMATES
@@ -61,10 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> NZConfig:
     """The NZConfig the flags describe; UsageError when it breaks NZConfig's rules."""
-    try:
+    with usage_errors():
         return NZ.build(args)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ import sys
 import time
 
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import run_job, usage_errors
 from raypz.ray_runtime import init_ray
 from raypz.sim import FIELDS, SurveyConfig, simulate_survey
 
@@ -42,9 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--output", type=output_path, required=True, help="output directory (local or s3://)")
     p.add_argument(
-        "--cutout-output", type=output_path,
+        "--output", type=output_path, required=True, help="output directory (local or s3://)"
+    )
+    p.add_argument(
+        "--cutout-output",
+        type=output_path,
         default=None,
         help="cutout store for --cutout-layout shards/fits (local or s3://; default "
         "OUTPUT/cutouts); pass it to the train and infer jobs as --cutouts",
@@ -67,10 +70,8 @@ def config_from_args(args: argparse.Namespace) -> SurveyConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run the simulation and print a one-line summary."""
     args = parse_args(argv)
-    try:
+    with usage_errors():
         config = config_from_args(args)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     start = time.perf_counter()
     paths = simulate_survey(config, args.output, args.cutout_output)

@@ -30,7 +30,7 @@ from raypz.cli import (
     output_path,
     parse_with_config_base,
 )
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import UsageError, run_job, usage_errors
 from raypz.metrics.report import HEADLINE_METRICS
 from raypz.models import CatalogNetConfig, ImageNetConfig, load_artifact
 from raypz.models.artifact import TRAINING_CURVES
@@ -151,13 +151,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     unused, needed = (cnn, "cutouts or fusion") if args.inputs == "catalog" else (net, "catalog")
     if unused.changed(args):
         raise UsageError(f"{' '.join(unused.changed(args))}: only with --inputs {needed}")
-    try:
+    with usage_errors():
         image = (
             None if args.inputs == "catalog" else cnn.build(args, fusion=args.inputs == "fusion")
         )
         return train.build(args, net=net.build(args), image=image)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(training_summary(result))
     return 0
-
 
 
 def training_summary(result: TrainResult) -> str:

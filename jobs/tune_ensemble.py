@@ -32,7 +32,7 @@ from raypz.cli import (
     output_path,
     parse_with_config_base,
 )
-from raypz.job_errors import UsageError, run_job
+from raypz.job_errors import run_job, usage_errors
 from raypz.models import CatalogNetConfig
 from raypz.ray_runtime import init_ray
 from raypz.train import TrainConfig
@@ -81,7 +81,8 @@ def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
         help="labelled object table (Parquet file/dir/HATS, local or s3://)",
     )
     p.add_argument(
-        "--output", type=output_path,
+        "--output",
+        type=output_path,
         required=True,
         help="directory for the results and Tune's experiment (local or s3://; on a "
         "multi-node cluster, storage every node reaches)",
@@ -109,13 +110,11 @@ def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, TuneSettin
     """The base TrainConfig and the search's settings; UsageError when they break a rule."""
     base = getattr(args, "base_config", None)
     train, net = config_flags(base)
-    try:
+    with usage_errors():
         config = train.build(args, net=net.build(args))
         if config.image is not None:
             raise ValueError("the search covers catalog networks (--config has an image model)")
         return config, SETTINGS.build(args)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,10 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base, settings = configs_from_args(args)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
-    try:
+    with usage_errors():
         result = run_search(args.train, args.output, base, settings, args.resume, args.verbose)
-    except ValueError as err:
-        raise UsageError(str(err)) from err
     print(summary_text(result))
     return 0 if result.complete else 130
 

@@ -171,9 +171,7 @@ def require_empty(path: str, job: str, ours: tuple[str, ...] = ()) -> None:
         raise FileExistsError(f"{path}: a file; {job} writes a directory there")
     entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
     ours = (*ours, LEASE_FILE)
-    found = sorted(
-        e.base_name for e in entries if not any(fnmatch(e.base_name, p) for p in ours)
-    )
+    found = sorted(e.base_name for e in entries if not any(fnmatch(e.base_name, p) for p in ours))
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
         raise FileExistsError(

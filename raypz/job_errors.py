@@ -17,7 +17,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,6 +26,7 @@ from raypz.schema.errors import ContractError, RefusedError
 
 REFUSED_EXIT_CODE = 2
 """Exit status of a refused input (argparse's, for a bad command line)."""
+
 
 class UsageError(SystemExit):
     """A command line a job refuses (flags that contradict each other, a value a config's
@@ -34,6 +36,16 @@ class UsageError(SystemExit):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turn a ValueError raised while the flags become configs (a config's rules) into a
+    :class:`UsageError`: one ``JOB: error:`` line and exit status 2."""
+    try:
+        yield
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 STOPPED_HINT = "stopped ({how}); rerun the same command to resume where it stopped"

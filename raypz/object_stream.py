@@ -154,7 +154,12 @@ def read_object_file(
     cutout_fs, _ = io.resolve(join.store.root)
     with open_cutout_file(cutout_fs, cutout_path, join.id_column, join.column) as cutouts:
         yield from join_cutouts(
-            objects, cutouts, join.id_column, join.column, join.shape, chunk_rows,
+            objects,
+            cutouts,
+            join.id_column,
+            join.column,
+            join.shape,
+            chunk_rows,
             join.pixel_scale,
         )
 

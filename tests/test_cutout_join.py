@@ -305,8 +305,11 @@ def test_fits_cutouts_in_another_band_order_or_count_are_refused(tmp_path, rng):
         )
         hdul[1] = objects
     with (
-        pytest.raises(ContractError, match=r"short\.fits: HDU OBJECTS has 5 objectIds and the "
-                      r"CUTOUTS cube 3 cutouts"),
+        pytest.raises(
+            ContractError,
+            match=r"short\.fits: HDU OBJECTS has 5 objectIds and the "
+            r"CUTOUTS cube 3 cutouts",
+        ),
         open_cutout_file(LOCAL, short),
     ):
         pass
@@ -351,11 +354,19 @@ def test_pixel_scales_declared_by_each_layout_and_refused_when_another(layouts, 
     images = rng.normal(size=(4, *SHAPE)).astype(np.float32)
     mixed = tmp_path / "mixed"
     for i, scale in enumerate((0.2, 0.168)):  # no manifest: the files alone say
-        write_cutout_fits(str(mixed / f"s{i}.fits"), np.arange(4) + 4 * i, [images], SHAPE,
-                          pixel_scale_arcsec=scale)
+        write_cutout_fits(
+            str(mixed / f"s{i}.fits"),
+            np.arange(4) + 4 * i,
+            [images],
+            SHAPE,
+            pixel_scale_arcsec=scale,
+        )
     write_cutout_fits(str(mixed / "s2.fits"), np.arange(8, 12), [images], SHAPE)
-    with pytest.raises(ContractError, match=r"s1\.fits: .*pixels of 0\.168 arcsec where .*"
-                       r"s0\.fits says 0\.2"):
+    with pytest.raises(
+        ContractError,
+        match=r"s1\.fits: .*pixels of 0\.168 arcsec where .*"
+        r"s0\.fits says 0\.2",
+    ):
         declared_pixel_scale(str(layouts["fits"]), str(mixed), "cutout")
     (mixed / "s1.fits").unlink()
     assert declared_pixel_scale(str(layouts["fits"]), str(mixed), "cutout") == 0.2

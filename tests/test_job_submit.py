@@ -140,8 +140,12 @@ def test_ray_job_submit_runs_inference_end_to_end(small_survey, small_model, tmp
         said = status.stdout + status.stderr
         assert f"Job '{SUBMISSION_ID}' succeeded" in said, said
         # a relative output would land in Ray's temporary copy of the working dir and be lost
-        relative = [*entrypoint[:-len(args)], *_flags(input=small_survey, model=small_model),
-                    "--output", "catalog"]
+        relative = [
+            *entrypoint[: -len(args)],
+            *_flags(input=small_survey, model=small_model),
+            "--output",
+            "catalog",
+        ]
         refused = subprocess.run(
             [*client, "submit", *style, "--working-dir", str(REPO), "--", *relative],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=240,

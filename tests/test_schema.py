@@ -349,13 +349,15 @@ def test_cutout_pixel_scale_from_field_metadata(rng):
         return schema.set(index, schema.field(index).with_metadata({b"pixel_scale_arcsec": value}))
 
     for model in (None, 0.2, 0.20001):
-        check_file_schema("x.parquet", declaring(b"0.2"), require_cutouts=True,
-                          cutout_pixel_scale=model)
+        check_file_schema(
+            "x.parquet", declaring(b"0.2"), require_cutouts=True, cutout_pixel_scale=model
+        )
     check_file_schema("x.parquet", schema, require_cutouts=True, cutout_pixel_scale=0.168)
     rule = r"x\.parquet: column 'cutout': pixels of 0\.2 arcsec, the model was trained on 0\.168"
     with pytest.raises(ContractError, match=rule):
-        check_file_schema("x.parquet", declaring(b"0.2"), require_cutouts=True,
-                          cutout_pixel_scale=0.168)
+        check_file_schema(
+            "x.parquet", declaring(b"0.2"), require_cutouts=True, cutout_pixel_scale=0.168
+        )
     for bad in (b"-0.2", b"0", b"nan", b"fine"):
         with pytest.raises(ContractError, match="is not a positive pixel scale"):
             check_file_schema("x.parquet", declaring(bad), require_cutouts=True)

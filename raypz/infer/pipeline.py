@@ -460,8 +460,7 @@ def _join_counts(input_path: str, files: list[str], join: CutoutJoin) -> JoinCou
     task = ray.remote(num_cpus=1)(count_file_join)  # one CPU, as the first pass's histograms
     store, shape, scale = join.store, join.shape, join.pixel_scale
     refs = [
-        task.remote(f, input_path, store, join.id_column, join.column, shape, scale)
-        for f in files
+        task.remote(f, input_path, store, join.id_column, join.column, shape, scale) for f in files
     ]
     return store_counts(ray.get(refs), store, files, input_path, join.id_column, join.column)
 

@@ -116,4 +116,3 @@ def delete(paths: list[str], root: str) -> None:
 def merged_marker(root: str, norder: int, npix: int) -> str:
     """Marker file saying partition (norder, npix) was merged from the current fragments."""
     return io.join(root, "_merged", f"{norder}-{npix}")
-

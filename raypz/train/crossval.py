@@ -125,7 +125,11 @@ def cross_validate(
         model = io.join(fold_dir, "model")
         print(f"cross-validation: fold {k + 1}/{folds}, {int((~held_out).sum())} training rows")
         fit = train_ensemble(
-            fold_train, model, config, pretrain=pretrain, name=f"{slug(name)}-fold-{k}",
+            fold_train,
+            model,
+            config,
+            pretrain=pretrain,
+            name=f"{slug(name)}-fold-{k}",
             replace=True,
         )
         path = io.join(predictions, f"fold-{k}.parquet")

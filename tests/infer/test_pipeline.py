@@ -253,8 +253,11 @@ def test_a_run_into_a_catalog_being_written_is_refused(small_survey, small_model
 
     out = tmp_path / "catalog"
     with OutputLease(str(out), "raypz inference"):
-        with pytest.raises(FileExistsError, match=r"_lease\.json: this output is being written "
-                           r"by another run, raypz inference \(pid "):
+        with pytest.raises(
+            FileExistsError,
+            match=r"_lease\.json: this output is being written "
+            r"by another run, raypz inference \(pid ",
+        ):
             run_inference(small_survey, small_model, str(out), CONFIG)
         assert [p.name for p in out.iterdir()] == ["_lease.json"]
     summary = run_inference(small_survey, small_model, str(out), CONFIG)  # the lease ended
@@ -270,6 +273,9 @@ def test_a_catalog_that_lost_a_partition_file_is_not_read_as_complete(catalog, t
     shutil.rmtree(copy / "_staging")  # as a finished run leaves it (CONFIG keeps staging)
     lost = sorted((copy / "dataset").rglob("Npix=*.parquet"))[0]
     lost.unlink()
-    with pytest.raises(FileNotFoundError, match=r"lacks 1 of the partition files its "
-                       r"partition_info\.csv lists \(e\.g\. .*Npix="):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"lacks 1 of the partition files its "
+        r"partition_info\.csv lists \(e\.g\. .*Npix=",
+    ):
         read_predictions(str(copy))

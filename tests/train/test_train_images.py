@@ -145,8 +145,11 @@ def test_cutouts_of_another_size_are_refused_before_inference(dann_model, wide_2
     """Checked from the footers, as a store's are: it failed in the actors mid-stream, naming
     no file, and left the staging behind."""
     out = tmp_path / "catalog"
-    with pytest.raises(ContractError, match=r"part-0\.parquet: column 'cutout': cutouts of shape "
-                       r"\(6, 24, 24\), the model reads \(6, 16, 16\)"):
+    with pytest.raises(
+        ContractError,
+        match=r"part-0\.parquet: column 'cutout': cutouts of shape "
+        r"\(6, 24, 24\), the model reads \(6, 16, 16\)",
+    ):
         run_inference(wide_24px, dann_model[0], str(out), InferConfig())
     assert not out.exists()
 
@@ -158,10 +161,17 @@ def test_cutouts_of_another_size_are_refused_before_training(
     """A pre-training table or a domain-adaptation target whose cutouts differ from the
     training table's: it failed inside Ray Train's workers after the first epoch."""
     deep, _ = fields
-    config = CONFIG if role == "target" else dataclasses.replace(
-        CONFIG, image=dataclasses.replace(CONFIG.image, domain_adapt=False)
+    config = (
+        CONFIG
+        if role == "target"
+        else dataclasses.replace(
+            CONFIG, image=dataclasses.replace(CONFIG.image, domain_adapt=False)
+        )
     )
-    with pytest.raises(ContractError, match=r"part-0\.parquet: column 'cutout': cutouts of shape "
-                       r"\(6, 24, 24\)"):
+    with pytest.raises(
+        ContractError,
+        match=r"part-0\.parquet: column 'cutout': cutouts of shape "
+        r"\(6, 24, 24\)",
+    ):
         train_ensemble(deep, str(tmp_path / "model"), config, **{role: wide_24px})
     assert not (tmp_path / "model" / "_checkpoints").exists()
