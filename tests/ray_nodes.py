@@ -180,6 +180,51 @@ def wait_started(proc: subprocess.Popen, log: Path, timeout_s: float) -> None:
     raise TimeoutError(f"ray start did not come up:\n{log.read_text()}")
 
 
+def ray_logs_tail(temp_dir: str, n: int = 3000) -> str:
+    """The ends of the GCS's and raylet's logs of the node whose ``--temp-dir`` is
+    ``temp_dir`` (what says why a node did not come up)."""
+    logs = Path(temp_dir, "session_latest", "logs")
+    parts = []
+    for name in ("gcs_server.out", "gcs_server.err", "raylet.out", "raylet.err"):
+        if text := log_tail(logs / name, n).strip():
+            parts.append(f"--- {logs / name}\n{text}")
+    return "\n".join(parts) or f"(no Ray logs under {logs})"
+
+
+def start_node_up(
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    timeout_s: float,
+    watch: tuple[str, ...] = (),
+    attempts: int = 3,
+) -> subprocess.Popen:
+    """``ray start --block ARGS`` (:func:`start_node`) and wait until the node is up.
+
+    A node that does not come up is stopped and started again, with new ports, up to
+    ``attempts`` times: on a loaded 2-core machine a raylet's first registration with the GCS
+    can miss ``ray start``'s fixed 30 s (seen once in CI: "Timed out while waiting for GCS to
+    become available"), which is not what any test here is about. Each failure prints its
+    log and the Ray logs of the temp dirs ``watch`` (pytest shows them with the failure);
+    the last one raises with them. A head keeps the GCS port its cluster's address names, and
+    a killed GCS's port may be held a while (TIME_WAIT), so heads are started once.
+    """
+    for attempt in range(1, attempts + 1):
+        proc = start_node(args, env, log)
+        try:
+            wait_started(proc, log, timeout_s)
+            return proc
+        except (RuntimeError, TimeoutError) as err:
+            left = stop_node(proc)
+            said = f"{err}\n" + "\n".join(ray_logs_tail(d) for d in watch)
+            if attempt == attempts or left:
+                raise RuntimeError(
+                    f"no Ray node came up in {attempt} attempts; processes left: {left}\n{said}"
+                ) from err
+            print(f"Ray node start {attempt} of {attempts} failed, retrying:\n{said}")
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class PrivateCluster:
     """A private head (see :func:`private_cluster`) and the worker nodes added to it.
@@ -203,9 +248,14 @@ class PrivateCluster:
         temp_dir = tempfile.mkdtemp(prefix="rpzw", dir="/tmp")  # short: Unix socket paths
         self.temp_dirs.append(temp_dir)
         log = self.logs / f"node{len(self.nodes)}.log"
-        proc = start_node(["--address", self.address, *args, "--temp-dir", temp_dir], self.env, log)
+        proc = start_node_up(
+            ["--address", self.address, *args, "--temp-dir", temp_dir],
+            self.env,
+            log,
+            timeout_s=120,
+            watch=(self.temp_dirs[0], temp_dir),
+        )
         self.nodes.append(proc)
-        wait_started(proc, log, timeout_s=120)
         return proc
 
     def wait_cpus(self, cpus: float, timeout_s: float) -> None:
@@ -243,8 +293,7 @@ def private_cluster(
         temp_dirs=[head_dir],
     )
     try:
-        log = tmp / "head.log"
-        head = start_node(
+        head = start_node_up(
             [
                 "--head", "--port", str(gcs_port),
                 "--include-dashboard", "false",
@@ -253,10 +302,12 @@ def private_cluster(
                 *head_args,
             ],
             cluster.env,
-            log,
+            tmp / "head.log",
+            timeout_s=120,
+            watch=(head_dir,),
+            attempts=1,
         )  # fmt: skip
         cluster.nodes.append(head)
-        wait_started(head, log, timeout_s=120)
         yield cluster
     finally:
         left = [pid for p in reversed(cluster.nodes) for pid in stop_node(p)]

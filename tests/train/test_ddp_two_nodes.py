@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from ray_nodes import free_ports, private_env, start_node, stop_node, wait_started
+from ray_nodes import free_ports, private_env, start_node_up, stop_node
 
 from raypz.sim import SurveyConfig, simulate_shard
 
@@ -73,8 +73,10 @@ def two_nodes(tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
         ]  # fmt: skip
         for i, args in enumerate([head_args, ["--address", address]]):
             log = tmp / f"node{i}.log"
-            procs.append(start_node([*args, *common, "--temp-dir", dirs[i]], env, log))
-            wait_started(procs[-1], log, timeout_s=90)
+            args = [*args, *common, "--temp-dir", dirs[i]]
+            watch = (dirs[0], dirs[i])
+            attempts = 3 if i else 1  # the head keeps its GCS port: see start_node_up
+            procs.append(start_node_up(args, env, log, 90, watch, attempts))
         yield address, env
     finally:
         left = [pid for p in reversed(procs) for pid in stop_node(p)]
