@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raypz import io
 from raypz.cli import (
     ConfigFlags,
     add_config_flag,
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config = config_from_args(args)
+    io.require_exists(args.train, args.pretrain)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     result = cross_validate(
         args.train,

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config = config_from_args(args)
+    io.require_exists(args.input, args.model, args.cutouts)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     summary = run_inference(args.input, args.model, args.output, config, args.cutouts)
     print(inference_summary(summary))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
 from raypz.job_errors import run_job, usage_errors
 from raypz.metrics.catalog_nz import NZConfig, catalog_nz
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config = config_from_args(args)
+    io.require_exists(args.catalog)
     if config.scheduler == "ray":
         init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     result = catalog_nz(args.catalog, config)

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     config = config_from_args(args)
+    io.require_exists(args.train, args.cutouts, args.pretrain, args.target, args.target_cutouts)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     result = train_ensemble(
         args.train,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raypz import io
 from raypz.cli import (
     ConfigFlags,
     add_config_flag,
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     base, settings = configs_from_args(args)
+    io.require_exists(args.train)
     init_ray(num_cpus=args.num_cpus, verbose=args.verbose)
     with usage_errors():
         result = run_search(args.train, args.output, base, settings, args.resume, args.verbose)

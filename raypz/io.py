@@ -108,7 +108,7 @@ def list_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
     fs, inner = resolve(path)
     info = fs.get_file_info(inner)
     if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"{path}: no such file or directory")
+        raise _not_found(path)
     # "s3://b/t/" names the prefix even when an object "b/t" exists beside it
     if info.type == pafs.FileType.File and not path.endswith("/"):
         return [inner]
@@ -184,6 +184,21 @@ def is_file(path: str) -> bool:
     """True when ``path`` (local or URI) is an existing file."""
     fs, inner = resolve(path)
     return fs.get_file_info(inner).type == pafs.FileType.File
+
+
+def require_exists(*paths: str | None) -> None:
+    """Raise FileNotFoundError for the first of ``paths`` (local or URIs; None, a flag not
+    given, is skipped) that names no file or directory. Jobs check their inputs so before they
+    start or join Ray: a mistyped path then fails in a second, not after Ray's start-up."""
+    for path in paths:
+        if path is not None:
+            fs, inner = resolve(path)
+            if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+                raise _not_found(path)
+
+
+def _not_found(path: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{path}: no such file or directory")
 
 
 def read_bytes(path: str) -> bytes:

@@ -383,3 +383,26 @@ def test_relative_outputs_are_refused_under_ray_job_submit(monkeypatch):
         output_path("sim/deep")
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))
     assert output_path("sim/deep") == "sim/deep"  # submitted without --working-dir
+
+
+MISSING_INPUT_RUNS = {
+    "infer_lsst": ["--input", "{missing}", "--model", "{here}", "--output", "{out}"],
+    "train_ensemble": ["--train", "{here}", "--pretrain", "{missing}", "--output", "{out}"],
+    "cross_validate": ["--train", "{missing}", "--output", "{out}"],
+    "tune_ensemble": ["--train", "{missing}", "--output", "{out}"],
+    "nz": ["--catalog", "{missing}", "--output", "{out}"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MISSING_INPUT_RUNS))
+def test_a_job_names_a_missing_input_before_it_starts_ray(name, tmp_path, monkeypatch):
+    job = _job(name)
+
+    def no_ray(**_kwargs) -> None:
+        raise AssertionError("the job started Ray before checking its inputs")
+
+    monkeypatch.setattr(job, "init_ray", no_ray)
+    paths = {"missing": str(tmp_path / "absent"), "here": str(tmp_path), "out": "/o"}
+    argv = [arg.format(**paths) for arg in MISSING_INPUT_RUNS[name]]
+    with pytest.raises(FileNotFoundError, match=f"{paths['missing']}: no such file"):
+        job.main(argv)
