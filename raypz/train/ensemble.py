@@ -249,6 +249,20 @@ def _require_every_band(path: str, rows: LabelledArrays, config: TrainConfig) ->
             )
 
 
+def _require_label_spread(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
+    """ContractError naming the redshift column when every usable label of ``path`` is the
+    same value: a placeholder or the wrong column joined in. A model trained on it predicts a
+    spike at that value for every object, and its validation metrics look perfect."""
+    z = np.unique(rows.z[usable_redshift(rows.z)])
+    if z.size == 1:
+        raise ContractError(
+            path,
+            config.columns.redshift,
+            f"every usable label is z = {z[0]:g}: a redshift model needs labels that vary "
+            "(a placeholder value, or the wrong column?)",
+        )
+
+
 def _warn_beyond_grid(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
     """Say how many usable labels of ``path`` lie beyond the z grid's end: no PDF on the grid
     reaches them (the binned head learns them as the end, the MDN pays a large loss)."""
@@ -389,6 +403,7 @@ def _train_ensemble(
     _claim_output(output, train, config, identity, replace)
     for path, rows in [(train, labelled)] + ([(pretrain, sim)] if sim is not None else []):
         _require_validation_labels(path, rows, config)
+        _require_label_spread(path, rows, config)
         _require_every_band(path, rows, config)
         _warn_beyond_grid(path, rows, config)
 

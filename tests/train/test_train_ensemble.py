@@ -207,6 +207,22 @@ def test_a_band_no_row_measured_is_refused_before_training(
     assert not (tmp_path / "m" / "model.json").exists()
 
 
+def test_labels_that_are_all_one_value_are_refused_before_training(labelled_survey, tmp_path):
+    """A constant redshift column (a placeholder, or the wrong column) trained a spike at that
+    value for every object, with perfect validation metrics."""
+    table = pq.read_table(labelled_survey)
+    name = "redshift"
+    z = np.where(np.arange(table.num_rows) % 7 == 0, -99.0, 0.5)  # placeholders are not labels
+    table = table.set_column(
+        table.schema.get_field_index(name), name, pa.array(z, table.schema.field(name).type)
+    )
+    pq.write_table(table, tmp_path / "constant.parquet")
+    with pytest.raises(ContractError, match=r"every usable label is z = 0\.5") as info:
+        train_ensemble(str(tmp_path / "constant.parquet"), str(tmp_path / "m"), CONFIG)
+    assert info.value.column == name and info.value.file.endswith("constant.parquet")
+    assert not (tmp_path / "m" / "model.json").exists()
+
+
 def test_labels_beyond_the_grid_are_counted_before_training(labelled_survey, capsys):
     from raypz.train.ensemble import _warn_beyond_grid
     from raypz.train.labelled import read_labelled
