@@ -15,9 +15,11 @@ import torch
 
 from raypz.rowops import argmax_rows, host_tensor
 
-MAX_GRID_POINTS = 100_000
-"""More points than any photo-z grid needs (dz = 3.5e-5 to z = 3.5); a grid read from a file
-(model.json, a catalog's metadata) asks memory of N x n floats, so a crafted n is refused."""
+MAX_GRID_POINTS = 65_536
+"""More points than any photo-z grid needs (dz = 5.3e-5 to z = 3.5), and as many as the compact
+PDF form can index (:mod:`raypz.compact` stores a window's start as uint16, which wrapped on a
+larger grid and moved the PDF). A grid read from a file (model.json, a catalog's metadata)
+asks memory of N x n floats, so a crafted n is refused too."""
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,14 @@ def test_empty_and_all_missing_batches(shape):
     start, values = compact.encode(np.zeros(shape, np.float32))
     assert len(values) == shape[0]
     assert compact.decode(start, values, GRID.n, GRID.dz).shape == shape
+
+
+def test_the_largest_grid_keeps_a_peak_at_its_end():
+    """Window starts are uint16: on a grid of more than 65,536 points (allowed before) a peak
+    at index 68,000 was stored at 2,464."""
+    grid = ZGrid(0.0, 3.5, 65_536)
+    pdf = np.zeros((1, grid.n))
+    pdf[0, -3:] = [0.5, 1.0, 0.5]
+    start, values = compact.encode(pdf)
+    back = compact.decode(start, values, grid.n, grid.dz)
+    assert start[0] == grid.n - 3 and int(np.argmax(back[0])) == grid.n - 2
