@@ -123,13 +123,16 @@ def scorable_rows(
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Which rows can be scored, (N,) bool, and why the others cannot.
 
-    Excluded are rows flagged ``NO_PDF`` or whose PDF has no mass or non-finite values
-    (counted as ``n_no_pdf``) and, among the rest, rows whose true redshift is not finite or
-    <= -1 (``n_bad_z_spec``). Returns the mask and ``{"n_rows", "n_scored", "n_no_pdf",
-    "n_bad_z_spec"}``.
+    Excluded are rows flagged ``NO_PDF`` or whose PDF has no mass, non-finite values or a
+    negative value (no density: its CDF would fall, and its PIT mean nothing; a compared
+    model's PDFs come from elsewhere), counted as ``n_no_pdf``, and, among the rest, rows
+    whose true redshift is not finite or <= -1 (``n_bad_z_spec``). Returns the mask and
+    ``{"n_rows", "n_scored", "n_no_pdf", "n_bad_z_spec"}``.
     """
-    total = np.asarray(pdf).sum(axis=1, dtype=np.float64)
-    no_pdf = ~(np.isfinite(total) & (total > 0))
+    pdf = np.asarray(pdf)
+    total = pdf.sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        no_pdf = ~(np.isfinite(total) & (total > 0)) | (pdf.min(axis=1) < 0)
     if flags is not None:
         no_pdf |= (np.asarray(flags) & fl.NO_PDF) != 0
     z_spec = np.asarray(z_spec, dtype=np.float64)

@@ -76,14 +76,15 @@ def test_unscorable_rows_are_excluded_and_counted(rng):
     flags[:3] = fl.NO_PDF
     flags[3] = fl.NO_PDF  # flagged although a PDF is there: still not scored
     pdf[4, 5] = np.nan
+    pdf[7, 10] = -0.1  # no density: its CDF would fall
     z[5:7] = np.nan
     result = evaluate(GRID, pdf, z, flags=flags)
     assert result["n_rows"] == 100
-    assert result["n_no_pdf"] == 5
+    assert result["n_no_pdf"] == 6
     assert result["n_bad_z_spec"] == 2
-    assert result["n_scored"] == result["overall"]["n"] == 93
+    assert result["n_scored"] == result["overall"]["n"] == 92
     assert result["flag_counts"]["no_pdf"] == 4
-    good = np.arange(100) >= 7
+    good = np.arange(100) >= 8
     assert result["overall"]["crps_mean"] == pytest.approx(crps(pdf[good], GRID, z[good]).mean())
 
 
