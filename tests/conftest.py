@@ -8,10 +8,12 @@ moto server itself starts only when a test asks for ``s3_root``.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +22,31 @@ import torch
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+# How long a Ray node (the session's, a job's embedded one) tries to reach its GCS: Ray's 20 x
+# 1 s can run out on a loaded 2-core machine
+os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
 
 
-def _free_port() -> int:
+def _free_port_below_ephemeral() -> int:
+    """A free port below the kernel's ephemeral range (and above Ray's worker ports, 10002-
+    19999). moto binds it minutes later, at the first ``s3_root``: meanwhile no socket bound
+    to port 0 or connecting out can be given it, as one from the ephemeral range could."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for _ in range(200):
+        port = random.randrange(20000, max(low, 20001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-S3_PORT = _free_port()
+S3_PORT = _free_port_below_ephemeral()
 S3_BUCKET = "raypz-test"
 FAKE_AWS = {
     "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
@@ -44,9 +62,11 @@ os.environ.update(FAKE_AWS)
 torch.set_num_threads(1)
 
 
-def _wait_for(port: int, timeout_s: float = 30.0) -> None:
+def _wait_for(server: subprocess.Popen, port: int, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"moto server exited with {server.returncode} (port {port} taken?)")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -65,7 +85,7 @@ def s3_root():
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(S3_PORT)
+        _wait_for(server, S3_PORT)
         admin = pafs.S3FileSystem(
             endpoint_override=f"127.0.0.1:{S3_PORT}",
             scheme="http",
@@ -88,6 +108,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never a cluster a `ray start` on this machine left behind
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,

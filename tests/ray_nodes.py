@@ -9,6 +9,7 @@ as the same user.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import secrets
@@ -42,6 +43,7 @@ def private_env(token_dir: str) -> dict[str, str]:
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
         RAY_AUTH_MODE="token",
         RAY_AUTH_TOKEN_PATH=str(token),
+        RAY_gcs_server_port_wait_time_s="120",  # a node's tries to reach the GCS (Ray: 20 x 1 s)
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     )
     return env
@@ -144,8 +146,10 @@ def stop_node(proc: subprocess.Popen) -> list[int]:
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=10)
-    time.sleep(0.5)
-    return session_pids(proc.pid)
+    deadline = time.monotonic() + 15  # SIGKILLed processes may take a moment to be reaped
+    while (left := session_pids(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -192,25 +196,26 @@ def ray_logs_tail(temp_dir: str, n: int = 3000) -> str:
 
 
 def start_node_up(
-    args: list[str],
+    make_args: Callable[[], list[str]],
     env: dict[str, str],
     log: Path,
     timeout_s: float,
     watch: tuple[str, ...] = (),
     attempts: int = 3,
 ) -> subprocess.Popen:
-    """``ray start --block ARGS`` (:func:`start_node`) and wait until the node is up.
+    """``ray start --block ARGS`` (:func:`start_node`, ARGS from ``make_args()``) and wait
+    until the node is up.
 
-    A node that does not come up is stopped and started again, with new ports, up to
-    ``attempts`` times: on a loaded 2-core machine a raylet's first registration with the GCS
+    A node that does not come up is stopped and started again, up to ``attempts`` times, with
+    new ARGS (new ports: a killed GCS's port may be held in TIME_WAIT, and :func:`start_node`
+    picks the others): on a loaded 2-core machine a raylet's first registration with the GCS
     can miss ``ray start``'s fixed 30 s (seen once in CI: "Timed out while waiting for GCS to
     become available"), which is not what any test here is about. Each failure prints its
     log and the Ray logs of the temp dirs ``watch`` (pytest shows them with the failure);
-    the last one raises with them. A head keeps the GCS port its cluster's address names, and
-    a killed GCS's port may be held a while (TIME_WAIT), so heads are started once.
+    the last one raises with them.
     """
     for attempt in range(1, attempts + 1):
-        proc = start_node(args, env, log)
+        proc = start_node(make_args(), env, log)
         try:
             wait_started(proc, log, timeout_s)
             return proc
@@ -223,6 +228,28 @@ def start_node_up(
                 ) from err
             print(f"Ray node start {attempt} of {attempts} failed, retrying:\n{said}")
     raise AssertionError("unreachable")
+
+
+def start_head(
+    args: list[str],
+    port_flags: tuple[str, ...],
+    env: dict[str, str],
+    log: Path,
+    temp_dir: str,
+    timeout_s: float = 120,
+) -> tuple[subprocess.Popen, dict[str, int]]:
+    """A head node (``ray start --block --head ARGS --temp-dir TEMP_DIR``), each of
+    ``port_flags`` (``--port``, ...) given a free port, chosen again for each attempt of
+    :func:`start_node_up`; returns the process and the ports it got, by flag."""
+    chosen: dict[str, int] = {}
+
+    def make_args() -> list[str]:
+        chosen.update(zip(port_flags, free_ports(len(port_flags)), strict=True))
+        ports = [x for flag, port in chosen.items() for x in (flag, str(port))]
+        return ["--head", *ports, *args, "--temp-dir", temp_dir]
+
+    proc = start_node_up(make_args, env, log, timeout_s, watch=(temp_dir,))
+    return proc, dict(chosen)
 
 
 @dataclass
@@ -249,7 +276,7 @@ class PrivateCluster:
         self.temp_dirs.append(temp_dir)
         log = self.logs / f"node{len(self.nodes)}.log"
         proc = start_node_up(
-            ["--address", self.address, *args, "--temp-dir", temp_dir],
+            lambda: ["--address", self.address, *args, "--temp-dir", temp_dir],
             self.env,
             log,
             timeout_s=120,
@@ -285,28 +312,21 @@ def private_cluster(
     token); every node of the cluster is stopped at the end, and none may leave a process.
     ``extra_env`` is added to the environment of every node and client (e.g. Ray settings)."""
     head_dir = tempfile.mkdtemp(prefix="rpzh", dir="/tmp")
-    gcs_port, client_port = free_ports(2)
     cluster = PrivateCluster(
-        f"127.0.0.1:{gcs_port}",
+        "",  # once the head is up: its GCS port is chosen per start attempt
         {**private_env(head_dir), **(extra_env or {})},
         tmp,
         temp_dirs=[head_dir],
     )
     try:
-        head = start_node_up(
-            [
-                "--head", "--port", str(gcs_port),
-                "--include-dashboard", "false",
-                "--ray-client-server-port", str(client_port),
-                "--temp-dir", head_dir,
-                *head_args,
-            ],
+        head, ports = start_head(
+            ["--include-dashboard", "false", *head_args],
+            ("--port", "--ray-client-server-port"),
             cluster.env,
             tmp / "head.log",
-            timeout_s=120,
-            watch=(head_dir,),
-            attempts=1,
-        )  # fmt: skip
+            head_dir,
+        )
+        cluster.address = f"127.0.0.1:{ports['--port']}"
         cluster.nodes.append(head)
         yield cluster
     finally:
@@ -344,40 +364,62 @@ def replicate_survey(small_survey: str, out: Path, n_files: int, shards_per_file
 
 
 def ray_process_pids(title: str, busy: bool = False) -> list[int]:
-    """Live Ray worker processes whose title (``ray::...``) contains ``title``; with ``busy``,
-    only those executing a task now (Ray appends the method, e.g. ``.submit``, to the title)."""
+    """Live Ray worker processes of this test process's own Ray (its descendants) whose title
+    (``ray::...``) contains ``title``; with ``busy``, only those executing a task now (Ray
+    appends the method, e.g. ``.submit``, to the title)."""
     pids = []
-    for pid in _all_pids():
+    for pid in descendants(os.getpid()):
         cmd = cmdline(pid)
         if cmd.startswith("ray::") and title in cmd and (not busy or cmd.endswith(".submit")):
             pids.append(pid)
     return pids
 
 
+@contextlib.contextmanager
 def kill_once_in_background(
     find: Callable[[], list[int]],
     ready: Callable[[], bool] = lambda: True,
     timeout_s: float = 600.0,
     poll_s: float = 0.05,
-) -> tuple[threading.Thread, list[int]]:
-    """Start a thread that SIGKILLs the first pid ``find`` returns once ``ready()`` holds.
+) -> Iterator[list[int]]:
+    """While the ``with`` block runs, a thread SIGKILLs the first pid ``find`` returns once
+    ``ready()`` holds; yields the list that receives the killed pid (empty if none was
+    found). The thread stops with the block: it never kills in a later test.
 
-    Returns the thread and the list that receives the killed pid (empty if none was found).
+    A pid that exits before the kill, or a file ``ready`` reads that is renamed away, is not
+    an error: the thread looks again.
     """
     killed: list[int] = []
+    stop = threading.Event()
 
     def run() -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not killed:
-            pids = find() if ready() else []
-            if pids:
-                os.kill(pids[0], signal.SIGKILL)
-                killed.append(pids[0])
-            time.sleep(poll_s)
+        while time.monotonic() < deadline and not killed and not stop.is_set():
+            with contextlib.suppress(OSError):
+                pids = find() if ready() else []
+                if pids:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+            stop.wait(poll_s)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread, killed
+    try:
+        yield killed
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def walk_files(root: Path, pattern: str = "*") -> list[Path]:
+    """Files under ``root`` whose names match ``pattern``, while a job may be renaming and
+    deleting there: unlike ``Path.rglob`` (FileNotFoundError when a directory vanishes during
+    the walk), vanished directories are skipped."""
+    return [
+        Path(top, name)
+        for top, _, names in os.walk(root)
+        for name in fnmatch.filter(names, pattern)
+    ]
 
 
 def assert_catalog_matches_predictor(catalog: Path, survey: Path, model: str) -> int:
@@ -430,7 +472,7 @@ def staged_so_far(
     """(input files whose rows are all staged, input files staged in part) under an inference
     run's staging ``root``, from the fragments' names and footers (cheap: each fragment is read
     once, into ``seen``; they are renamed into place complete)."""
-    for fragment in root.rglob("src*.parquet"):
+    for fragment in walk_files(root, "src*.parquet"):
         if fragment not in seen:
             with contextlib.suppress(OSError):  # deleted while listed
                 source = int(fragment.name[3:].split("-")[0])  # src000012-<uuid>

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from ray_nodes import free_ports, private_env, ray_cli, start_node, stop_node
+from ray_nodes import private_env, ray_cli, start_head, stop_node
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMISSION_ID = "raypz-test-infer"
 
 pytestmark = [
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(600),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc to clean up"),
     pytest.mark.skipif(
         importlib.util.find_spec("aiohttp_cors") is None,
@@ -73,24 +73,21 @@ def local_head() -> Iterator[tuple[str, dict[str, str]]]:
     # A short path: Ray's Unix sockets live under the temp dir (107-byte limit).
     temp_dir = tempfile.mkdtemp(prefix="rpz", dir="/tmp")
     env = private_env(temp_dir)
-    gcs_port, dash_port = free_ports(2)
     log = Path(temp_dir, "ray_start.log")
     args = [
-        "--head",
-        "--port", str(gcs_port),
         "--num-cpus", "2",
         "--include-dashboard", "true",
         "--dashboard-host", "127.0.0.1",
-        "--dashboard-port", str(dash_port),
-        "--temp-dir", temp_dir,
     ]  # fmt: skip
-    proc = start_node(args, env, log)
+    proc = None
     try:
+        proc, ports = start_head(args, ("--port", "--dashboard-port"), env, log, temp_dir, 90)
+        dash_port = ports["--dashboard-port"]
         _wait_for_port(dash_port, proc, log, timeout_s=90)
         assert _listen_addresses(dash_port) == {"127.0.0.1"}, "dashboard must bind loopback only"
         yield f"http://127.0.0.1:{dash_port}", env
     finally:
-        left = stop_node(proc)
+        left = stop_node(proc) if proc is not None else []
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"processes of the test's Ray head still alive: {left}"
 

@@ -40,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from ray_nodes import log_tail, private_cluster, replicate_survey
+from ray_nodes import log_tail, private_cluster, replicate_survey, walk_files
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(600),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="private Ray nodes"),
 ]
 
@@ -61,7 +61,7 @@ def slow_model(artifact_fitter, small_survey, tmp_path_factory) -> str:
 
 
 def _staged(output: Path) -> int:
-    return sum(1 for _ in (output / "_staging").rglob("src*.parquet"))
+    return len(walk_files(output / "_staging", "src*.parquet"))
 
 
 def _wait_first_pass(driver: subprocess.Popen, output: Path, log: Path) -> float:

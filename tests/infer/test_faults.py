@@ -21,11 +21,10 @@ def test_killing_a_predictor_actor_loses_and_duplicates_nothing(
         pq.write_table(table.slice(100 * i, 100), shards / f"part-{i:02d}.parquet")
     out = tmp_path / "catalog"
     config = InferConfig(batch_size=50, max_rows_per_partition=1500, validate="schema")
-    killer, killed = kill_once_in_background(
+    with kill_once_in_background(
         lambda: ray_process_pids("_PredictStage", busy=True), timeout_s=240, poll_s=0.02
-    )
-    summary = run_inference(str(shards), small_model, str(out), config)
-    killer.join(timeout=5)
+    ) as killed:
+        summary = run_inference(str(shards), small_model, str(out), config)
     assert killed, "no predictor actor was found to kill"
     ids = pads.dataset(out / "dataset", format="parquet").to_table(["objectId"])["objectId"]
     ids = ids.to_numpy()

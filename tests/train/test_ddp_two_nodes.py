@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from ray_nodes import free_ports, private_env, start_node_up, stop_node
+from ray_nodes import private_env, start_head, start_node_up, stop_node
 
 from raypz.sim import SurveyConfig, simulate_shard
 
@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("ddp_driver.py")
 
 pytestmark = [
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(600),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc to clean up"),
 ]
 
@@ -62,21 +62,17 @@ def two_nodes(tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """A head and a second node, 2 CPUs and ``ddp_node: 1`` each; yields (address, env)."""
     dirs = [tempfile.mkdtemp(prefix=p, dir="/tmp") for p in ("rpzd", "rpze")]  # short paths
     env = private_env(dirs[0])
-    gcs_port, client_port = free_ports(2)
-    address = f"127.0.0.1:{gcs_port}"
     common = ["--num-cpus", "2", "--resources", json.dumps({"ddp_node": 1})]
     procs: list[subprocess.Popen] = []
     try:
-        head_args = [
-            "--head", "--port", str(gcs_port), "--include-dashboard", "false",
-            "--ray-client-server-port", str(client_port),
-        ]  # fmt: skip
-        for i, args in enumerate([head_args, ["--address", address]]):
-            log = tmp / f"node{i}.log"
-            args = [*args, *common, "--temp-dir", dirs[i]]
-            watch = (dirs[0], dirs[i])
-            attempts = 3 if i else 1  # the head keeps its GCS port: see start_node_up
-            procs.append(start_node_up(args, env, log, 90, watch, attempts))
+        head_args = ["--include-dashboard", "false", *common]
+        ports = ("--port", "--ray-client-server-port")
+        head, port = start_head(head_args, ports, env, tmp / "node0.log", dirs[0], timeout_s=90)
+        procs.append(head)
+        address = f"127.0.0.1:{port['--port']}"
+        worker_args = ["--address", address, *common, "--temp-dir", dirs[1]]
+        log = tmp / "node1.log"
+        procs.append(start_node_up(lambda: worker_args, env, log, 90, watch=tuple(dirs)))
         yield address, env
     finally:
         left = [pid for p in reversed(procs) for pid in stop_node(p)]

@@ -46,21 +46,28 @@ def test_gpu_members_count_gpus_and_extra_resources():
 
 
 def test_run_as_room_allows_starts_more_jobs_when_room_grows():
-    """Room 1 until job 0 runs, then 3: jobs 1-3 run together, results keep their order."""
+    """Room 1 until job 0 runs, then 3: three jobs run together, results keep their order.
+
+    Jobs after the first wait (10 s at most) until three run at once, so the test does not
+    depend on how fast threads start; a scheduler that never allows three leaves ``most`` at 2.
+    """
     room = [1]
     running, most = [0], [0]
     lock = threading.Lock()
-    started = threading.Event()
+    started, three = threading.Event(), threading.Event()
 
     def job(i: int) -> int:
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
+            if running[0] == 3:
+                three.set()
         if i == 0:
             started.set()
             time.sleep(0.3)
             room[0] = 3  # the cluster grew while job 0 ran
-        time.sleep(0.3)
+        else:
+            three.wait(timeout=10)
         with lock:
             running[0] -= 1
         return i * 10

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from ray_nodes import kill_once_in_background, ray_process_pids
+from ray_nodes import kill_once_in_background, ray_process_pids, walk_files
 
 from raypz.models import CatalogNetConfig, load_artifact
 from raypz.sim import SurveyConfig, simulate_shard
@@ -42,14 +42,13 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, tmp_path, capsys):
     # kill once Ray Train has registered a checkpoint (its controller then writes this file;
     # a checkpoint directory alone may not be registered yet, and a worker killed before any
     # registration starts over from epoch 0)
-    killer, killed = kill_once_in_background(
-        lambda: ray_process_pids("RayTrainWorker"),
-        ready=lambda: any((out / "_checkpoints").rglob("checkpoint_manager_snapshot.json")),
-        poll_s=0.05,
-    )
     capsys.readouterr()
-    result = train_ensemble(str(data), str(out), CONFIG, name="killed")
-    killer.join(timeout=5)
+    with kill_once_in_background(
+        lambda: ray_process_pids("RayTrainWorker"),
+        ready=lambda: bool(walk_files(out / "_checkpoints", "checkpoint_manager_snapshot.json")),
+        poll_s=0.05,
+    ) as killed:
+        result = train_ensemble(str(data), str(out), CONFIG, name="killed")
     assert killed, "no training worker was killed"
     # epochs replayed after the restart are counted once (the line could pass 100%)
     total = CONFIG.n_members * CONFIG.epochs
