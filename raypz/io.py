@@ -170,7 +170,7 @@ def require_empty(path: str, job: str, ours: tuple[str, ...] = ()) -> None:
     if fs.get_file_info(inner).type == pafs.FileType.File:
         raise FileExistsError(f"{path}: a file; {job} writes a directory there")
     entries = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    ours = (*ours, LEASE_FILE)
+    ours = (*ours, LEASE_FILE, f".{LEASE_FILE}.tmp-*")  # and a heartbeat being written
     found = sorted(e.base_name for e in entries if not any(fnmatch(e.base_name, p) for p in ours))
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")

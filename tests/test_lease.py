@@ -75,3 +75,16 @@ def test_the_holder_refreshes_its_heartbeat(tmp_path, monkeypatch):
         while read_lease(str(out / LEASE_FILE))["heartbeat"] == first:
             assert time.monotonic() < deadline, "no heartbeat"
             time.sleep(0.2)
+
+
+def test_an_output_holding_only_the_lease_counts_as_empty(tmp_path):
+    """A heartbeat is written to a hidden temporary name and renamed: an output checked while
+    one is being written was refused as not empty."""
+    from raypz import io
+
+    with OutputLease(str(tmp_path), "test"):
+        (tmp_path / f".{LEASE_FILE}.tmp-0123abcd").write_text("{}")
+        io.require_empty(str(tmp_path), "test")
+        (tmp_path / "part-0.parquet").write_text("")
+        with pytest.raises(FileExistsError, match="not empty"):
+            io.require_empty(str(tmp_path), "test")
