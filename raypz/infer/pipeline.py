@@ -366,7 +366,16 @@ def _run(
     finished = _finished_run(output, fingerprint)
     if finished is not None:
         print(f"{output}: already complete for these inputs, model and settings; nothing to do")
-        return finished
+        return replace(  # the catalog's counts, and what this run did: nothing
+            finished,
+            sources_skipped=finished.sources,
+            partitions_merged=0,
+            seconds=round(time.perf_counter() - t0, 2),
+            rows_per_second=0.0,
+            stage_seconds=clock.seconds,
+            rows_by_node={},
+            rows_by_device={},
+        )
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
         io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
