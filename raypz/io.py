@@ -43,6 +43,16 @@ def absolute(path: str) -> str:
     return path if "://" in _not_empty(path) else os.path.abspath(path)
 
 
+def uri(root: str, inner: str) -> str:
+    """``inner``, a path inside the filesystem of ``root`` (as :func:`list_files` names files),
+    written as a user writes it: with ``root``'s scheme (``s3://bucket/key``, where pyarrow
+    says ``bucket/key``, which reads as a local relative path). Local paths stay as they are."""
+    if "://" not in root:
+        return inner
+    scheme = root.split("://", 1)[0]
+    return inner if inner.startswith(f"{scheme}://") else f"{scheme}://{inner}"
+
+
 def _not_empty(path: str) -> str:
     if not path.strip():
         raise ValueError(f"{path!r}: an empty path; give a file or directory (local or s3://)")

@@ -48,9 +48,39 @@ def validate_dataset(
         The report; ``problems`` is None when ``check_rows`` is False.
 
     Raises:
-        ContractError: the first breach found, naming file, column and rule.
+        ContractError: the first breach found, naming file (as ``path`` is written: with its
+            ``s3://``), column and rule.
         FileNotFoundError: ``path`` does not exist.
     """
+    try:
+        return _validate(
+            path,
+            columns,
+            bands,
+            require_labels,
+            require_cutouts,
+            check_rows,
+            cutout_shape,
+            cutout_pixel_scale,
+        )
+    except ContractError as err:
+        named = io.uri(path, err.file)
+        if named == err.file:
+            raise
+        raise ContractError(named, err.column, err.rule) from err
+
+
+def _validate(
+    path: str,
+    columns: ColumnTemplate,
+    bands: tuple[str, ...],
+    require_labels: bool,
+    require_cutouts: bool,
+    check_rows: bool,
+    cutout_shape: tuple[int, int, int] | None,
+    cutout_pixel_scale: float | None,
+) -> ValidationReport:
+    """:func:`validate_dataset`, naming files as pyarrow lists them (``bucket/key`` on S3)."""
     files = tables.list_table_files(path)
     if not files:
         raise ContractError(path, None, "no Parquet files found (nor FITS tables)")

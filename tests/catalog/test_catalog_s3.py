@@ -51,3 +51,13 @@ def test_a_trailing_slash_names_the_prefix_beside_a_same_named_key(s3_root):
         f"{bucket}/listing/t/sub/b.parquet",
     ]
     assert io.list_files(io.join(s3_root, "listing", "t"), ("",)) == [f"{bucket}/listing/t"]
+
+
+def test_a_breach_on_s3_names_the_file_with_its_scheme(s3_root):
+    """pyarrow lists S3 files as bucket/key, which reads as a local relative path."""
+    from raypz.schema import ContractError, validate_dataset
+
+    table = io.join(s3_root, "breach")
+    io.write_bytes_atomic(io.join(table, "part-0.parquet"), b"not parquet")
+    with pytest.raises(ContractError, match=r"^s3://raypz-test/breach/part-0\.parquet: unread"):
+        validate_dataset(table)
