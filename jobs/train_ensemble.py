@@ -12,7 +12,8 @@ Examples:
         --target sim/wide_img --output models/dann
     ray job submit --working-dir . -- python jobs/train_ensemble.py --train s3://b/specz ...
 
-Writes the model artifact (model.json + member-NN.safetensors) and, under
+Writes the model artifact (model.json, member-NN.safetensors, reference.safetensors; see
+docs/production.md, "The model directory") and, under
 MODEL_DIR/validation/, the ensemble's predictions on the validation split that
 jobs/evaluate.py reads. Rerunning the same command resumes unfinished members.
 """
