@@ -179,14 +179,23 @@ def decode_pdfs(
     Series (an lsdb partition's), numpy or lists."""
     if not isinstance(pdf, (pa.Array, pa.ChunkedArray)):
         pdf = pa.array(pdf)
-    if isinstance(pdf, pa.ChunkedArray):
-        pdf = pdf.combine_chunks()
-    if not pa.types.is_binary(pdf.type):
-        return _decode_pdf_column(pdf, grid)
-    if pdf_start is None:
+    binary = pa.types.is_binary(pdf.type)
+    if binary and pdf_start is None:
         raise ValueError("compact (binary) PDFs need their pdf_start column to decode")
-    start = np.asarray(pdf_start, dtype=np.int64)
-    return compact.decode(start, pdf, grid.n, grid.dz)
+    start = np.asarray(pdf_start, dtype=np.int64) if binary else None
+    # chunk by chunk: joined into one array, a column of more than 2 GB of PDF bytes (~2.5e7
+    # compact rows, or 3e6 rows of float lists) overflows Arrow's 32-bit offsets
+    chunks = pdf.chunks if isinstance(pdf, pa.ChunkedArray) else [pdf]
+    out = np.zeros((len(pdf), grid.n), np.float32)
+    lo = 0
+    for chunk in chunks:
+        hi = lo + len(chunk)
+        if binary:
+            out[lo:hi] = compact.decode(start[lo:hi], chunk, grid.n, grid.dz)
+        else:
+            out[lo:hi] = _decode_pdf_column(chunk, grid)
+        lo = hi
+    return out
 
 
 def to_qp_ensemble(pred: Predictions):

@@ -83,3 +83,23 @@ def test_the_largest_grid_keeps_a_peak_at_its_end():
     start, values = compact.encode(pdf)
     back = compact.decode(start, values, grid.n, grid.dz)
     assert start[0] == grid.n - 3 and int(np.argmax(back[0])) == grid.n - 2
+
+
+def test_a_chunked_pdf_column_decodes_chunk_by_chunk_as_one_array():
+    """Joined into one array, a column of more than 2 GB of PDF bytes (~2.5e7 catalog rows)
+    overflowed Arrow's 32-bit offsets; chunks are decoded one by one, slices included."""
+    from raypz.predictions import decode_pdfs
+
+    grid = ZGrid(0.0, 3.5, 351)
+    rng = np.random.default_rng(3)
+    mu = rng.uniform(0.2, 3.0, 40)
+    pdf = normalize(np.exp(-0.5 * ((grid.values[None] - mu[:, None]) / 0.05) ** 2), grid)
+    start, values = compact.encode(pdf)
+    rows = values.to_pylist()
+    values = pa.array([*rows[:5], None, *rows[6:]], pa.binary())
+    whole = decode_pdfs(values, start, grid)
+    chunked = pa.chunked_array([values.slice(0, 7), values.slice(7, 20), values.slice(27)])
+    np.testing.assert_array_equal(decode_pdfs(chunked, start, grid), whole)
+    assert not whole[5].any() and whole[6].any()
+    lists = pa.chunked_array([pa.array(pdf[:10].tolist()), pa.array(pdf[10:].tolist())])
+    np.testing.assert_allclose(decode_pdfs(lists, None, grid), pdf.astype(np.float32))

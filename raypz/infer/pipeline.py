@@ -166,7 +166,7 @@ class _PredictStage:
 
         torch.set_num_threads(threads)
         self.predictor = CatalogPredictor(model, device)
-        self.files = pa.array(files)  # a row's source number: its path's index here
+        self.source_of = {path: i for i, path in enumerate(files)}  # a path's source number
         self.ra, self.dec = ra, dec
         self.root, self.plan = root, plan
         self.origin = _origin(self.predictor.ensemble.device)
@@ -181,10 +181,19 @@ class _PredictStage:
         return pa.concat_tables(self.threads.map(self._stage, parts))
 
     def _stage(self, batch: pa.Table) -> pa.Table:
-        src = pc.index_in(batch[PATH_COLUMN], value_set=self.files).to_numpy()
+        src = self._sources(batch[PATH_COLUMN])
         out = self.predictor(batch.drop_columns([PATH_COLUMN]))
         out = with_healpix29(out, self.ra, self.dec)
         return tasks.stage_block(out, src, self.root, self.plan, self.origin)
+
+
+    def _sources(self, paths: pa.ChunkedArray) -> np.ndarray:
+        """(N,) int64 source number of each row, from its path: a batch holds a few distinct
+        paths, looked up once each (``pc.index_in`` over every input path hashed them all on
+        each call: 0.3 s a call at 1e6 files)."""
+        codes = pc.dictionary_encode(paths.combine_chunks())
+        numbers = np.array([self.source_of[p] for p in codes.dictionary.to_pylist()], np.int64)
+        return numbers[codes.indices.to_numpy(zero_copy_only=False)]
 
 
 def _origin(device) -> dict[str, str]:
@@ -468,8 +477,11 @@ def _join_counts(input_path: str, files: list[str], join: CutoutJoin) -> JoinCou
     rows meet; cutouts in store files that pair with no input file count as without object."""
     task = ray.remote(num_cpus=1)(count_file_join)  # one CPU, as the first pass's histograms
     store, shape, scale = join.store, join.shape, join.pixel_scale
+    # put once: passed by value, the store (~100 bytes per file) was copied into the object
+    # store for every task, files^2 x 100 bytes (10 GB at 1e4 files)
+    shared = ray.put(store)
     refs = [
-        task.remote(f, input_path, store, join.id_column, join.column, shape, scale) for f in files
+        task.remote(f, input_path, shared, join.id_column, join.column, shape, scale) for f in files
     ]
     return store_counts(ray.get(refs), store, files, input_path, join.id_column, join.column)
 
