@@ -10,9 +10,10 @@ tables are converted to Arrow batch by batch.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -24,6 +25,8 @@ FITS_SUFFIXES = (".fits", ".fit", ".fits.gz")
 """File names that are read as FITS (:mod:`raypz.fits`)."""
 TABLE_SUFFIXES = (".parquet", *FITS_SUFFIXES)
 """File names that hold object tables."""
+
+T = TypeVar("T")
 
 
 def is_fits(path: str) -> bool:
@@ -109,6 +112,23 @@ def read_files(fs: pafs.FileSystem, files: list[str], columns: list[str] | None 
         with open_table(fs, file) as table:
             parts.append(table.read(columns))
     return pa.concat_tables(parts, promote_options="permissive")
+
+
+IO_THREADS = 32
+"""Threads that read footers (or stat files) at once in the driver: on an object store each
+is a round trip of ~20 ms, so one at a time a run of 1e6 input files spent ~30 h on them."""
+
+
+def map_files(fn: Callable[[str], T], files: Sequence[str], opens_fits: bool = True) -> list[T]:
+    """``fn`` of each of ``files`` (footer reads, stats: I/O-bound), in threads, results in
+    order; an exception is raised as the first file in order that raised it, so a breach names
+    the same file as a serial loop would. With ``opens_fits`` (``fn`` opens the file), FITS
+    inputs are done one at a time: astropy's warnings, which the contract checks catch, are
+    process-global."""
+    if len(files) < 2 or (opens_fits and any(is_fits(f) for f in files)):
+        return [fn(f) for f in files]
+    with ThreadPoolExecutor(min(IO_THREADS, len(files))) as pool:
+        return list(pool.map(fn, files))
 
 
 def num_rows(fs: pafs.FileSystem, path: str) -> int:

@@ -18,6 +18,7 @@ finishes an interrupted job without redoing finished input files or duplicating 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -59,7 +60,7 @@ from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, RefusedError, check_file_schema, validate_dataset
 from raypz.schema.files import open_object_table
-from raypz.tables import list_table_files, num_rows
+from raypz.tables import list_table_files, map_files, num_rows
 
 SUMMARY_FILE = "raypz_run_summary.json"
 
@@ -262,9 +263,12 @@ def _validate(
         print(validate_dataset(input_path, cols, bands, **checks).summary())
         return
     fs, _ = io.resolve(input_path)
-    for f in files:
+
+    def check(f: str) -> None:
         with open_object_table(fs, f) as table:
             check_file_schema(f, table.schema, cols, bands, **checks)
+
+    map_files(check, files)
 
 
 def run_inference(
@@ -314,7 +318,7 @@ def run_inference(
         raise FileNotFoundError(f"{input_path}: no Parquet or FITS files")
     _validate(input_path, files, config, artifact, store is not None)
     _require_room(config)
-    expected = [num_rows(fs, f) for f in files]
+    expected = map_files(functools.partial(num_rows, fs), files)
     join = None
     if store is not None:
         store.require_pairs(files, input_path)

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from raypz import io
 from raypz.catalog import PixelHistogram
 from raypz.catalog.layout import STAGING_DIR
+from raypz.tables import map_files
 
 _FRAGMENT = re.compile(r"^src(\d+)-")
 
@@ -41,7 +42,8 @@ def fragment_id(source: int, unique: str) -> str:
 def input_fingerprint(files: list[str], fs: pafs.FileSystem, salt: str) -> str:
     """Hash of the input file list, their sizes and ``salt`` (what else the staged rows depend
     on: the model, cutouts, partitioning settings): a rerun must match it."""
-    infos = fs.get_file_info(files)
+    # in threads: pyarrow stats a list one path at a time (a HEAD each on S3)
+    infos = map_files(fs.get_file_info, files, opens_fits=False)
     blob = json.dumps([[f.path, f.size] for f in infos] + [salt]).encode()
     return hashlib.sha256(blob).hexdigest()
 
