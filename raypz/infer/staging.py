@@ -91,17 +91,32 @@ def fragments_by_source(root: str) -> dict[int, list[str]]:
 def finished_sources(
     root: str, expected_rows: list[int], id_column: str
 ) -> tuple[set[int], list[str]]:
-    """Sources whose rows are all staged, and the fragments of the others (to delete)."""
+    """Sources whose rows are all staged, and the fragments of the others (to delete).
+
+    A source is done when its fragments hold its rows' objectIds exactly (a block staged twice
+    by a retry holds some twice). The fragments' ids are read source by source in threads:
+    one at a time, a rerun of a survey-size run read ~1e6 fragments serially from the driver.
+    """
     fs, _ = io.resolve(root)
-    done, stale = set(), []
-    for source, paths in fragments_by_source(root).items():
+    groups = list(fragments_by_source(root).items())
+
+    def complete(group: tuple[int, list[str]]) -> bool:
+        source, paths = group
+        if source >= len(expected_rows):
+            return False
         ids = np.concatenate(
             [
                 pq.read_table(p, columns=[id_column], filesystem=fs)[id_column].to_numpy()
                 for p in paths
             ]
         )
-        if source < len(expected_rows) and len(np.unique(ids)) == expected_rows[source]:
+        return len(np.unique(ids)) == expected_rows[source]
+
+    done, stale = set(), []
+    for (source, paths), ok in zip(
+        groups, map_files(complete, groups, opens_fits=False), strict=True
+    ):
+        if ok:
             done.add(source)
         else:
             stale.extend(paths)
@@ -111,8 +126,7 @@ def finished_sources(
 def delete(paths: list[str], root: str) -> None:
     """Remove files (fragments of unfinished sources, markers) under ``root``'s filesystem."""
     fs, _ = io.resolve(root)
-    for p in paths:
-        fs.delete_file(p)
+    map_files(fs.delete_file, paths, opens_fits=False)
 
 
 def merged_marker(root: str, norder: int, npix: int) -> str:
