@@ -316,6 +316,21 @@ def run_inference(
     files = list_table_files(input_path)
     if not files:
         raise FileNotFoundError(f"{input_path}: no Parquet or FITS files")
+    fingerprint = _fingerprint(files, fs, artifact, config, store)
+    finished = _finished_run(output, fingerprint)
+    if finished is not None:  # before validation: "full" reads every row of the input
+        print(f"{output}: already complete for these inputs, model and settings; nothing to do")
+        seconds = round(time.perf_counter() - t0, 2)
+        return replace(  # the catalog's counts, and what this run did: nothing
+            finished,
+            sources_skipped=finished.sources,
+            partitions_merged=0,
+            seconds=seconds,
+            rows_per_second=0.0,
+            stage_seconds={"setup": seconds},
+            rows_by_node={},
+            rows_by_device={},
+        )
     _validate(input_path, files, config, artifact, store is not None)
     _require_room(config)
     expected = map_files(functools.partial(num_rows, fs), files)
@@ -329,7 +344,21 @@ def run_inference(
 
     # one run writes a catalog at a time: two mixed their models' rows in one catalog
     with OutputLease(output, "raypz inference"), _ray_data_settings(config):
-        return _run(input_path, model, output, config, artifact, files, fs, expected, t0, join)
+        return _run(
+            input_path, model, output, config, artifact, files, fs, expected, t0, join, fingerprint
+        )
+
+
+def _fingerprint(
+    files: list[str], fs, artifact, config: InferConfig, store: CutoutStore | None
+) -> str:
+    """What a catalog is made from: the input files (paths, sizes), the model, the
+    partitioning settings (fragments are staged by partition) and the cutout store's files."""
+    salt = f"{artifact.model_hash}/{config.max_rows_per_partition}/{config.histogram_order}"
+    if store is not None:  # other cutouts make another catalog
+        store_fs, _ = io.resolve(store.root)
+        salt += staging.input_fingerprint(sorted(store.files.values()), store_fs, "")
+    return staging.input_fingerprint(files, fs, salt)
 
 
 @contextmanager
@@ -364,31 +393,14 @@ def _run(
     expected: list[int],
     t0: float,
     join: CutoutJoin | None,
+    fingerprint: str,
 ) -> InferenceSummary:
-    """The body of :func:`run_inference` once the input is checked."""
+    """The body of :func:`run_inference` once the input is checked (``fingerprint``: of
+    :func:`_fingerprint`)."""
     clock = _StageClock(t0)
     clock.lap("setup")
     cols = artifact.transform.columns
     root = staging.staging_root(output)
-    # fragments are staged by partition: other partitioning settings make another plan
-    salt = f"{artifact.model_hash}/{config.max_rows_per_partition}/{config.histogram_order}"
-    if join is not None:  # other cutouts make another catalog
-        store_fs, _ = io.resolve(join.store.root)
-        salt += staging.input_fingerprint(sorted(join.store.files.values()), store_fs, "")
-    fingerprint = staging.input_fingerprint(files, fs, salt)
-    finished = _finished_run(output, fingerprint)
-    if finished is not None:
-        print(f"{output}: already complete for these inputs, model and settings; nothing to do")
-        return replace(  # the catalog's counts, and what this run did: nothing
-            finished,
-            sources_skipped=finished.sources,
-            partitions_merged=0,
-            seconds=round(time.perf_counter() - t0, 2),
-            rows_per_second=0.0,
-            stage_seconds=clock.seconds,
-            rows_by_node={},
-            rows_by_device={},
-        )
     histogram = staging.load_histogram(root, fingerprint)
     if histogram is None:
         io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))

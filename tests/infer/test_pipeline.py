@@ -14,6 +14,7 @@ import pytest
 
 from raypz import io
 from raypz.infer import SUMMARY_FILE, InferConfig, run_inference, staging
+from raypz.infer import pipeline as pipeline_module
 from raypz.predictions import decode_pdfs, read_predictions, to_qp_ensemble
 
 CONFIG = InferConfig(max_rows_per_partition=800, batch_size=1024, keep_staging=True)
@@ -109,9 +110,14 @@ def test_pdfs_load_into_qp(catalog):
     np.testing.assert_allclose(ens.cdf(z_median).ravel(), 0.5, atol=0.01)
 
 
-def test_rerun_of_a_finished_job_does_nothing(catalog, small_survey, small_model):
+def test_rerun_of_a_finished_job_does_nothing(catalog, small_survey, small_model, monkeypatch):
     out, summary = catalog
     before = {p: p.stat().st_mtime_ns for p in Path(out, "dataset").rglob("*.parquet")}
+
+    def no_validation(*_args) -> None:
+        raise AssertionError("a finished catalog's input was validated again (every row)")
+
+    monkeypatch.setattr(pipeline_module, "_validate", no_validation)
     again = run_inference(small_survey, small_model, out, CONFIG)
     # the catalog's counts; this run's own figures say it predicted and merged nothing
     assert (again.rows_in, again.rows_out, again.flagged) == (
