@@ -206,6 +206,10 @@ def _origin(device) -> dict[str, str]:
     return {"node_id": node_id, "node_ip": ray.util.get_node_ip_address(), "device": name}
 
 
+FIRST_PASS_MIN_WINDOW = 1000
+"""First-pass tasks in flight at least (twice the cluster's CPUs where that is more)."""
+
+
 def _first_pass(
     files: list[str], fs, cols: ColumnTemplate, order: int, check_ids: bool
 ) -> PixelHistogram:
@@ -213,23 +217,49 @@ def _first_pass(
     ``check_ids`` the same tasks check each file's own objectIds (a repeat across files needs
     ``validate="full"``, which reads every file's ids together)."""
     # one CPU per task: quarter-CPU tasks made Ray start up to 4 worker processes per CPU
-    # (~200 MB each, alive through the main pass) for work that takes milliseconds per file
-    task = ray.remote(num_cpus=1)(tasks.histogram_file)
+    # (~200 MB each, alive through the main pass) for work that takes milliseconds per file;
+    # an object store's transient errors (OSError) are retried, not the end of the pass
+    task = ray.remote(num_cpus=1, retry_exceptions=[OSError], max_retries=3)(
+        tasks.histogram_file
+    )
     id_column = cols.object_id if check_ids else None
-    scans = ray.get([task.remote(f, fs, cols.ra, cols.dec, order, id_column) for f in files])
-    bad = [(f, s.no_position) for f, s in zip(files, scans, strict=True) if s.no_position]
-    if bad:
+    # a window of tasks in flight, merged as they finish: 1e6 tasks submitted at once held
+    # ~9 GB in the driver, and their histograms all at the end
+    window = max(FIRST_PASS_MIN_WINDOW, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    pending: dict[ray.ObjectRef, int] = {}
+    histogram, parts = None, []
+    no_position: list[tuple[int, int]] = []
+    id_problems: list[tuple[int, str]] = []
+    submitted = 0
+    while submitted < len(files) or pending:
+        while submitted < len(files) and len(pending) < window:
+            ref = task.remote(files[submitted], fs, cols.ra, cols.dec, order, id_column)
+            pending[ref] = submitted
+            submitted += 1
+        ready, _ = ray.wait(list(pending), num_returns=min(len(pending), 100), timeout=1.0)
+        for ref in ready:
+            i, scan = pending.pop(ref), ray.get(ref)
+            if scan.no_position:
+                no_position.append((i, scan.no_position))
+            if scan.id_problem is not None:
+                id_problems.append((i, scan.id_problem))
+            parts.append(scan.histogram)
+        if len(parts) >= 1000 or not pending:
+            histogram = PixelHistogram.merge([*([histogram] if histogram else []), *parts])
+            parts = []
+    if no_position:
+        first = min(no_position)[0]
         raise ContractError(
-            bad[0][0],
+            files[first],
             f"{cols.ra}/{cols.dec}",
-            f"{sum(n for _, n in bad)} row(s) in {len(bad)} file(s) without a valid sky"
-            " position (finite RA, |Dec| <= 90 deg): they cannot be placed in a HEALPix"
-            " partition",
+            f"{sum(n for _, n in no_position)} row(s) in {len(no_position)} file(s) without a"
+            " valid sky position (finite RA, |Dec| <= 90 deg): they cannot be placed in a"
+            " HEALPix partition",
         )
-    for file, scan in zip(files, scans, strict=True):
-        if scan.id_problem is not None:
-            raise ContractError(file, cols.object_id, scan.id_problem)
-    return PixelHistogram.merge(s.histogram for s in scans)
+    if id_problems:
+        first, problem = min(id_problems)
+        raise ContractError(files[first], cols.object_id, problem)
+    return histogram
 
 
 def _require_room(config: InferConfig) -> None:

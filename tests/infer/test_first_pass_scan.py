@@ -62,3 +62,29 @@ def test_a_file_beyond_the_id_bound_takes_the_hashed_check(tmp_path, monkeypatch
     scan = _scan(_file(tmp_path, ids))
     assert len(read) == 1, "the bounded check re-reads the ids"
     assert (scan.id_problem is None) == (len(set(ids)) == len(ids))
+
+
+def test_the_first_pass_keeps_a_window_of_tasks_and_names_the_first_bad_file(
+    ray_session, tmp_path, monkeypatch
+):
+    """Tasks are submitted a window at a time and merged as they finish (1e6 at once held
+    ~9 GB in the driver); a breach still names the first bad file in input order."""
+    from raypz.columns import DEFAULT_COLUMNS
+    from raypz.infer import pipeline
+    from raypz.schema import ContractError
+
+    monkeypatch.setattr(pipeline, "FIRST_PASS_MIN_WINDOW", 1)
+    monkeypatch.setattr(ray_session, "cluster_resources", lambda: {"CPU": 1})  # window 2
+    files = []
+    for i in range(7):
+        ids = [100 * i + k for k in range(9)]
+        if i in (3, 5):
+            ids[4] = ids[2]  # a repeat within the file
+        (tmp_path / f"f{i}").mkdir()
+        files.append(_file(tmp_path / f"f{i}", ids))
+    fs, _ = io.resolve(files[0])
+    good = pipeline._first_pass(files[:3], fs, DEFAULT_COLUMNS, 10, check_ids=True)
+    assert good.total == 27
+    with pytest.raises(ContractError, match="duplicated") as info:
+        pipeline._first_pass(files, fs, DEFAULT_COLUMNS, 10, check_ids=True)
+    assert info.value.file == files[3]
