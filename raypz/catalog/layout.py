@@ -14,6 +14,7 @@ Staging fragments of a parallel write live outside ``dataset/`` (see :mod:`.writ
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 import pyarrow.fs as pafs
@@ -63,10 +64,17 @@ def missing_partitions(root: str) -> list[str]:
     listing = io.join(root, PARTITION_INFO)
     lines = io.read_bytes(listing).decode().split()
     pixels = [(int(k), int(n)) for k, n in (line.split(",") for line in lines[1:])]
-    fs, inner = io.resolve(root)  # once: one listing call for every partition
-    infos = fs.get_file_info([partition_path(inner, k, n) for k, n in pixels])
+    fs, inner = io.resolve(root)
+    # one recursive listing of dataset/ (paged on object stores), not a stat per partition
+    dataset = io.join(inner, DATASET_DIR)
+    selector = pafs.FileSelector(dataset, recursive=True, allow_not_found=True)
+    present = {
+        posixpath.normpath(info.path)
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+    }
     return [
         partition_path(root, k, n)
-        for (k, n), info in zip(pixels, infos, strict=True)
-        if info.type != pafs.FileType.File
+        for k, n in pixels
+        if posixpath.normpath(partition_path(inner, k, n)) not in present
     ]

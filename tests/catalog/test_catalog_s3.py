@@ -61,3 +61,18 @@ def test_a_breach_on_s3_names_the_file_with_its_scheme(s3_root):
     io.write_bytes_atomic(io.join(table, "part-0.parquet"), b"not parquet")
     with pytest.raises(ContractError, match=r"^s3://raypz-test/breach/part-0\.parquet: unread"):
         validate_dataset(table)
+
+
+def test_a_lost_partition_of_an_s3_catalog_is_found_by_one_listing(s3_catalog):
+    from raypz.catalog.layout import missing_partitions, partition_path
+
+    root, plan, _ = s3_catalog
+    assert missing_partitions(root) == []
+    fs, inner = io.resolve(root)
+    k, n = int(plan.norder[0]), int(plan.npix[0])
+    data = io.read_bytes(partition_path(root, k, n))
+    fs.delete_file(partition_path(inner, k, n))
+    try:
+        assert missing_partitions(root) == [partition_path(root, k, n)]
+    finally:
+        io.write_bytes_atomic(partition_path(root, k, n), data)
