@@ -82,11 +82,13 @@ class BalanceWeights:
         z_edges: redshift bin edges.
         mag_edges: AB magnitude bin edges.
         weights: (len(z_edges)-1, len(mag_edges)-1) weight per cell, mean 1 over rows.
+        z_bin_means: mean weight of each z bin's rows (for rows without a magnitude).
     """
 
     z_edges: tuple[float, ...]
     mag_edges: tuple[float, ...]
     weights: tuple[tuple[float, ...], ...]
+    z_bin_means: tuple[float, ...]
 
     @classmethod
     def fit(
@@ -96,29 +98,49 @@ class BalanceWeights:
         max_weight: float = 10.0,
         bins: tuple[int, int] = (20, 10),
     ) -> BalanceWeights:
-        """Weights ~ 1 / count per cell from training redshifts and magnitudes (AB)."""
+        """Weights ~ 1 / count per cell of equal width in z and in magnitude (AB), spanning
+        the 0.5-99.5% range of each (rows beyond it count in the end cells).
+
+        Equal-width cells, not quantiles: quantile edges put as many rows in every z bin and
+        every magnitude bin, so 1 / count only undid the z-magnitude correlation and left the
+        rare high-z and faint rows where they were (with faint going with high z, it weighted
+        them down)."""
         ok = usable_redshift(z) & np.isfinite(mag)
         if not ok.any():
             raise ValueError(
                 "balanced training needs rows with a usable redshift and a positive r-band flux;"
                 " none has both"
             )
-        z_edges = np.quantile(z[ok], np.linspace(0, 1, bins[0] + 1))
-        m_edges = np.quantile(mag[ok], np.linspace(0, 1, bins[1] + 1))
-        counts, _, _ = np.histogram2d(z[ok], mag[ok], bins=(z_edges, m_edges))
+        edges = []
+        for values, n in ((z[ok], bins[0]), (mag[ok], bins[1])):
+            lo, hi = np.quantile(values, [0.005, 0.995])
+            hi = hi if hi > lo else lo + 1e-6  # one value: a single cell
+            edges.append(np.linspace(lo, hi, n + 1))
+        z_edges, m_edges = edges
+        zc = np.clip(z[ok], z_edges[0], z_edges[-1])
+        mc = np.clip(mag[ok], m_edges[0], m_edges[-1])
+        counts, _, _ = np.histogram2d(zc, mc, bins=(z_edges, m_edges))
         w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
         w = np.minimum(w / (w[counts > 0].min()), max_weight)
         w /= (w * counts).sum() / counts.sum()  # mean weight over rows = 1
-        return cls(tuple(z_edges), tuple(m_edges), tuple(map(tuple, w)))
+        means = tuple(_row_means(w, counts))
+        return cls(tuple(z_edges), tuple(m_edges), tuple(map(tuple, w)), means)
 
     def __call__(self, z: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        """Weight per row (N,); rows with NaN magnitude get the mean weight of their z bin."""
+        """Weight per row (N,); rows with NaN magnitude (r flux <= 0: the faintest) get the
+        mean weight of their z bin's training rows."""
         w = np.asarray(self.weights)
         zi = np.clip(np.searchsorted(self.z_edges, z, side="right") - 1, 0, w.shape[0] - 1)
         mi = np.searchsorted(self.mag_edges, np.nan_to_num(mag, nan=np.inf), side="right") - 1
         mi = np.clip(mi, 0, w.shape[1] - 1)
         out = w[zi, mi]
-        return np.where(np.isfinite(mag), out, w.mean(axis=1)[zi])
+        return np.where(np.isfinite(mag), out, np.asarray(self.z_bin_means)[zi])
+
+
+def _row_means(w: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean weight of each z bin's rows (1 for a bin without rows)."""
+    rows = counts.sum(axis=1)
+    return np.where(rows > 0, (w * counts).sum(axis=1) / np.maximum(rows, 1), 1.0)
 
 
 def r_magnitude(flux_r_njy: np.ndarray) -> np.ndarray:

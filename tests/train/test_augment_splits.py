@@ -103,13 +103,22 @@ def test_balance_weights_need_a_usable_row():
 
 
 def test_balance_weights_flatten_the_histogram(rng):
-    z = np.concatenate([rng.uniform(0, 1, 9000), rng.uniform(1, 2, 1000)])
-    mag = rng.uniform(20, 25, z.size)
-    bw = BalanceWeights.fit(z, mag, max_weight=100.0, bins=(2, 1))
+    """Rare high-z rows count more; with quantile bins (before) every z bin held as many rows
+    and the weights stayed ~1, and faint high-z rows were weighted down."""
+    z = rng.gamma(2.0, 0.3, 20_000)
+    mag = 22 + 5 * np.log10(1 + z) + rng.normal(0, 1, z.size)  # faint goes with high z
+    bw = BalanceWeights.fit(z, mag, max_weight=10.0)
     w = bw(z, mag)
     assert w.mean() == pytest.approx(1.0, rel=1e-6)
-    # quantile bins hold equal counts, so weights are ~uniform; a NaN magnitude gets its z-bin mean
-    assert np.isfinite(bw(np.array([0.5]), np.array([np.nan]))).all()
+    high = z > 1.5
+    assert (w * high).sum() / w.sum() > 2 * high.mean()  # their share grows (0.040 -> 0.117)
+    faint_high = high & (mag > np.quantile(mag, 0.9))
+    assert w[faint_high].mean() > 2 * w[(z < 0.5) & (mag < np.median(mag))].mean()
+    # a NaN magnitude (r flux <= 0) gets its z bin's mean row weight, not a mean over cells
+    zi = np.clip(np.searchsorted(bw.z_edges, 2.0, side="right") - 1, 0, len(bw.weights) - 1)
+    in_bin = np.clip(np.searchsorted(bw.z_edges, z, side="right") - 1, 0, len(bw.weights) - 1)
+    expected = w[in_bin == zi].mean()
+    assert bw(np.array([2.0]), np.array([np.nan]))[0] == pytest.approx(expected, rel=1e-6)
 
 
 def test_balance_weights_cap(rng):
