@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from raypz import flags as fl
 from raypz.models import EnsemblePredictor
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid, cdf_at
@@ -96,7 +97,10 @@ def calibrate(
             np.random.default_rng(config.seed).choice(idx, config.calibration_rows, replace=False)
         )
     sub = labelled.take(idx)
-    x, _ = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
+    x, row_flags = predictor.artifact.transform.transform_fluxes(sub.flux, sub.err)
+    # rows without a usable band get no PDF in a catalog (their features are all fill values):
+    # they must not choose the width scale either
+    has_pdf = (row_flags & fl.NO_PDF) == 0
     # the networks run once; only the heads' PDFs are redone for each trial scale
     outputs = predictor.head_outputs(x, sub.images)
 
@@ -109,7 +113,7 @@ def calibrate(
         if scale not in scores:
             set_width_scale(predictor, scale)
             pdf = pdfs()
-            keep = usable_redshift(sub.z) & (pdf.sum(axis=1) > 0)
+            keep = has_pdf & usable_redshift(sub.z) & (pdf.sum(axis=1) > 0)
             scores[scale] = log_score(pdf[keep], config.grid, sub.z[keep])
         return scores[scale]
 

@@ -47,6 +47,28 @@ def test_calibrated_score_matches_full_prediction(small_model, small_survey):
     assert log_score(pdf, config.grid, sub.z) == pytest.approx(result["log_score"], abs=1e-5)
 
 
+def test_rows_without_a_usable_band_do_not_choose_the_width_scale(small_model, small_survey):
+    """A catalog gives such rows no PDF (their features are fill values); their PDFs entered
+    the log score that chose the scale."""
+    artifact = load_artifact(small_model)
+    config = TrainConfig(grid=artifact.grid, calibration_rows=10_000, seed=1)
+    labelled = read_labelled(small_survey, config)
+    predictor = EnsemblePredictor(artifact, "cpu")
+    rows, _, _ = validation_pdfs(predictor, labelled, config)
+    clean = calibrate(predictor, labelled, config, rows)
+    blind = np.flatnonzero(rows)[::2]  # half the validation rows lose every band
+    flux = labelled.flux.copy()
+    flux[blind] = np.nan
+    broken = replace(labelled, flux=flux)
+    result = calibrate(predictor, broken, config, rows)
+    assert result["log_score"] != clean["log_score"]  # fewer rows scored
+    kept = rows.copy()
+    kept[blind] = False
+    assert result["log_score"] == pytest.approx(
+        calibrate(predictor, labelled, config, kept)["log_score"], abs=1e-9
+    )
+
+
 def test_too_few_validation_rows_leave_the_width_scale_at_one(small_model, small_survey, capsys):
     """On 1-3 rows the fitted scale went to either end of its range on chance alone."""
     artifact = load_artifact(small_model)
