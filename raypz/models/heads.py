@@ -133,7 +133,8 @@ class BinnedHead(_WidthScaled):
     Args:
         in_dim: width of the hidden vector.
         z_grid: the grid points (G,), redshift.
-        label_sigma: soft-label width in units of (1 + z); 0 gives one-hot labels.
+        label_sigma: soft-label width in units of (1 + z); at least half a grid step (0
+            gives that: ~0.8 of the label's mass on the nearest grid point).
     """
 
     def __init__(self, in_dim: int, z_grid: torch.Tensor, label_sigma: float = 0.01) -> None:

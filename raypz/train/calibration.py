@@ -129,6 +129,13 @@ def calibrate(
         f"calibration: width scale {best} (validation log score {scores[1.0]:.4f} at 1 -> "
         f"{scores[best]:.4f}; {len(idx)} rows)"
     )
+    ends = (WIDTH_SCALES.min() - 4 * WIDTH_SCALE_STEP, WIDTH_SCALES.max() + 4 * WIDTH_SCALE_STEP)
+    if any(abs(best - end) < 1e-9 for end in ends):
+        print(
+            f"warning: calibration's width scale {best} is at the end of its search "
+            f"({ends[0]:g}-{ends[1]:g}): the PDFs may need more than it can give; look at "
+            "the validation PIT (jobs/evaluate.py on MODEL/validation)"
+        )
     return {
         "width_scale": best,
         "rows": len(idx),

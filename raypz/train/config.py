@@ -19,7 +19,8 @@ class TrainConfig:
         members: ensemble size M; member i is seeded from ``seed + i``. In k-fold mode the
             ensemble has ``kfold`` members and this is ignored.
         kfold: K > 1 divides the rows outside the validation split into K folds and trains
-            member k on every fold but k, stopping early on fold k (Deepz); the members see
+            member k on every fold but k, stopping early on fold k and the validation
+            split (Deepz); the members see
             different rows and together all of them. 0: every member trains on every row
             outside the validation split. Either way the validation split is held out of
             every member, so calibration and validation metrics score the deployed ensemble
