@@ -50,7 +50,10 @@ class BatchPreparer:
         """Network inputs: (features (N, D) float32,) plus stretched cutouts (N, C, H, W) for
         an image model; redshifts (N,) float32 (0 where unknown) and weights (N,) float32.
 
-        A batch without the redshift column (unlabelled target rows) gets weight 0 everywhere.
+        A batch without the redshift column (unlabelled target rows of domain adaptation)
+        gets weight 1 on its usable rows and 0 on the others (no usable band or cutout): only
+        the domain loss reads it (:func:`raypz.train.steps.join_target`), so rows whose inputs
+        are fill values do not teach the domain classifier.
         """
         flux, err = flux_arrays(batch, self.config.columns, self.transform.bands)
         if augment:
@@ -68,7 +71,11 @@ class BatchPreparer:
         z = np.asarray(batch[name] if name in batch else np.full(len(x), np.nan), np.float32)
         w = np.asarray(batch.get(WEIGHT_COLUMN, np.ones(len(z))), dtype=np.float32)
         labelled = usable_redshift(z)
-        w = np.where(labelled & ((flags & fl.NO_PDF) == 0), w, 0.0).astype(np.float32)
+        usable = (flags & fl.NO_PDF) == 0
+        if name in batch:
+            w = np.where(labelled & usable, w, 0.0).astype(np.float32)
+        else:
+            w = usable.astype(np.float32)
         return inputs, np.where(labelled, z, 0.0).astype(np.float32), w
 
     def _maybe_coadd(

@@ -46,15 +46,21 @@ def sum_over_workers(values: torch.Tensor | list[float], device: torch.device) -
     return t.tolist()
 
 
-def join_target(source: Batch, target: Batch) -> tuple[tuple, np.ndarray, np.ndarray, np.ndarray]:
-    """A source batch and a target batch as one: inputs, z, w (0 on target rows) and the
-    is-target label of every row (one forward pass, so DDP sees each parameter once)."""
-    (s_in, s_z, s_w), (t_in, t_z, _) = source, target
+def join_target(
+    source: Batch, target: Batch
+) -> tuple[tuple, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A source batch and a target batch as one: inputs, z, w (0 on target rows), the
+    is-target label of every row (one forward pass, so DDP sees each parameter once) and the
+    rows the domain loss counts (1/0): source rows that train, target rows with usable inputs.
+    Rows without a usable band or cutout hold fill values (zeroed images), which would let
+    the classifier tell the fields apart by their missing data."""
+    (s_in, s_z, s_w), (t_in, t_z, t_w) = source, target
     inputs = tuple(np.concatenate([a, b]) for a, b in zip(s_in, t_in, strict=True))
     z = np.concatenate([s_z, t_z])
     w = np.concatenate([s_w, np.zeros(len(t_z), np.float32)])
     is_target = np.concatenate([np.zeros(len(s_z), np.float32), np.ones(len(t_z), np.float32)])
-    return inputs, z, w, is_target
+    counted = np.concatenate([s_w > 0, t_w > 0]).astype(np.float32)
+    return inputs, z, w, is_target, counted
 
 
 def run_epoch(
@@ -80,9 +86,9 @@ def run_epoch(
     rows_seen, dom_rows = 0, 0
     amp = amp_enabled(device)
     for source in batches:
-        is_target = None
+        is_target = counted = None
         if target is not None:
-            inputs, z, w, is_target = join_target(source, next(target))
+            inputs, z, w, is_target, counted = join_target(source, next(target))
         else:
             inputs, z, w = source
         n_source = len(source[1])
@@ -96,7 +102,9 @@ def run_epoch(
             rows = net.loss(outputs, xs[0], zt)
         loss = (rows * wt).sum() / wt.sum().clamp_min(1e-6)
         if is_target is not None:
-            dom = DomainClassifier.loss(outputs[1], to_device(is_target, device)).mean()
+            dw = to_device(counted, device)
+            dom_rows_loss = DomainClassifier.loss(outputs[1], to_device(is_target, device))
+            dom = (dom_rows_loss * dw).sum() / dw.sum().clamp_min(1.0)
             loss = loss + dom
             acc[2] += dom.detach().double() * len(z)
             dom_rows += len(z)

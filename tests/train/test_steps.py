@@ -89,3 +89,27 @@ def test_gpu_step_benchmark_runs_on_cpu_without_ray(tmp_path):
     assert run.returncode == 0, said[-4000:]
     assert "process group: gloo" in said and "all checks passed" in said
     assert "head output is torch.float32" in said
+
+
+def test_the_domain_loss_counts_training_source_rows_and_usable_target_rows(rng):
+    """Rows without a usable band or cutout hold fill values (zeroed images): counted, they
+    let the domain classifier tell the fields apart by their missing data."""
+    from raypz.train import TrainConfig
+    from raypz.train.batches import BatchPreparer
+    from raypz.train.steps import join_target
+
+    transform, *_ = _toy(rng)
+    flux = rng.lognormal(7.0, 1.0, size=(4, 6))
+    flux[2] = np.nan  # no usable band
+    columns = TrainConfig().columns
+    batch = {columns.flux.format(band=b): flux[:, i] for i, b in enumerate("ugrizy")}
+    batch |= {columns.flux_err.format(band=b): np.full(4, 30.0) for b in "ugrizy"}
+    prepare = BatchPreparer(transform, TrainConfig(), seed=0)
+    target = prepare(batch, augment=False)  # no redshift column: a target batch
+    assert target[2].tolist() == [1.0, 1.0, 0.0, 1.0]
+    source = prepare({**batch, columns.redshift: np.array([0.5, -99.0, 0.7, 0.9])}, False)
+    assert source[2].tolist() == [1.0, 0.0, 0.0, 1.0]  # no label, no usable band
+    _, _, w, is_target, counted = join_target(source, target)
+    assert w.tolist() == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    assert is_target.tolist() == [0.0] * 4 + [1.0] * 4
+    assert counted.tolist() == [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0]
