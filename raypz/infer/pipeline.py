@@ -577,7 +577,7 @@ def _main_pass(
             "dec": cols.dec,
             "threads": actors.threads,
             "root": root,
-            "plan": plan,
+            "plan": plan.without_histogram(),
             "calls": actors.calls,
         },
         # each of the actor's parallel parts gets a whole predictor call's rows

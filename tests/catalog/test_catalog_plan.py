@@ -93,6 +93,10 @@ def test_split_by_partition_keeps_every_row_once(rng):
         assert np.all(pixel_at_order(piece["_healpix_29"].to_numpy(), norder) == npix)
         assert np.all(np.diff(piece["objectId"].to_numpy()) > 0)  # block order kept
     assert split_by_partition(table.slice(0, 0), plan) == []
+    # the plan the predictor actors get: no histogram, the same pieces
+    slim = plan.without_histogram()
+    assert slim.histogram.pixels.size == 0 and slim.histogram.order == plan.histogram.order
+    assert [(k, n, t) for k, n, t in split_by_partition(table, slim)] == pieces
     # rows already in partition order (one partition, or sorted): the same pieces, no copy
     ordered = table.sort_by("_healpix_29")
     again = split_by_partition(ordered, plan)
