@@ -187,7 +187,6 @@ class _PredictStage:
         out = with_healpix29(out, self.ra, self.dec)
         return tasks.stage_block(out, src, self.root, self.plan, self.origin)
 
-
     def _sources(self, paths: pa.ChunkedArray) -> np.ndarray:
         """(N,) int64 source number of each row, from its path: a batch holds a few distinct
         paths, looked up once each (``pc.index_in`` over every input path hashed them all on
@@ -219,9 +218,7 @@ def _first_pass(
     # one CPU per task: quarter-CPU tasks made Ray start up to 4 worker processes per CPU
     # (~200 MB each, alive through the main pass) for work that takes milliseconds per file;
     # an object store's transient errors (OSError) are retried, not the end of the pass
-    task = ray.remote(num_cpus=1, retry_exceptions=[OSError], max_retries=3)(
-        tasks.histogram_file
-    )
+    task = ray.remote(num_cpus=1, retry_exceptions=[OSError], max_retries=3)(tasks.histogram_file)
     id_column = cols.object_id if check_ids else None
     # a window of tasks in flight, merged as they finish: 1e6 tasks submitted at once held
     # ~9 GB in the driver, and their histograms all at the end
