@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,25 +131,30 @@ def kill_node(proc: subprocess.Popen) -> list[int]:
     return pids
 
 
+def left_after(
+    find: Callable[[], Collection[int]], timeout_s: float, poll_s: float = 0.2
+) -> Collection[int]:
+    """``find()`` (processes still alive) asked again until it finds none or ``timeout_s``
+    passes; its last answer. A signalled process takes a moment to exit and be reaped."""
+    deadline = time.monotonic() + timeout_s
+    while (left := find()) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return left
+
+
 def stop_node(proc: subprocess.Popen) -> list[int]:
     """SIGTERM the node's ``ray start --block``, then SIGKILL what is left; pids left alive."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=45)
-    deadline = time.monotonic() + 10
-    while (left := node_pids(proc) - {proc.pid}) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in left:
+    for pid in left_after(lambda: node_pids(proc) - {proc.pid}, 10, poll_s=0.5):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=10)
-    deadline = time.monotonic() + 15  # SIGKILLed processes may take a moment to be reaped
-    while (left := session_pids(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
+    return list(left_after(lambda: session_pids(proc.pid), 15))
 
 
 def start_node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -518,9 +523,7 @@ def kill_job_when(
     seconds = round(time.monotonic() - t0, 1)
     assert alive, f"the job was not running when it was to be killed:\n{log_tail(log)}"
     assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 15
-    while (left := session_pids(proc.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    left = left_after(lambda: session_pids(proc.pid), 15)
     assert not left, f"processes of the killed job still alive: {left}"
     return seconds
 

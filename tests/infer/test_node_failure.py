@@ -46,6 +46,7 @@ from ray_nodes import (
     cmdline,
     descendants,
     kill_node,
+    left_after,
     log_tail,
     private_cluster,
     replicate_survey,
@@ -162,10 +163,8 @@ def test_worker_node_killed_mid_job_every_object_once(small_survey, wide_model, 
             observed["staged_rows_at_kill"] = staged
             assert set(busy) <= set(killed), (busy, killed)
             assert 0 < staged < rows, f"not killed mid-predict: {observed}"
-            deadline = time.monotonic() + 15  # SIGKILLed: gone once the kernel reaps them
-            while _alive(killed) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert not _alive(killed), f"processes of the killed node alive: {_alive(killed)}"
+            left = left_after(lambda: _alive(killed), 15)
+            assert not left, f"processes of the killed node alive: {left}"
 
             # Let the job finish on the other worker node, as long as it makes progress.
             seen, t_progress = _files_under(output), time.monotonic()

@@ -26,11 +26,18 @@ from raypz.train.labelled import read_labelled, train_mask
 from raypz.train.members import fit_member_scales
 
 
+def _calibration_inputs(model: str, survey: str, **settings):
+    """A TrainConfig on the artifact's grid (seed 1, ``settings``), the survey's labelled rows
+    and the artifact's predictor on the CPU."""
+    artifact = load_artifact(model)
+    config = TrainConfig(grid=artifact.grid, seed=1, **settings)
+    return config, read_labelled(survey, config), EnsemblePredictor(artifact, "cpu")
+
+
 def test_calibrated_score_matches_full_prediction(small_model, small_survey):
-    artifact = load_artifact(small_model)
-    config = TrainConfig(grid=artifact.grid, calibration_rows=800, seed=1)
-    labelled = read_labelled(small_survey, config)
-    predictor = EnsemblePredictor(artifact, "cpu")
+    config, labelled, predictor = _calibration_inputs(
+        small_model, small_survey, calibration_rows=800
+    )
     rows, _, _ = validation_pdfs(predictor, labelled, config)
     result = calibrate(predictor, labelled, config, rows)
     best = result["width_scale"]
@@ -50,10 +57,9 @@ def test_calibrated_score_matches_full_prediction(small_model, small_survey):
 def test_rows_without_a_usable_band_do_not_choose_the_width_scale(small_model, small_survey):
     """A catalog gives such rows no PDF (their features are fill values); their PDFs entered
     the log score that chose the scale."""
-    artifact = load_artifact(small_model)
-    config = TrainConfig(grid=artifact.grid, calibration_rows=10_000, seed=1)
-    labelled = read_labelled(small_survey, config)
-    predictor = EnsemblePredictor(artifact, "cpu")
+    config, labelled, predictor = _calibration_inputs(
+        small_model, small_survey, calibration_rows=10_000
+    )
     rows, _, _ = validation_pdfs(predictor, labelled, config)
     clean = calibrate(predictor, labelled, config, rows)
     blind = np.flatnonzero(rows)[::2]  # half the validation rows lose every band
@@ -71,10 +77,7 @@ def test_rows_without_a_usable_band_do_not_choose_the_width_scale(small_model, s
 
 def test_too_few_validation_rows_leave_the_width_scale_at_one(small_model, small_survey, capsys):
     """On 1-3 rows the fitted scale went to either end of its range on chance alone."""
-    artifact = load_artifact(small_model)
-    config = TrainConfig(grid=artifact.grid, seed=1)
-    labelled = read_labelled(small_survey, config)
-    predictor = EnsemblePredictor(artifact, "cpu")
+    config, labelled, predictor = _calibration_inputs(small_model, small_survey)
     rows = np.zeros(len(labelled.z), bool)
     rows[:MIN_CALIBRATION_ROWS - 1] = True
     result = calibrate(predictor, labelled, config, rows)
