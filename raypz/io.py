@@ -53,6 +53,12 @@ def uri(root: str, inner: str) -> str:
     return inner if inner.startswith(f"{scheme}://") else f"{scheme}://{inner}"
 
 
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or lies under it (both as given: absolute paths or URIs),
+    e.g. an output inside the input a rerun would read."""
+    return f"{path.rstrip('/')}/".startswith(f"{root.rstrip('/')}/")
+
+
 def _not_empty(path: str) -> str:
     if not path.strip():
         raise ValueError(f"{path!r}: an empty path; give a file or directory (local or s3://)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +24,7 @@ from raypz import io
 from raypz.catalog.healpix import HEALPIX29_COLUMN, HEALPIX29_ORDER
 from raypz.catalog.layout import DATASET_DIR, parse_partition_path
 from raypz.catalog.plan import PartitionPlan
-
-_FOOTER_READERS = 16
-"""Footers are read concurrently: on object stores each read is a round trip."""
+from raypz.tables import map_files
 
 
 @dataclass(frozen=True)
@@ -96,8 +93,8 @@ def finalize_catalog(
 
     files = _partition_files(root)
     fs, _ = io.resolve(root)
-    with ThreadPoolExecutor(_FOOTER_READERS) as pool:
-        footers = list(pool.map(lambda f: pq.read_metadata(f.path, filesystem=fs), files))
+    # concurrently: on object stores each footer read is a round trip
+    footers = map_files(lambda f: pq.read_metadata(f.path, filesystem=fs), files, opens_fits=False)
     rows = [footer.num_rows for footer in footers]
     if plan is not None:
         _check_against_plan(files, rows, plan)

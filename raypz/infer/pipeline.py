@@ -330,7 +330,7 @@ def run_inference(
     # actors and tasks open these paths, maybe in another working directory than the driver's
     input_path, model, output = (io.absolute(p) for p in (input_path, model, output))
     cutouts = io.absolute(cutouts) if cutouts else None
-    if f"{output.rstrip('/')}/".startswith(f"{input_path.rstrip('/')}/"):
+    if io.is_inside(output, input_path):
         raise RefusedError(
             f"{output}: the catalog must be written outside the input {input_path} (a rerun "
             "would read its partitions as object rows)"

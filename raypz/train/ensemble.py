@@ -191,7 +191,7 @@ def _claim_output(
     files of another kind, or a model trained on other data or with other settings (only the
     post-training and scheduling settings of ``_NOT_IN_RUN_ID`` may change on a rerun), which
     ``replace`` removes instead (its checkpoints stay)."""
-    if f"{output.rstrip('/')}/".startswith(f"{train.rstrip('/')}/"):
+    if io.is_inside(output, train):
         raise RefusedError(
             f"{output}: the model must be written outside its training table {train} (a "
             "rerun would read its validation predictions as labelled rows)"
