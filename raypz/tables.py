@@ -132,12 +132,6 @@ def map_files(fn: Callable[[S], T], files: Sequence[S], opens_fits: bool = True)
         return list(pool.map(fn, files))
 
 
-def num_rows(fs: pafs.FileSystem, path: str) -> int:
-    """Rows of one table file, from its footer or header."""
-    with open_table(fs, path) as table:
-        return table.num_rows
-
-
 def list_table_files(path: str) -> list[str]:
     """Sorted paths (inside ``path``'s filesystem) of the object-table files under ``path``:
     Parquet and FITS files, skipped as :func:`raypz.io.list_parquet_files` skips them."""

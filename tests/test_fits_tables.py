@@ -89,7 +89,11 @@ def test_fits_table_reads_back_equal_to_parquet(shards, copies):
     # column projection and row counts from the header, as from the footer
     files = tables.list_table_files(str(copies["fits"]))
     fs = pafs.LocalFileSystem()
-    assert [tables.num_rows(fs, f) for f in files] == [t.num_rows for t in shards]
+    counts = []
+    for f in files:
+        with tables.open_table(fs, f) as table:
+            counts.append(table.num_rows)
+    assert counts == [t.num_rows for t in shards]
     with tables.open_table(fs, files[1]) as table:
         got = pa.Table.from_batches(list(table.iter_batches(["objectId", "redshift"], 64)))
     _assert_same_table(got, shards[1].select(["objectId", "redshift"]))

@@ -18,7 +18,6 @@ finishes an interrupted job without redoing finished input files or duplicating 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -60,7 +59,7 @@ from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, RefusedError, check_file_schema, validate_dataset
 from raypz.schema.files import open_object_table
-from raypz.tables import list_table_files, map_files, num_rows
+from raypz.tables import list_table_files, map_files
 
 SUMMARY_FILE = "raypz_run_summary.json"
 
@@ -275,10 +274,11 @@ def _require_room(config: InferConfig) -> None:
 
 def _validate(
     input_path: str, files: list[str], config: InferConfig, artifact, store: bool
-) -> None:
+) -> list[int]:
     """Check the input against the contract before any work: every file's schema, or (with
-    ``validate="full"``) every row. An image model needs a cutout column unless its cutouts
-    come from a store (``store``), whose files the first pass checks."""
+    ``validate="full"``) every row; returns each file's rows (from the footer the schema
+    check opens anyway). An image model needs a cutout column unless its cutouts come from a
+    store (``store``), whose files the first pass checks."""
     cols, bands = artifact.transform.columns, artifact.transform.bands
     cutouts = artifact.cutouts is not None and not store
     shape = artifact.cutouts.shape if cutouts else None
@@ -286,16 +286,18 @@ def _validate(
     if cutouts:  # the column the model was trained on
         cols = replace(cols, cutout=artifact.cutouts.column)
     checks = {"require_cutouts": cutouts, "cutout_shape": shape, "cutout_pixel_scale": scale}
-    if config.validate == "full":
+    full = config.validate == "full"
+    if full:
         print(validate_dataset(input_path, cols, bands, **checks).summary())
-        return
     fs, _ = io.resolve(input_path)
 
-    def check(f: str) -> None:
+    def check_and_count(f: str) -> int:
         with open_object_table(fs, f) as table:
-            check_file_schema(f, table.schema, cols, bands, **checks)
+            if not full:
+                check_file_schema(f, table.schema, cols, bands, **checks)
+            return table.num_rows
 
-    map_files(check, files)
+    return map_files(check_and_count, files)
 
 
 def run_inference(
@@ -358,9 +360,8 @@ def run_inference(
             rows_by_node={},
             rows_by_device={},
         )
-    _validate(input_path, files, config, artifact, store is not None)
+    expected = _validate(input_path, files, config, artifact, store is not None)
     _require_room(config)
-    expected = map_files(functools.partial(num_rows, fs), files)
     join = None
     if store is not None:
         store.require_pairs(files, input_path)
