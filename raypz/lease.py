@@ -96,7 +96,7 @@ class OutputLease:
         fs, inner = io.resolve(self.output)
         if held is not None and held.get("token") == self.token:
             with contextlib.suppress(FileNotFoundError):
-                fs.delete_file(f"{inner}/{LEASE_FILE}")
+                fs.delete_file(io.resolve(self.path)[1])
         left = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
         if self._made_output and not left:
             fs.delete_dir(inner)  # refused before it wrote: leave no trace
