@@ -111,8 +111,17 @@ def direct_stacking(catalog: str, edges: tuple[float, ...], out: str) -> None:
     np.savez(out, stacks=stacks, counts=counts)
 
 
+def build_catalog_in_child(root: str, rows: int, max_rows: int) -> None:
+    """:func:`build_catalog` in a child process, so that this one stays small: a child forked
+    from it starts its ``ru_maxrss`` at this process's RSS (exec keeps it), which would hide
+    the measured job's own peak under the builder's."""
+    cmd = [sys.executable, __file__, "--build", root, "--rows", str(rows)]
+    subprocess.run([*cmd, "--max-rows-per-partition", str(max_rows)], check=True)
+
+
 def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """Run ``cmd``; its wall seconds and peak RSS (bytes, ``ru_maxrss`` of that process)."""
+    """Run ``cmd``; its wall seconds and peak RSS (bytes, ``ru_maxrss`` of that process, which
+    starts at this process's RSS when forked: keep this one small)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = proc.stdout.read()
@@ -123,28 +132,44 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t0, usage.ru_maxrss * 1024
 
 
-def main(argv: list[str] | None = None) -> int:
+def catalog_parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's parser with the flags of the catalog it measures (see :func:`catalog_of`)."""
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--rows", type=int, default=1_000_000, help="rows of the built catalog")
     p.add_argument("--max-rows-per-partition", type=int, default=100_000, metavar="N")
     p.add_argument("--catalog", help="an existing PDF catalog (default: build one)")
     p.add_argument("--workdir", help="where the catalog and outputs go (default: a temp dir)")
+    return p
+
+
+def catalog_of(a: argparse.Namespace, work: Path) -> str:
+    """The catalog the flags name, or one built under ``work`` (in a child process)."""
+    if a.catalog is not None:
+        return a.catalog
+    catalog = str(work / "catalog")
+    t0 = time.perf_counter()
+    build_catalog_in_child(catalog, a.rows, a.max_rows_per_partition)
+    print(f"built {a.rows:,} rows at {catalog} in {time.perf_counter() - t0:.0f} s")
+    return catalog
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = catalog_parser(__doc__)
     p.add_argument("--bins", type=float, nargs="+", default=list(TOMO_EDGES), metavar="EDGE")
     p.add_argument("--direct", nargs=2, metavar=("CATALOG", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--build", metavar="CATALOG", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     edges = tuple(a.bins)
     if a.direct:  # the child process of the direct stacking
         direct_stacking(a.direct[0], edges, a.direct[1])
         return 0
+    if a.build:  # the child process that builds the catalog
+        build_catalog(a.build, a.rows, a.max_rows_per_partition)
+        return 0
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_nz_"))
-    catalog = a.catalog
-    if catalog is None:
-        catalog = str(work / "catalog")
-        t0 = time.perf_counter()
-        build_catalog(catalog, a.rows, a.max_rows_per_partition)
-        print(f"built {a.rows:,} rows at {catalog} in {time.perf_counter() - t0:.0f} s")
+    catalog = catalog_of(a, work)
     bins = [str(e) for e in edges]
     job = [sys.executable, str(REPO / "jobs" / "nz.py"), "--catalog", catalog]
     job_s, job_rss = run_measured([*job, "--output", str(work / "nz"), "--bins", *bins])

@@ -5,6 +5,8 @@ with an object table holding the true redshifts on objectId, scores every model 
 test rows (plus a kNN baseline when a labelled training table is given) and writes
 ``metrics.json``, ``report.md`` and per-model PNG plots. Objects missing from either side are
 counted in the report, never silently dropped; rows flagged NO_PDF are counted, not scored.
+Only the truth's rows of each predictions set are read (file by file), so scoring a spec-z
+sample of a data release's catalog costs the sample's memory, not the catalog's.
 ``jobs/evaluate.py`` is its command line.
 """
 
@@ -128,14 +130,15 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     if request.train:  # the kNN baseline predicts from the test rows' fluxes
         truth_cols += [*columns.flux_columns(), *columns.flux_err_columns()]
     truth = read_table(request.truth, list(dict.fromkeys(truth_cols)))
-    pred = read_predictions(request.predictions)
-
     truth_ids = object_ids(truth, columns.object_id, request.truth)
+    # only the truth's rows of the predictions are read: a spec-z sample of a data release's
+    # catalog costs the memory of the sample, not of the catalog
+    pred = read_predictions(request.predictions, only_ids=truth_ids)
     join = match_ids(pred.object_id, truth_ids)
     if join.left_rows.size == 0:
         raise ValueError(
             f"{request.predictions} and {request.truth}: no objectId in common "
-            f"({pred.object_id.size} prediction rows, {truth_ids.size} truth rows); the truth "
+            f"({pred.n_not_kept} prediction rows, {truth_ids.size} truth rows); the truth "
             "must hold the predicted objects"
         )
     test = truth.take(join.right_rows)  # the test rows, in prediction order
@@ -146,7 +149,7 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         "predictions": request.predictions,
         "truth": request.truth,
         "test rows (in predictions and truth)": int(join.left_rows.size),
-        "predictions without truth": join.n_left_only,
+        "prediction rows without truth (not read)": pred.n_not_kept,
         "truth rows without prediction": join.n_right_only,
         "duplicate objectId rows in predictions (first used)": join.n_left_duplicates,
         "duplicate objectId rows in truth (first used)": join.n_right_duplicates,
@@ -154,12 +157,12 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     }
     models = {request.name: _rows_of(pred, join.left_rows, z_spec, mag)}
     for name, path in request.compare.items():
-        other = read_predictions(path)
+        other = read_predictions(path, only_ids=test_ids)
         m = match_ids(test_ids, other.object_id)
         models[name] = _rows_of(other, m.right_rows, z_spec[m.left_rows], mag[m.left_rows])
         inputs[f"{name}: predictions"] = path
         inputs[f"{name}: test rows without prediction (not scored)"] = m.n_left_only
-        inputs[f"{name}: predictions without a test row"] = m.n_right_only
+        inputs[f"{name}: prediction rows without a test row (not read)"] = other.n_not_kept
         inputs[f"{name}: duplicate objectId rows (first used)"] = m.n_right_duplicates
     if request.train:
         pdf, flags, notes = _knn(request.train, test, columns, pred.grid)

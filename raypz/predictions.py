@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raypz import compact, io
+from raypz import compact, io, tables
 from raypz.catalog.layout import STAGING_DIR, missing_partitions
 from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
@@ -73,20 +73,34 @@ class Predictions:
         object_id: (N,) int64.
         pdf: (N, G) float32 normalised PDFs (all zero where no PDF could be made).
         table: the other requested columns (summaries, flags, ...), row-aligned.
+        n_not_kept: rows of the source left out because their objectId was not asked for
+            (``read_predictions(..., only_ids=...)``); 0 when every row was read.
     """
 
     grid: ZGrid
     object_id: np.ndarray
     pdf: np.ndarray
     table: pa.Table
+    n_not_kept: int = 0
 
 
-def read_predictions(path: str, columns: list[str] | None = None) -> Predictions:
+READ_THREADS = 8
+"""Files that :func:`read_predictions` reads at once when it keeps only some objectIds: each
+is read whole before its rows are picked, so this bounds the memory of the reads in flight."""
+
+
+def read_predictions(
+    path: str, columns: list[str] | None = None, only_ids: np.ndarray | None = None
+) -> Predictions:
     """Read a predictions Parquet file, a directory of them, or a HATS PDF catalog.
 
     Args:
         path: local path or URI.
         columns: extra columns to keep in ``Predictions.table`` (default: all but ``pdf``).
+        only_ids: keep only the rows with these objectIds (e.g. a spec-z sample's), picked file
+            by file before any PDF is decoded, so the memory is that of the rows kept (plus
+            READ_THREADS files), not of the whole catalog: how an evaluation scores a sample of
+            a data release. ``n_not_kept`` counts the other rows. Default: every row.
     """
     files = io.list_parquet_files(path)
     if not files:
@@ -99,32 +113,44 @@ def read_predictions(path: str, columns: list[str] | None = None) -> Predictions
         if unknown:
             kept = [n for n in names if n not in ("pdf", "pdf_start")]
             raise RefusedError(f"{files[0]}: no column(s) {unknown}; it has {kept}")
-    tables = [
-        pq.read_table(
-            f,
+    wanted = None if only_ids is None else np.unique(np.asarray(only_ids, dtype=np.int64))
+
+    def read(file: str) -> tuple[pa.Table, ZGrid, int]:
+        """One file's columns (only the wanted rows), its z grid and how many rows it left."""
+        table = pq.read_table(
+            file,
             filesystem=fs,
             columns=None
             if columns is None
-            else sorted({"objectId", "pdf", *columns, *_pdf_start(f, fs)}),
+            else sorted({"objectId", "pdf", *columns, *_pdf_start(file, fs)}),
         )
-        for f in files
-    ]
-    grids = [_z_grid(f, t) for f, t in zip(files, tables, strict=True)]
-    for f, g in zip(files[1:], grids[1:], strict=True):
-        if g != grids[0]:  # the PDFs would be decoded on the first file's grid
-            raise ValueError(f"{f}: z grid {g} differs from {files[0]}'s {grids[0]}")
-    ids = [object_ids(t, "objectId", f) for f, t in zip(files, tables, strict=True)]
-    tables = [
-        t.set_column(t.schema.get_field_index("objectId"), "objectId", pa.array(i))
-        for t, i in zip(tables, ids, strict=True)
-    ]  # one id type whatever each file has
-    table = pa.concat_tables(tables, promote_options="default")
-    grid = grids[0]
+        grid = _z_grid(file, table)
+        ids = object_ids(table, "objectId", file)
+        # one id type whatever each file has
+        table = table.set_column(
+            table.schema.get_field_index("objectId"), "objectId", pa.array(ids)
+        )
+        if wanted is None:
+            return table, grid, 0
+        at = np.minimum(np.searchsorted(wanted, ids), max(wanted.size - 1, 0))
+        keep = np.flatnonzero(wanted[at] == ids) if wanted.size else np.zeros(0, np.int64)
+        return table.take(keep), grid, table.num_rows - keep.size
+
+    if wanted is None:  # everything is kept anyway: one file at a time
+        parts = [read(f) for f in files]
+    else:
+        parts = tables.map_files(read, files, opens_fits=False, threads=READ_THREADS)
+    grid = parts[0][1]
+    for f, (_, g, _) in zip(files[1:], parts[1:], strict=True):
+        if g != grid:  # the PDFs would be decoded on the first file's grid
+            raise ValueError(f"{f}: z grid {g} differs from {files[0]}'s {grid}")
+    table = pa.concat_tables([t for t, _, _ in parts], promote_options="default")
     compact_pdfs = pa.types.is_binary(table.schema.field("pdf").type)
     start = table["pdf_start"] if compact_pdfs else None
     pdf = decode_pdfs(table["pdf"], start, grid)
     rest = table.drop_columns(["pdf", "pdf_start"] if compact_pdfs else ["pdf"])
-    return Predictions(grid, table["objectId"].to_numpy(), pdf, rest)
+    not_kept = sum(n for _, _, n in parts)
+    return Predictions(grid, table["objectId"].to_numpy(), pdf, rest, not_kept)
 
 
 def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:

@@ -120,15 +120,17 @@ IO_THREADS = 32
 is a round trip of ~20 ms, so one at a time a run of 1e6 input files spent ~30 h on them."""
 
 
-def map_files(fn: Callable[[S], T], files: Sequence[S], opens_fits: bool = True) -> list[T]:
-    """``fn`` of each of ``files`` (footer reads, stats: I/O-bound), in threads, results in
-    order; an exception is raised as the first file in order that raised it, so a breach names
-    the same file as a serial loop would. With ``opens_fits`` (``fn`` opens the file, a path),
-    FITS inputs are done one at a time: astropy's warnings, which the contract checks catch,
-    are process-global. Without it the items may be anything (groups of files)."""
+def map_files(
+    fn: Callable[[S], T], files: Sequence[S], opens_fits: bool = True, threads: int = IO_THREADS
+) -> list[T]:
+    """``fn`` of each of ``files`` (footer reads, stats: I/O-bound), in ``threads`` threads,
+    results in order; an exception is raised as the first file in order that raised it, so a
+    breach names the same file as a serial loop would. With ``opens_fits`` (``fn`` opens the
+    file, a path), FITS inputs are done one at a time: astropy's warnings, which the contract
+    checks catch, are process-global. Without it the items may be anything (groups of files)."""
     if len(files) < 2 or (opens_fits and any(is_fits(f) for f in files)):
         return [fn(f) for f in files]
-    with ThreadPoolExecutor(min(IO_THREADS, len(files))) as pool:
+    with ThreadPoolExecutor(min(threads, len(files))) as pool:
         return list(pool.map(fn, files))
 
 

@@ -87,7 +87,7 @@ def test_job_writes_metrics_report_and_plots(inputs, capsys):
     assert list(payload["models"]) == ["ensemble", "wide model", "knn"]
     facts = payload["inputs"]
     assert facts["test rows (in predictions and truth)"] == 550
-    assert facts["predictions without truth"] == 5
+    assert facts["prediction rows without truth (not read)"] == 5
     assert facts["truth rows without prediction"] == 50
     assert facts["wide model: test rows without prediction (not scored)"] == 150
 
@@ -160,7 +160,7 @@ def test_a_compared_models_unmatched_and_repeated_rows_are_counted(inputs, tmp_p
     argv += ["--compare", "other=" + str(tmp_path / "other.parquet")]
     assert load_job().main(argv) == 0
     facts = json.loads((tmp_path / "report" / "metrics.json").read_text())["inputs"]
-    assert facts["other: predictions without a test row"] == 5
+    assert facts["other: prediction rows without a test row (not read)"] == 5
     assert facts["other: duplicate objectId rows (first used)"] == 40
     assert facts["other: test rows without prediction (not scored)"] == 510
 
@@ -196,6 +196,36 @@ def test_prediction_files_share_one_grid_and_any_integer_id_type(inputs, tmp_pat
     pq.write_table(other, tmp_path / "mixed" / "c.parquet")
     with pytest.raises(ValueError, match=r"c\.parquet: z grid .* differs"):
         read_predictions(str(tmp_path / "mixed"))
+
+
+def test_only_the_asked_ids_are_read_file_by_file(inputs, tmp_path):
+    """An evaluation reads a catalog's rows of its spec-z sample only: the same rows, PDFs and
+    columns as the whole read restricted to them, in the files' order; the rest counted."""
+    ens = inputs["ens"]
+    (tmp_path / "cat").mkdir()
+    pq.write_table(ens.slice(0, 200), tmp_path / "cat" / "a.parquet")
+    b = ens.slice(200, 200)
+    pq.write_table(b.set_column(0, "objectId", b["objectId"].cast(pa.int32())),
+                   tmp_path / "cat" / "b.parquet")
+    pq.write_table(ens.slice(400), tmp_path / "cat" / "c.parquet")
+    whole = read_predictions(str(tmp_path / "cat"))
+    assert whole.n_not_kept == 0
+
+    asked = np.array([9004, 1399, 1000, 1200, 1201, 1200, 77, 1549])  # any order, repeats, absent
+    some = read_predictions(str(tmp_path / "cat"), only_ids=asked)
+    rows = np.flatnonzero(np.isin(whole.object_id, asked))
+    np.testing.assert_array_equal(some.object_id, whole.object_id[rows])
+    np.testing.assert_array_equal(some.object_id, [1000, 1200, 1201, 1399, 1549, 9004])
+    np.testing.assert_array_equal(some.pdf, whole.pdf[rows])
+    expected = whole.table.take(rows)
+    assert some.table.column_names == expected.column_names
+    for name in expected.column_names:  # NaN summaries of the NO_PDF rows compare equal here
+        np.testing.assert_array_equal(some.table[name].to_numpy(), expected[name].to_numpy())
+    assert some.n_not_kept == ens.num_rows - rows.size
+
+    none = read_predictions(str(tmp_path / "cat"), only_ids=np.array([], np.int64))
+    assert none.object_id.size == 0 and none.pdf.shape == (0, GRID.n)
+    assert none.n_not_kept == ens.num_rows
 
 
 def test_a_catalog_is_scored_on_the_point_estimates_it_serves(tmp_path):
