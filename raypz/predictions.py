@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import compact, io, tables
-from raypz.catalog.layout import STAGING_DIR, missing_partitions
+from raypz.catalog.layout import STAGING_DIR, require_complete
 from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
 from raypz.schema.errors import RefusedError
@@ -173,17 +173,8 @@ def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
             "(some partitions may be missing); rerun that inference to finish it"
         )
     finished = pafs.FileType.File in (props.type, hats_props.type)
-    if dataset.type == pafs.FileType.Directory and finished:
-        try:
-            missing = missing_partitions(path)
-        except FileNotFoundError:  # a writer that lists its partitions elsewhere
-            missing = []
-        if missing:
-            raise FileNotFoundError(
-                f"{path}: a finished catalog that lacks {len(missing)} of the partition files "
-                f"its partition_info.csv lists (e.g. {missing[0]}); its rows would be scored "
-                "as if complete"
-            )
+    if dataset.type == pafs.FileType.Directory and finished:  # another writer may list elsewhere
+        require_complete(path, "its rows would be scored as if complete", listing_required=False)
 
 
 def _z_grid(path: str, table: pa.Table) -> ZGrid:

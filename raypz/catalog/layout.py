@@ -78,3 +78,25 @@ def missing_partitions(root: str) -> list[str]:
         for k, n in pixels
         if posixpath.normpath(partition_path(inner, k, n)) not in present
     ]
+
+
+def require_complete(root: str, remedy: str, listing_required: bool = True) -> None:
+    """Refuse a finished catalog that lost partition files (read, or scored, as if complete).
+
+    Raises:
+        FileNotFoundError: a file that ``partition_info.csv`` lists is gone, or, with
+            ``listing_required`` (a raypz catalog, which always has one), the listing itself;
+            the message names one missing file and ends with ``remedy``. Without
+            ``listing_required`` a catalog without the listing (another writer's) passes.
+    """
+    try:
+        missing = missing_partitions(root)
+    except FileNotFoundError:
+        if not listing_required:
+            return
+        missing = [io.join(root, PARTITION_INFO)]
+    if missing:
+        raise FileNotFoundError(
+            f"{root}: a finished catalog that lacks {len(missing)} of the partition files its "
+            f"{PARTITION_INFO} lists (e.g. {missing[0]}); {remedy}"
+        )

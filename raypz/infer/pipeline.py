@@ -44,7 +44,7 @@ from raypz.catalog import (
     plan_partitions,
     with_healpix29,
 )
-from raypz.catalog.layout import PARTITION_INFO, missing_partitions
+from raypz.catalog.layout import require_complete
 from raypz.catalog.write import fragment_directory
 from raypz.columns import ColumnTemplate
 from raypz.cutout_store import CutoutStore, JoinCounts, count_file_join, store_counts
@@ -636,15 +636,7 @@ def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
             "settings (InferConfig's --max-rows-per-partition, --histogram-order); choose a new "
             "output"
         )
-    try:
-        missing = missing_partitions(output)
-    except FileNotFoundError:
-        missing = [io.join(output, PARTITION_INFO)]
-    if missing:
-        raise FileNotFoundError(
-            f"{output}: a finished catalog that lacks {len(missing)} of its partition files "
-            f"(e.g. {missing[0]}); infer into a new output, or delete this one and rerun"
-        )
+    require_complete(output, "infer into a new output, or delete this one and rerun")
     return InferenceSummary(**previous)
 
 

@@ -199,7 +199,8 @@ def test_a_finished_catalog_missing_a_partition_file_is_not_called_complete(
     shutil.copytree(out, damaged, ignore=shutil.ignore_patterns(staging.STAGING_DIR))
     victim = sorted((damaged / "dataset").rglob("Npix=*.parquet"))[-1]
     victim.unlink()
-    with pytest.raises(FileNotFoundError, match=r"lacks 1 of its partition files \(e\.g\. .*Npix="):
+    lost = r"lacks 1 of the partition files its partition_info\.csv lists \(e\.g\. .*Npix="
+    with pytest.raises(FileNotFoundError, match=lost + ".*infer into a new output"):
         run_inference(small_survey, small_model, str(damaged), CONFIG)
 
 
