@@ -206,6 +206,15 @@ def training_summary(result: TrainResult) -> str:
     for key in HEADLINE_METRICS:
         if key in overall:
             rows.append((f"{metrics['split']} {key}", f"{overall[key]:.4f}"))
+    if metrics.get("split_also_chose"):  # optimistic: say why, and where a fair score comes from
+        chose = " and ".join(metrics["split_also_chose"])
+        rows.append(
+            (
+                "note",
+                f"the {metrics['split']} split also chose {chose}: optimistic; "
+                "score a held-out table with jobs/evaluate.py",
+            )
+        )
     return summary_table(rows, "training done:")
 
 

@@ -596,6 +596,11 @@ def _finalize(
     rows, pdf, flags = validation_pdfs(predictor, labelled, config)
     metrics = validation_metrics(labelled, config, rows, pdf, flags)
     metrics["calibration"] = calibration
+    # what a reader of these numbers must know: the split is not an independent test set
+    chose = ["each member's best epoch (the state kept)"]
+    if "log_score" in calibration:  # fitted (not skipped, nor turned off)
+        chose.append("the width scale")
+    metrics["split_also_chose"] = chose
     contents.save(output, states, metrics)
     if any(m.get("history") for m in contents.members):
         plot_training_curves(contents.members, io.join(output, TRAINING_CURVES))
@@ -676,6 +681,9 @@ def validation_metrics(
     """raypz.metrics of the ensemble's PDFs on the validation split, for model.json.
 
     ``overall`` holds every metric of DESIGN 8; ``mag_i`` the same in i-band magnitude bins.
+    The split also picked each member's best epoch and the width scale (model.json says so
+    under ``split_also_chose``), so these scores are optimistic: a test table that chose
+    nothing is scored with ``jobs/evaluate.py``.
     """
     z = labelled.z[rows]
     mag = flux_to_mag(labelled.flux[rows, 3])

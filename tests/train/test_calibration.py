@@ -16,6 +16,7 @@ from raypz.predictions import read_predictions
 from raypz.train import VALIDATION_DIR, TrainConfig
 from raypz.train.calibration import (
     MIN_CALIBRATION_ROWS,
+    WIDTH_SCALE_STEP,
     WIDTH_SCALES,
     calibrate,
     log_score,
@@ -85,6 +86,24 @@ def test_too_few_validation_rows_leave_the_width_scale_at_one(small_model, small
     assert "calibration skipped" in capsys.readouterr().out
     rows[MIN_CALIBRATION_ROWS - 1] = True
     assert calibrate(predictor, labelled, config, rows)["rows"] == MIN_CALIBRATION_ROWS
+
+
+def test_a_width_scale_at_the_end_of_its_search_is_warned_of(small_model, small_survey, capsys):
+    """Labels scattered far beyond the PDFs' widths want a scale wider than the search gives:
+    the fit stops at its end, and says so (an unwarned 1.58 would read as a calibrated model)."""
+    config, labelled, predictor = _calibration_inputs(
+        small_model, small_survey, calibration_rows=800
+    )
+    rows, _, _ = validation_pdfs(predictor, labelled, config)
+    calibrate(predictor, labelled, config, rows)
+    assert "warning" not in capsys.readouterr().out  # the model's own labels: inside the range
+    noise = np.random.default_rng(5).normal(0.0, 0.4, labelled.z.size)
+    scattered = replace(labelled, z=np.clip(labelled.z + noise, 0.01, None))
+    result = calibrate(predictor, scattered, config, rows)
+    end = max(WIDTH_SCALES) + 4 * WIDTH_SCALE_STEP
+    assert result["width_scale"] == pytest.approx(end)
+    out = capsys.readouterr().out
+    assert f"warning: calibration's width scale {end:g} is at the end of its search" in out
 
 
 @pytest.mark.parametrize("kfold", [0, 2])

@@ -37,11 +37,22 @@ def test_the_closing_table_prints_every_headline_validation_metric(job, monkeypa
     z = np.linspace(0.2, 2.0, 200)
     pdf = np.exp(-0.5 * ((grid.values - z[:, None] - 0.01) / 0.05) ** 2)
     overall = evaluate(grid, pdf / pdf.sum(axis=1, keepdims=True) / grid.dz, z)["overall"]
-    meta = {"metrics": {"split": "validation", "overall": overall, "calibration": {}}}
+    chose = ["each member's best epoch (the state kept)", "the width scale"]
+    meta = {
+        "metrics": {
+            "split": "validation",
+            "overall": overall,
+            "calibration": {},
+            "split_also_chose": chose,
+        }
+    }
     monkeypatch.setattr(job, "load_artifact", lambda path: SimpleNamespace(meta=meta))
     text = job.training_summary(TrainResult("model", "0" * 64, [], "model/val.parquet", 1.0))
     for key in job.HEADLINE_METRICS:
         assert f"validation {key}" in text and f"{overall[key]:.4f}" in text, key
+    flat = " ".join(text.split())  # the table may wrap the note
+    assert "the validation split also chose each member's best epoch (the state kept) and the " \
+        "width scale: optimistic" in flat
 
 
 def test_no_flag_gives_the_default_config(job):

@@ -65,6 +65,10 @@ def test_artifact_metrics_and_validation_predictions(trained):
     meta = json.loads(io.read_bytes(io.join(out, "model.json")))
     metrics = meta["metrics"]
     assert metrics["split"] == "validation" and metrics["n_scored"] > 300
+    assert metrics["split_also_chose"] == [
+        "each member's best epoch (the state kept)",
+        "the width scale",
+    ]
     for key in ("sigma_mad", "crps_mean", "pit_ks", "coverage_68", "eta_0.15"):
         assert np.isfinite(metrics["overall"][key]), key
     assert metrics["mag_i"]["bins"], "magnitude-binned validation metrics"
