@@ -8,8 +8,10 @@ Examples:
 
 The predictions (a Parquet file or directory of predictions tables, or the HATS PDF catalog)
 are joined with the truth (an object table with objectId, the redshift column and fluxes in
-nJy) on objectId; the rows in both are the test rows. Every --compare model and, with --train,
-a k-nearest-neighbour baseline fitted on that labelled table are scored on the same test rows.
+nJy) on objectId; the rows in both are the test rows, and only those rows of the predictions
+are read (file by file: a spec-z sample of a whole release's catalog needs the sample's memory,
+not the catalog's). Every --compare model and, with --train, a k-nearest-neighbour baseline
+fitted on that labelled table are scored on the same test rows.
 Objects missing from either side are counted in the report, never silently dropped; rows
 flagged NO_PDF are counted but not scored. Writes DIR/metrics.json, DIR/report.md and, per
 model, DIR/<model>/*.png, then prints the headline table.
