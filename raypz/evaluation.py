@@ -102,7 +102,10 @@ def _rows_of(pred: Predictions, rows: np.ndarray, z_spec: np.ndarray, mag: np.nd
         for kind in POINT_ESTIMATES
         if f"z_{kind}" in pred.table.column_names
     }
-    return _Scored(pred.grid, pred.pdf[rows], flags, z_spec, mag, stored)
+    # only the truth's rows were read, so ``rows`` is usually every row in order: no copy then
+    every_row = rows.size == len(pred.pdf) and np.array_equal(rows, np.arange(rows.size))
+    pdf = pred.pdf if every_row else pred.pdf[rows]
+    return _Scored(pred.grid, pdf, flags, z_spec, mag, stored)
 
 
 def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):

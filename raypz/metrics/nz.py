@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raypz.metrics.binning import bin_index
+from raypz.metrics.pdf_metrics import CHUNK_ROWS
 from raypz.pdf import ZGrid, cdf, normalize
 
 TOMO_EDGES: tuple[float, ...] = (0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 2.0, 3.0)
@@ -63,13 +64,22 @@ def nz_stacks(
     z_phot: np.ndarray,
     z_true: np.ndarray,
     edges: tuple[float, ...] = TOMO_EDGES,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> NZStacks:
-    """Stack PDFs (N, G) and histogram true redshifts (N,) in bins of ``z_phot`` (N,)."""
+    """Stack PDFs (N, G) and histogram true redshifts (N,) in bins of ``z_phot`` (N,).
+
+    The sums run in float64 over ``chunk_rows`` rows at a time: one float64 copy of all the
+    PDFs was twice the size of the float32 input, the largest array of an evaluation."""
     edges_arr = np.asarray(edges, dtype=np.float64)
     n_bins = edges_arr.size - 1
     idx = bin_index(z_phot, edges_arr)
     onehot = (idx[None, :] == np.arange(n_bins)[:, None]).astype(np.float64)  # (B, N)
-    stack = normalize(onehot @ np.asarray(pdf, dtype=np.float64), grid)
+    pdf = np.asarray(pdf)  # no copy of an array
+    sums = np.zeros((n_bins, grid.n))
+    for start in range(0, idx.size, chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        sums += onehot[:, rows] @ np.asarray(pdf[rows], dtype=np.float64)
+    stack = normalize(sums, grid)
     z_true = np.asarray(z_true, dtype=np.float64)
     truth = np.stack([truth_density(grid, z_true[idx == b]) for b in range(n_bins)])
     return NZStacks(edges_arr, onehot.sum(axis=1).astype(np.int64), stack, truth)
