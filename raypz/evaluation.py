@@ -179,7 +179,16 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         if request.plots:
             directory = io.join(request.report, slug(name))
             paths = make_all_plots(
-                directory, s.grid, s.pdf, s.z_spec, s.mag, s.flags, config, request.mag_band, name
+                directory,
+                s.grid,
+                s.pdf,
+                s.z_spec,
+                s.mag,
+                s.flags,
+                config,
+                request.mag_band,
+                name,
+                s.stored,
             )
             images += [f"{slug(name)}/{path.rsplit('/', 1)[-1]}" for path in paths]
     written = write_report(results, request.report, inputs, images)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io as _bytes_io
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -18,13 +19,14 @@ from raypz import io
 from raypz.metrics import (
     TOMO_EDGES,
     EvalConfig,
+    bin_index,
     coverage_curve,
     nz_stacks,
     pit,
     pit_metrics,
-    point_estimates,
     scaled_residual,
     scorable_rows,
+    served_point_estimates,
 )
 from raypz.pdf import ZGrid
 
@@ -196,7 +198,7 @@ def plot_nz(
     fig = Figure(figsize=(3.0 * ncols, 2.4 * nrows))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, squeeze=False)).ravel()
     hist_edges = np.arange(grid.z_min, grid.z_max + hist_width / 2, hist_width)
-    idx_true = np.searchsorted(edges, z_phot, side="right") - 1
+    idx = bin_index(z_phot, edges)  # the rows of each stack, as nz_stacks bins them
     for b, ax in enumerate(axes):
         if b >= n_bins:
             ax.set_visible(False)
@@ -206,7 +208,7 @@ def plot_nz(
             _no_data(ax, "objects")
             continue
         true_hist, _ = np.histogram(
-            np.asarray(z_spec)[idx_true == b], bins=hist_edges, density=True
+            np.asarray(z_spec)[idx == b], bins=hist_edges, density=True
         )
         ax.stairs(true_hist, hist_edges, fill=True, color="0.75", label="true z")
         ax.plot(grid.values, st.stack[b], "C0-", lw=1.2, label="stacked PDFs")
@@ -287,6 +289,7 @@ def make_all_plots(
     config: EvalConfig | None = None,
     band: str = "i",
     title: str = "",
+    stored: Mapping[str, np.ndarray] | None = None,
 ) -> list[str]:
     """All evaluation plots of one model into ``directory``; returns the paths written.
 
@@ -294,12 +297,17 @@ def make_all_plots(
     zphot_vs_zspec.png, dz_vs_zspec.png, dz_vs_mag.png (with ``mag``), pit.png, coverage.png,
     nz.png. ``config`` (default :class:`~raypz.metrics.EvalConfig`) gives the tomographic bins;
     ``band`` names the magnitude; ``title`` (e.g. the model name) prefixes every plot title.
+    ``stored`` point estimates (a catalog's ``z_mode``... columns, as for
+    :func:`raypz.metrics.evaluate`) are plotted where given, so the plots show the z_phot that
+    the metrics score.
     """
     config = config or EvalConfig()
     keep, _ = scorable_rows(pdf, z_spec, flags)
     pdf = pdf if keep.all() else np.asarray(pdf)[keep]
     z_spec = np.asarray(z_spec, float)[keep]
-    z_phot = point_estimates(pdf, grid, config.point_estimate, config.chunk_rows)
+    z_phot = served_point_estimates(
+        pdf, grid, config.point_estimate, keep, stored, config.chunk_rows
+    )
     u = pit(pdf, grid, z_spec, config.chunk_rows)
     prefix = f"{title}: " if title else ""
 

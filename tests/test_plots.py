@@ -54,3 +54,28 @@ def test_plots_of_empty_data_still_write_pngs(tmp_path):
     ]
     paths += make_all_plots(str(tmp_path / "all"), GRID, np.zeros((3, GRID.n)), np.ones(3))
     assert all(_is_small_png(p) for p in paths)
+
+
+def test_plots_show_the_point_estimates_that_the_metrics_score(rng, tmp_path, monkeypatch):
+    """A catalog's stored z_mode (from its full-precision PDFs) is what evaluate scores; the
+    plots drew the decoded PDFs' own mode instead. Stored NaNs fall back to the PDFs' mode."""
+    import raypz.plots as plots
+
+    n = 50
+    mu = rng.uniform(0.2, 2.0, n)
+    pdf = normalize(np.exp(-0.5 * ((GRID.values - mu[:, None]) / 0.05) ** 2), GRID)
+    pdf[0] = 0.0  # no PDF: not plotted
+    flags = np.where(np.arange(n) == 0, fl.NO_PDF, 0).astype(np.int32)
+    stored = mu + 0.001  # off the grid, unlike any mode of the PDFs
+    stored[1] = np.nan
+    drawn = {}
+
+    def capture(z_phot, z_spec, *args, **kwargs):
+        drawn["z_phot"] = z_phot
+        return str(tmp_path / "captured.png")
+
+    monkeypatch.setattr(plots, "plot_zphot_vs_zspec", capture)
+    make_all_plots(str(tmp_path / "m"), GRID, pdf, mu, flags=flags, stored={"mode": stored})
+    expected = stored[1:].copy()
+    expected[0] = GRID.values[np.argmax(pdf[1])]
+    np.testing.assert_allclose(drawn["z_phot"], expected)

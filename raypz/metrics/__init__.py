@@ -36,6 +36,7 @@ from raypz.metrics.scoring import (
     point_estimates,
     scorable_rows,
     score_rows,
+    served_point_estimates,
 )
 from raypz.metrics.tables import IdMatch, match_ids, object_ids, read_table
 
@@ -67,6 +68,7 @@ __all__ = [
     "scaled_residual",
     "scorable_rows",
     "score_rows",
+    "served_point_estimates",
     "truth_density",
     "wasserstein1",
     "write_report",

@@ -159,6 +159,25 @@ def point_estimates(
     return out
 
 
+def served_point_estimates(
+    kept_pdf: np.ndarray,
+    grid: ZGrid,
+    kind: str,
+    keep: np.ndarray,
+    stored: Mapping[str, np.ndarray] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> np.ndarray:
+    """The ``kind`` point estimates (M,) of the scorable rows ``keep`` (N,) bool: the ``stored``
+    ones (N,) where given and finite (what a catalog serves, from its full-precision PDFs),
+    else those of ``kept_pdf`` (M, G), the PDFs of those rows (perhaps decoded from the
+    compact form, whose quantised peak moves the mode)."""
+    given = None if kind not in (stored or {}) else np.asarray(stored[kind], np.float64)[keep]
+    if given is not None and np.isfinite(given).all():
+        return given
+    own = point_estimates(kept_pdf, grid, kind, chunk_rows)
+    return own if given is None else np.where(np.isfinite(given), given, own)
+
+
 def score_rows(
     grid: ZGrid,
     pdf: np.ndarray,
@@ -271,15 +290,9 @@ def evaluate(
     require_on_grid(np.shape(pdf), grid, len(z_spec))
     keep, counts = scorable_rows(pdf, z_spec, flags)
     kept_pdf = pdf if keep.all() else np.asarray(pdf)[keep]
-    stored = stored or {}
 
     def z_phot(kind: str) -> np.ndarray:
-        """The kept rows' ``kind`` point estimates: the stored ones where given."""
-        given = None if kind not in stored else np.asarray(stored[kind], np.float64)[keep]
-        if given is not None and np.isfinite(given).all():
-            return given
-        own = point_estimates(kept_pdf, grid, kind, config.chunk_rows)
-        return own if given is None else np.where(np.isfinite(given), given, own)
+        return served_point_estimates(kept_pdf, grid, kind, keep, stored, config.chunk_rows)
 
     scores = score_rows(
         grid,
