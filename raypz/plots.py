@@ -207,9 +207,7 @@ def plot_nz(
         if st.counts[b] == 0:
             _no_data(ax, "objects")
             continue
-        true_hist, _ = np.histogram(
-            np.asarray(z_spec)[idx == b], bins=hist_edges, density=True
-        )
+        true_hist, _ = np.histogram(np.asarray(z_spec)[idx == b], bins=hist_edges, density=True)
         ax.stairs(true_hist, hist_edges, fill=True, color="0.75", label="true z")
         ax.plot(grid.values, st.stack[b], "C0-", lw=1.2, label="stacked PDFs")
         ax.axvspan(edges[b], edges[b + 1], color="C1", alpha=0.08)
