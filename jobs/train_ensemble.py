@@ -63,10 +63,6 @@ def config_flags(base: TrainConfig | None = None) -> tuple[ConfigFlags, ConfigFl
     return train, net, cnn
 
 
-TRAIN, NET, CNN = config_flags()
-"""The config flags without ``--config``."""
-
-
 def build_parser(base: TrainConfig | None = None) -> argparse.ArgumentParser:
     """The job's parser: its paths and choices, then one group per config (defaults from
     ``base``, the ``--config`` file, when given)."""

@@ -19,6 +19,7 @@ import pyarrow.dataset as pads
 from raypz import io, tables
 from raypz.columns import BANDS
 from raypz.cutout_store import CutoutStore, read_store_cutouts
+from raypz.features import flux_arrays
 from raypz.features.cutouts import cutout_array
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.batches import WEIGHT_COLUMN
@@ -65,15 +66,12 @@ def read_labelled(path: str, config: TrainConfig) -> LabelledArrays:
     c = config.columns
     fluxes, errs = c.flux_columns(BANDS), c.flux_err_columns(BANDS)
     table = tables.read_table(path, [c.object_id, *fluxes, *errs, c.redshift])
-
-    def arr(name: str) -> np.ndarray:
-        return table[name].to_numpy().astype(np.float64)
-
+    flux, err = flux_arrays(table, c, BANDS)
     return LabelledArrays(
         object_id=table[c.object_id].to_numpy().astype(np.int64),
-        flux=np.stack([arr(n) for n in fluxes], axis=1),
-        err=np.stack([arr(n) for n in errs], axis=1),
-        z=arr(c.redshift),
+        flux=flux,
+        err=err,
+        z=table[c.redshift].to_numpy().astype(np.float64),
     )
 
 
