@@ -36,6 +36,21 @@ MODEL_HASH_KEY = b"raypz.model_hash"
 """Schema-metadata key holding the hash of the model that made the predictions."""
 
 
+def grid_metadata(grid: ZGrid) -> dict[bytes, bytes]:
+    """Schema metadata recording ``grid``: how every raypz table of PDFs (predictions, the
+    catalog's partitions, n(z) files) says which z grid its values are on."""
+    return {Z_GRID_KEY: json.dumps(grid.to_dict()).encode()}
+
+
+def grid_from_metadata(metadata: dict | None, path: str) -> ZGrid:
+    """The z grid that schema ``metadata`` of the file ``path`` records
+    (:func:`grid_metadata`); ValueError naming ``path`` when it records none."""
+    metadata = metadata or {}
+    if Z_GRID_KEY not in metadata:
+        raise ValueError(f"{path}: schema metadata has no {Z_GRID_KEY.decode()!r} z grid")
+    return ZGrid.from_dict(json.loads(metadata[Z_GRID_KEY]))
+
+
 def predictions_table(
     object_id: np.ndarray,
     pdf: np.ndarray,
@@ -61,7 +76,7 @@ def predictions_table(
     for name, values in (extra or {}).items():
         cols[name] = pa.array(values)
     table = pa.table(cols)
-    return table.replace_schema_metadata({Z_GRID_KEY: json.dumps(grid.to_dict()).encode()})
+    return table.replace_schema_metadata(grid_metadata(grid))
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,7 @@ def read_predictions(
             if columns is None
             else sorted({"objectId", "pdf", *columns, *_pdf_start(file, fs)}),
         )
-        grid = _z_grid(file, table)
+        grid = grid_from_metadata(table.schema.metadata, file)
         ids = object_ids(table, "objectId", file)
         # one id type whatever each file has
         table = table.set_column(
@@ -175,14 +190,6 @@ def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
     finished = pafs.FileType.File in (props.type, hats_props.type)
     if dataset.type == pafs.FileType.Directory and finished:  # another writer may list elsewhere
         require_complete(path, "its rows would be scored as if complete", listing_required=False)
-
-
-def _z_grid(path: str, table: pa.Table) -> ZGrid:
-    """The z grid in a predictions file's schema metadata."""
-    meta = table.schema.metadata or {}
-    if Z_GRID_KEY not in meta:
-        raise ValueError(f"{path}: schema metadata has no {Z_GRID_KEY.decode()!r} z grid")
-    return ZGrid.from_dict(json.loads(meta[Z_GRID_KEY]))
 
 
 def decode_pdfs(

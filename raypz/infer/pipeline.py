@@ -54,7 +54,7 @@ from raypz.infer.predictor import CatalogPredictor, input_columns
 from raypz.lease import OutputLease
 from raypz.models import load_artifact
 from raypz.object_stream import PATH_COLUMN, CutoutJoin, object_dataset
-from raypz.predictions import MODEL_HASH_KEY, Z_GRID_KEY
+from raypz.predictions import MODEL_HASH_KEY, grid_metadata
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, RefusedError, check_file_schema, validate_dataset
@@ -655,8 +655,9 @@ def _merge_current(root: str, output: str, norder: int, npix: int) -> bool:
 
 def _provenance(artifact, input_path: str, config: InferConfig) -> dict[str, str]:
     """Parquet key-value metadata of every partition: grid, encoding, model and run."""
+    grid = {k.decode(): v.decode() for k, v in grid_metadata(artifact.grid).items()}
     return {
-        Z_GRID_KEY.decode(): json.dumps(artifact.grid.to_dict()),
+        **grid,
         "raypz.pdf_encoding": compact.ENCODING,
         "raypz.model_id": artifact.model_id,
         MODEL_HASH_KEY.decode(): artifact.model_hash,

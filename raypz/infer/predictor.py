@@ -8,7 +8,6 @@ cutout: NO_CUTOUT) keep null PDFs and the NO_PDF flag.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -21,7 +20,7 @@ from raypz.models import EnsemblePredictor, ModelArtifact, load_artifact
 from raypz.models.ensemble import to_device
 from raypz.models.reference import FAR_FROM_TRAINING_DISTANCE
 from raypz.pdf import SUMMARY_COLUMNS, summarize_tensor
-from raypz.predictions import MODEL_HASH_KEY, Z_GRID_KEY
+from raypz.predictions import MODEL_HASH_KEY, grid_metadata
 from raypz.rowops import host_tensor
 from raypz.schema import ContractError
 
@@ -52,10 +51,7 @@ def output_schema(artifact: ModelArtifact) -> pa.Schema:
         pa.field("pdf_start", pa.uint16()),
         pa.field("pdf", pa.binary()),
     ]
-    metadata = {
-        Z_GRID_KEY: json.dumps(artifact.grid.to_dict()).encode(),
-        MODEL_HASH_KEY: artifact.model_hash.encode(),
-    }
+    metadata = {**grid_metadata(artifact.grid), MODEL_HASH_KEY: artifact.model_hash.encode()}
     return pa.schema(fields, metadata=metadata)
 
 

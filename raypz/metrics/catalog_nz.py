@@ -24,7 +24,6 @@ Dask-on-Ray (``ray.util.dask.ray_dask_get``), where each partition is a Ray task
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,7 +38,7 @@ from raypz import io
 from raypz.metrics.binning import bin_index
 from raypz.metrics.nz import TOMO_EDGES
 from raypz.pdf import ZGrid, normalize
-from raypz.predictions import Z_GRID_KEY, decode_pdfs, open_catalog
+from raypz.predictions import Z_GRID_KEY, decode_pdfs, grid_from_metadata, open_catalog
 
 DECODE_ROWS = 65_536
 """Rows decoded at once inside a partition: (DECODE_ROWS, G) float32, 92 MB at G = 351, so a
@@ -185,10 +184,9 @@ def catalog_grid(path: str) -> tuple[ZGrid, pa.Schema]:
             f"{path}: not a HATS catalog written by jobs/infer_lsst.py (no "
             "dataset/_common_metadata); give the catalog root"
         ) from err
-    meta = schema.metadata or {}
-    if Z_GRID_KEY not in meta or "pdf" not in schema.names:
+    if Z_GRID_KEY not in (schema.metadata or {}) or "pdf" not in schema.names:
         raise ValueError(f"{path}: not a raypz PDF catalog (no pdf column or z grid)")
-    return ZGrid.from_dict(json.loads(meta[Z_GRID_KEY])), schema
+    return grid_from_metadata(schema.metadata, path), schema
 
 
 def catalog_nz(path: str, config: NZConfig | None = None) -> CatalogNZ:

@@ -33,7 +33,7 @@ from raypz.metrics.catalog_nz import CatalogNZ
 from raypz.metrics.nz import mean_z
 from raypz.pdf import ZGrid
 from raypz.plots import plot_nz_stacks
-from raypz.predictions import Z_GRID_KEY
+from raypz.predictions import grid_from_metadata, grid_metadata
 
 NZ_KEY = b"raypz.nz"
 """Schema-metadata key of the run's description (JSON) in ``nz.parquet``."""
@@ -63,9 +63,7 @@ def nz_table(result: CatalogNZ) -> pa.Table:
         "partitions": result.partitions,
         "raypz_version": raypz.__version__,
     }
-    return table.replace_schema_metadata(
-        {Z_GRID_KEY: json.dumps(grid.to_dict()), NZ_KEY: json.dumps(run)}
-    )
+    return table.replace_schema_metadata({**grid_metadata(grid), NZ_KEY: json.dumps(run)})
 
 
 def write_nz(result: CatalogNZ, output: str) -> tuple[str, str]:
@@ -82,7 +80,7 @@ def read_nz(path: str) -> tuple[ZGrid, pa.Table, dict]:
     fs, inner = io.resolve(path)
     table = pq.read_table(inner, filesystem=fs)
     meta = table.schema.metadata
-    return ZGrid.from_dict(json.loads(meta[Z_GRID_KEY])), table, json.loads(meta[NZ_KEY])
+    return grid_from_metadata(meta, path), table, json.loads(meta[NZ_KEY])
 
 
 def summary_rows(result: CatalogNZ) -> list[tuple[str, object]]:
