@@ -7,6 +7,7 @@ Column names follow the Rubin Object table by default and can be changed with a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,9 @@ BANDS: tuple[str, ...] = ("u", "g", "r", "i", "z", "y")
 
 AB_ZEROPOINT_NJY: float = 31.4
 """AB magnitude of a 1 nJy source: m_AB = 31.4 - 2.5 log10(flux / nJy)."""
+
+POGSON: float = 2.5 / math.log(10.0)
+"""dm / d ln(flux) in magnitudes (2.5 / ln 10): a relative flux error e gives e * POGSON mag."""
 
 
 @dataclass(frozen=True)

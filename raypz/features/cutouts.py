@@ -24,6 +24,7 @@ import torch
 
 from raypz import flags as fl
 from raypz.features.cutout_arrays import cutout_array
+from raypz.metrics.point import MAD_TO_SIGMA
 from raypz.rowops import host_tensor
 
 STRETCH_SIGMAS = 3.0
@@ -63,7 +64,7 @@ class CutoutStretch:
         border = images[:, :, frame]  # (N, C, border pixels)
         per_band = np.moveaxis(border, 1, 0).reshape(images.shape[1], -1)
         med = np.median(per_band, axis=1, keepdims=True)
-        sigma = 1.4826 * np.median(np.abs(per_band - med), axis=1)
+        sigma = MAD_TO_SIGMA * np.median(np.abs(per_band - med), axis=1)
         sigma = np.where(sigma > 0, sigma, 1.0)
         shape = tuple(int(s) for s in images.shape[1:])
         return cls(column, shape, tuple(float(s) for s in sigma), pixel_scale_arcsec)

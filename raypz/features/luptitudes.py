@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raypz.columns import AB_ZEROPOINT_NJY
-
-_POGSON = 2.5 / np.log(10.0)
+from raypz.columns import AB_ZEROPOINT_NJY, POGSON
 
 
 def luptitude(flux_njy: np.ndarray, softening_njy: np.ndarray) -> np.ndarray:
@@ -20,7 +18,7 @@ def luptitude(flux_njy: np.ndarray, softening_njy: np.ndarray) -> np.ndarray:
     Shapes broadcast: (N, B) fluxes with (B,) softenings.
     """
     b = np.asarray(softening_njy, dtype=np.float64)
-    return AB_ZEROPOINT_NJY - _POGSON * (np.arcsinh(np.asarray(flux_njy) / (2.0 * b)) + np.log(b))
+    return AB_ZEROPOINT_NJY - POGSON * (np.arcsinh(np.asarray(flux_njy) / (2.0 * b)) + np.log(b))
 
 
 def luptitude_error(
@@ -29,4 +27,4 @@ def luptitude_error(
     """1-sigma error of :func:`luptitude` (mag) propagated from the flux error (nJy)."""
     b = np.asarray(softening_njy, dtype=np.float64)
     f = np.asarray(flux_njy, dtype=np.float64)
-    return _POGSON * np.asarray(flux_err_njy) / np.sqrt(f * f + 4.0 * b * b)
+    return POGSON * np.asarray(flux_err_njy) / np.sqrt(f * f + 4.0 * b * b)

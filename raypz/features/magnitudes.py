@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from raypz.columns import BANDS, DEFAULT_COLUMNS, ColumnTemplate, mag_to_flux
-
-_POGSON = 2.5 / np.log(10.0)
+from raypz.columns import BANDS, DEFAULT_COLUMNS, POGSON, ColumnTemplate, mag_to_flux
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def magnitudes_to_fluxes(
         me = me.astype(np.float64)
         detected = np.isfinite(m) & (m < mags.sentinel)
         flux = np.where(detected, mag_to_flux(np.where(detected, m, 0.0)), np.nan)
-        err = np.where(detected & np.isfinite(me), flux * me / _POGSON, np.nan)
+        err = np.where(detected & np.isfinite(me), flux * me / POGSON, np.nan)
         if mags.limit_mag_1sigma is not None:
             limit_err = float(mag_to_flux(mags.limit_mag_1sigma[j]))
             flux = np.where(detected, flux, 0.0)

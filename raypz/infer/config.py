@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from raypz.catalog.write import ZSTD_LEVEL
+
 CATALOG_BATCH_ROWS = 16384
 """Default rows per predictor call of a catalog model on a CPU."""
 CATALOG_BATCH_ROWS_GPU = 65536
@@ -75,7 +77,7 @@ class InferConfig:
     gpus_per_actor: float | None = None
     cpus_per_actor: float | None = None
     max_rows_per_partition: int = 1_000_000
-    zstd_level: int = 6
+    zstd_level: int = ZSTD_LEVEL
     histogram_order: int = 10
     catalog_name: str = "raypz_photoz"
     validate: str = "full"

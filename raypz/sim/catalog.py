@@ -191,7 +191,7 @@ def _round(
     unit = survey.grid.unit_fluxes(
         gal.sed_type, gal.ebv, gal.z, gal.ew_halpha, lines.flux_ratios(gal.sed_type, line_model)
     )
-    scale = 10.0 ** (-0.4 * (gal.abs_mag_b + planck18().modulus(gal.z) - AB_ZEROPOINT_NJY))
+    scale = mag_to_flux(gal.abs_mag_b + planck18().modulus(gal.z))
     true_flux = unit * scale[:, None]
     extension = noise.extension(gal.half_light_radius)
     err = noise.flux_err(true_flux, extension)

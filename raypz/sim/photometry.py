@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raypz.columns import AB_ZEROPOINT_NJY, BANDS
+from raypz.columns import BANDS, mag_to_flux
 from raypz.sim.config import FIELDS, FieldSpec
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
@@ -78,7 +78,7 @@ def noise_model(years: int, field_name: str) -> NoiseModel:
     model = photerr.LsstErrorModel(nYrObs=years * field.visit_factor, theta=theta)
     m5 = np.array([model.getLimitingMags(nSigma=5, coadded=True)[b] for b in BANDS])
     gamma = np.array([params.gamma[b] for b in BANDS])
-    flux5 = 10.0 ** (-0.4 * (m5 - AB_ZEROPOINT_NJY))
+    flux5 = mag_to_flux(m5)
     visits = np.array([params.nVisYr[b] * years * field.visit_factor for b in BANDS])
     return NoiseModel(
         field=field,

@@ -686,7 +686,7 @@ def validation_metrics(
     nothing is scored with ``jobs/evaluate.py``.
     """
     z = labelled.z[rows]
-    mag = flux_to_mag(labelled.flux[rows, 3])
+    mag = flux_to_mag(labelled.flux[rows, BANDS.index("i")])
     result = evaluate(config.grid, pdf, z, mag, flags)
     return {
         "split": "validation",
