@@ -110,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     train, net = config_flags(getattr(args, "base_config", None))
     with usage_errors():
         config = train.build(args, net=net.build(args))
-        check_settings(config, args.folds)
+        check_settings(config, args.folds, args.point_estimate)
     return config
 
 

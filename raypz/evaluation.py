@@ -33,7 +33,7 @@ from raypz.metrics import (
     write_report,
 )
 from raypz.models.artifact import TRAINING_CURVES
-from raypz.pdf import POINT_ESTIMATES, ZGrid
+from raypz.pdf import POINT_ESTIMATES, ZGrid, require_point_estimate
 from raypz.plots import make_all_plots
 from raypz.predictions import Predictions, read_predictions
 
@@ -69,6 +69,9 @@ class EvaluationRequest:
     plots: bool = True
     point_estimate: str = "mode"
     model: str | None = None
+
+    def __post_init__(self) -> None:
+        require_point_estimate(self.point_estimate, "EvaluationRequest.point_estimate")
 
     def model_names(self) -> list[str]:
         """Every model the report will hold."""

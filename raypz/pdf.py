@@ -240,6 +240,14 @@ POINT_ESTIMATES: tuple[str, ...] = ("mode", "median", "mean", "best")
 """Point estimates :func:`point_estimate` can take from a PDF."""
 
 
+def require_point_estimate(kind: str, where: str) -> str:
+    """``kind`` when it is one of :data:`POINT_ESTIMATES`; ValueError naming the setting
+    ``where`` otherwise (checked when a config is made, not after the work it configures)."""
+    if kind not in POINT_ESTIMATES:
+        raise ValueError(f"{where} must be one of {POINT_ESTIMATES}: {kind!r}")
+    return kind
+
+
 def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarray:
     """One redshift per row of the PDFs (N, G): their ``kind`` (see :data:`POINT_ESTIMATES`).
 
@@ -249,6 +257,7 @@ def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarr
     "best" is :func:`best_redshift`, the estimate of least expected outlier-robust loss.
     """
     require_on_grid(np.shape(pdf), grid)
+    require_point_estimate(kind, "point_estimate's kind")
     if kind == "mode":
         return grid.values[np.argmax(pdf, axis=1)] if len(pdf) else np.empty(0)
     if kind == "median":
@@ -258,9 +267,7 @@ def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarr
         mass, first = (np.asarray(pdf, dtype=np.float64) @ np.stack([w, grid.values * w], 1)).T
         with np.errstate(invalid="ignore", divide="ignore"):
             return first / mass
-    if kind == "best":
-        return best_redshift(pdf, grid)
-    raise ValueError(f"unknown point estimate {kind!r}; choose one of {POINT_ESTIMATES}")
+    return best_redshift(pdf, grid)  # "best"
 
 
 SUMMARY_COLUMNS: tuple[str, ...] = (

@@ -102,8 +102,29 @@ def test_point_estimates_of_a_narrow_minor_and_a_broad_major_peak():
 
 
 def test_point_estimate_rejects_an_unknown_kind():
-    with pytest.raises(ValueError, match="unknown point estimate 'peak'"):
+    with pytest.raises(ValueError, match=r"point_estimate's kind must be one of .*'peak'"):
         point_estimate(gaussian(np.array([1.0]), np.array([0.1])), GRID, "peak")
+
+
+def test_every_config_with_a_point_estimate_refuses_an_unknown_one_when_made():
+    """Not after the work: cross_validate trained every fold before its report's evaluation
+    found the name unknown."""
+    from raypz.evaluation import EvaluationRequest
+    from raypz.metrics import EvalConfig
+    from raypz.metrics.catalog_nz import NZConfig
+    from raypz.train import TrainConfig
+    from raypz.train.crossval import check_settings
+
+    made = [
+        lambda: EvalConfig(point_estimate="peak"),
+        lambda: NZConfig(point_estimate="peak"),
+        lambda: EvaluationRequest("p", "t", "r", point_estimate="peak"),
+        lambda: check_settings(TrainConfig(), 4, "peak"),
+    ]
+    for make in made:
+        with pytest.raises(ValueError, match=r"point_estimate must be one of .*'peak'"):
+            make()
+    check_settings(TrainConfig(), 4, "median")
 
 
 def expected_loss(pdf: np.ndarray, grid: ZGrid, z_guess: np.ndarray) -> np.ndarray:

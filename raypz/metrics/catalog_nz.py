@@ -37,7 +37,7 @@ from raypz import flags as fl
 from raypz import io
 from raypz.metrics.binning import bin_index
 from raypz.metrics.nz import TOMO_EDGES
-from raypz.pdf import ZGrid, normalize
+from raypz.pdf import ZGrid, normalize, require_point_estimate
 from raypz.predictions import Z_GRID_KEY, decode_pdfs, grid_from_metadata, open_catalog
 
 DECODE_ROWS = 65_536
@@ -77,6 +77,7 @@ class NZConfig:
             raise ValueError(f"split_every must be >= 2, got {self.split_every}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        require_point_estimate(self.point_estimate, "NZConfig.point_estimate")
 
     @property
     def column(self) -> str:

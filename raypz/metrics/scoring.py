@@ -28,7 +28,13 @@ from raypz.metrics.pdf_metrics import (
     pit_metrics,
 )
 from raypz.metrics.point import point_metrics, scaled_residual
-from raypz.pdf import POINT_ESTIMATES, ZGrid, point_estimate, require_on_grid
+from raypz.pdf import (
+    POINT_ESTIMATES,
+    ZGrid,
+    point_estimate,
+    require_on_grid,
+    require_point_estimate,
+)
 
 
 def _increasing(name: str, edges: tuple[float, ...]) -> None:
@@ -85,11 +91,7 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.pit_extreme must lie in (0, 0.5): {self.pit_extreme}")
         if self.chunk_rows < 1:
             raise ValueError(f"EvalConfig.chunk_rows must be >= 1: {self.chunk_rows}")
-        if self.point_estimate not in POINT_ESTIMATES:
-            raise ValueError(
-                f"EvalConfig.point_estimate must be one of {POINT_ESTIMATES}: "
-                f"{self.point_estimate!r}"
-            )
+        require_point_estimate(self.point_estimate, "EvalConfig.point_estimate")
 
 
 @dataclass(frozen=True)

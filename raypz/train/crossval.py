@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from raypz import io, tables
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 from raypz.infer.predictor import CatalogPredictor
+from raypz.pdf import require_point_estimate
 from raypz.predictions import MODEL_HASH_KEY
 from raypz.schema import RefusedError, validate_dataset
 from raypz.train.config import TrainConfig
@@ -75,9 +76,10 @@ class CrossValidation:
     seconds: float
 
 
-def check_settings(config: TrainConfig, folds: int) -> None:
-    """ValueError unless ``config`` and ``folds`` can be cross-validated: catalog networks,
-    at least two folds."""
+def check_settings(config: TrainConfig, folds: int, point_estimate: str = "mode") -> None:
+    """ValueError unless ``config`` and ``folds`` can be cross-validated (catalog networks, at
+    least two folds) and the report's ``point_estimate`` exists: before any fold trains."""
+    require_point_estimate(point_estimate, "cross_validate: point_estimate")
     if folds < 2:
         raise ValueError(f"cross_validate: folds must be >= 2, got {folds}")
     if config.image is not None:
@@ -105,7 +107,7 @@ def cross_validate(
         name: the model's name in the report.
     """
     config = config or TrainConfig()
-    check_settings(config, folds)
+    check_settings(config, folds, point_estimate)
     require_model_name(f"{slug(name)}-fold-{folds - 1}")  # the fold models' names
     t0 = time.perf_counter()
     c = config.columns
