@@ -277,7 +277,7 @@ def test_every_ray_job_has_verbose_and_num_cpus(name):
     assert "num_cpus" in actions
 
 
-@pytest.mark.parametrize("name", [*sorted(CONFIGS), "demo"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in JOBS.glob("*.py")))
 def test_help_of_every_job(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _job(name).build_parser().parse_args(["--help"])
@@ -359,10 +359,8 @@ def test_demo_flags_come_from_the_configs_with_demo_defaults():
 
 
 def test_members_device_flag_is_infer_configs(capsys):
-    from raypz.train import members
-
     with pytest.raises(SystemExit) as exit_info:
-        members.main(["--help"])
+        _job("predict_members").main(["--help"])
     assert exit_info.value.code == 0
     words = " ".join(capsys.readouterr().out.split())
     assert "--device DEVICE " + attribute_docs(InferConfig)["device"] in words
@@ -406,3 +404,11 @@ def test_a_job_names_a_missing_input_before_it_starts_ray(name, tmp_path, monkey
     argv = [arg.format(**paths) for arg in MISSING_INPUT_RUNS[name]]
     with pytest.raises(FileNotFoundError, match=f"{paths['missing']}: no such file"):
         job.main(argv)
+
+
+def test_member_predictions_name_a_missing_input_before_loading_anything(tmp_path):
+    missing = str(tmp_path / "absent")
+    argv = ["--model", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+    with pytest.raises(FileNotFoundError, match=f"{missing}: no such file"):
+        _job("predict_members").main([*argv, "--calibrate-on", missing])
+    assert not (tmp_path / "o").exists()

@@ -1,17 +1,14 @@
 """Figures and headline numbers of the simulated survey (the ones in docs/simulation.md).
 
-    python -m raypz.sim.plots --output docs/            # ~20 s on 2 cores
-    python -m raypz.sim.plots --output docs/ --n-objects 50000
-
-Simulates, in-process and with fixed seeds, a wide y10 sample (``--n-objects`` rows), a deep
-y10 and a wide y1 sample (half as many each), a spectroscopic-like wide sample and a few
-cutouts, then writes ``sim_nz.png``, ``sim_counts.png``, ``sim_colours.png``, ``sim_snr.png``
-and ``sim_cutouts.png`` under ``--output`` and prints the numbers quoted in the docs.
+:func:`simulation_figures` simulates, in-process and with fixed seeds, a wide y10 sample
+(``n_objects`` rows), a deep y10 and a wide y1 sample (half as many each), a
+spectroscopic-like wide sample and a few cutouts, writes ``sim_nz.png``, ``sim_counts.png``,
+``sim_colours.png``, ``sim_snr.png`` and ``sim_cutouts.png`` and returns the numbers quoted in
+the docs. ``jobs/plot_simulation.py`` is its command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import io as _bytes_io
 
 import numpy as np
@@ -238,15 +235,10 @@ def headline_numbers(
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Simulate the samples, write every figure and print the headline numbers."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--output", required=True, help="directory for the PNGs (local or URI)")
-    parser.add_argument("--n-objects", type=int, default=100_000, help="rows of the wide sample")
-    args = parser.parse_args(argv)
-    n = args.n_objects
+def simulation_figures(output: str, n_objects: int = 100_000) -> list[str]:
+    """Simulate the samples, write every figure under ``output`` (local or URI) and return the
+    headline numbers, one line each."""
+    n = n_objects
     samples = {
         "wide y10": SurveyConfig(n_objects=n, seed=1, rows_per_shard=n),
         "deep y10": SurveyConfig(n_objects=n // 2, seed=2, rows_per_shard=n, field="deep"),
@@ -258,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     wide = tables["wide y10"]
 
     def path(name: str) -> str:
-        return io.join(args.output, name)
+        return io.join(output, name)
 
     plot_nz(wide, tables["deep y10"], spec, path("sim_nz.png"))
     counts = {
@@ -274,8 +266,4 @@ def main(argv: list[str] | None = None) -> None:
     }
     plot_snr(depths, path("sim_snr.png"))
     plot_cutouts(cutouts, path("sim_cutouts.png"))
-    print("\n".join(headline_numbers(samples, tables, spec)))
-
-
-if __name__ == "__main__":
-    main()
+    return headline_numbers(samples, tables, spec)

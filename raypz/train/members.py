@@ -1,8 +1,7 @@
 """Predictions of each ensemble member alone, to compare members with their ensemble.
 
-    python -m raypz.train.members --model models/ens --input sim/test --output preds/members
-
-writes ``OUTPUT/member-NN.parquet`` (one predictions table per member, the format that
+:func:`predict_members` (``jobs/predict_members.py`` is its command line) writes
+``OUTPUT/member-NN.parquet`` (one predictions table per member, the format that
 ``jobs/evaluate.py --compare "member NN=OUTPUT/member-NN.parquet"`` reads).
 
 The members carry the artifact's width scale, which was fitted to the *ensemble*; a member
@@ -17,9 +16,7 @@ cutouts, which this tool does not join.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
 
 import numpy as np
 
@@ -101,37 +98,3 @@ def predict_members(
         paths.append(path)
         print(f"member {m}: {len(ids)} rows -> {path}", flush=True)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; ``--device`` is InferConfig's field (the same choice of device)."""
-    from raypz.cli import ConfigFlags, output_path
-    from raypz.infer.config import InferConfig
-
-    device = ConfigFlags(InferConfig, include=("device",), title="device")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", required=True, help="model artifact directory")
-    p.add_argument("--input", required=True, help="object table (Parquet file/dir/HATS)")
-    p.add_argument(
-        "--output",
-        type=output_path,
-        required=True,
-        help="directory for member-NN.parquet",
-    )
-    p.add_argument("--width-scale", type=float, help="width scale of every member (1: as trained)")
-    p.add_argument("--calibrate-on", metavar="TRAIN", help="fit each member's own width scale")
-    device.add_to(p)
-    args = p.parse_args(argv)
-    predict_members(
-        args.model,
-        args.input,
-        args.output,
-        device=args.device,
-        width_scale=args.width_scale,
-        calibrate_on=args.calibrate_on,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

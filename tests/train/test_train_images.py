@@ -94,7 +94,7 @@ def test_image_artifact_records_inputs_architecture_and_adaptation(dann_model, f
 
 
 def test_member_predictions_refuse_an_image_model(dann_model, fields, tmp_path):
-    """python -m raypz.train.members joins no cutouts: it says so instead of failing inside."""
+    """jobs/predict_members.py joins no cutouts: it says so instead of failing inside."""
     with pytest.raises(ValueError, match="an image model"):
         predict_members(dann_model[0], fields[1], str(tmp_path / "members"))
 
