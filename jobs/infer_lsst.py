@@ -8,7 +8,8 @@ Examples:
 Without RAY_ADDRESS an embedded local Ray starts; under `ray job submit` the job joins the
 cluster. Rerunning the same command after an interruption finishes the job without redoing
 finished input files and without duplicating rows. A summary (rows in/out, rows flagged by
-reason, rows/s, PDF bytes per object) is printed and written to OUTPUT/raypz_run_summary.json.
+reason, rows/s, catalog bytes per object) is printed and written, with the PDF bytes per object, to
+OUTPUT/raypz_run_summary.json.
 The summary also counts the rows this run predicted per node and per device. Predictor
 actors form an elastic pool: it starts with what the cluster's nodes hold and grows, up to
 --max-actors, as nodes join (an autoscaler's), unless --concurrency fixes its size.

@@ -34,7 +34,8 @@ class ColumnTemplate:
         flux_err: per-band 1-sigma flux error in nJy (must be > 0 where the flux is finite).
         redshift: spectroscopic (or simulated true) redshift; training labels only.
         redshift_quality: optional spec-z quality flag.
-        field: optional field / domain name, used for domain adaptation.
+        field: optional field name (the simulator writes it); not read by training or
+            inference (domain adaptation takes its domains from ``--target``).
         epoch_flux: optional per-band list of single-exposure fluxes in nJy.
         epoch_flux_err: optional per-band list of single-exposure flux errors in nJy.
         cutout: optional (bands, H, W) float32 image in nJy/pixel.

@@ -1,6 +1,7 @@
 """Redshift distributions n(z) of tomographic bins: stacked PDFs against the truth (DESIGN 8).
 
-Rows are put in tomographic bins by their point estimate (PDF mode). Per bin, the stacked n(z)
+Rows are put in tomographic bins by their point estimate (the PDF mode unless an evaluation
+chooses another). Per bin, the stacked n(z)
 is the mean of the rows' PDFs; the true n(z) is the histogram of their true redshifts on the same
 grid, each redshift shared linearly between its two neighbouring grid points (cloud-in-cell, so
 the mean is kept). Both are treated like PDFs: CDF from :func:`raypz.pdf.cdf`, linear between

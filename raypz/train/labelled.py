@@ -112,7 +112,8 @@ def train_mask(object_id: np.ndarray, config: TrainConfig, fold: int | None) -> 
 
 
 def has_epoch_columns(path: str, config: TrainConfig) -> bool:
-    """True when the table carries single-exposure flux columns for every band."""
+    """True when the table carries single-exposure flux columns for every band, as its first
+    file's schema says."""
     fs, _ = io.resolve(path)
     files = tables.list_table_files(path)
     if not files:
