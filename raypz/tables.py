@@ -99,10 +99,7 @@ def open_table(fs: pafs.FileSystem, path: str) -> Iterator[TableFile]:
 def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     """Every row of ``columns`` of the table files under ``path`` (local or URI), in file order."""
     fs, _ = io.resolve(path)
-    files = list_table_files(path)
-    if not files:
-        raise FileNotFoundError(f"{path}: no Parquet or FITS table files")
-    return read_files(fs, files, columns)
+    return read_files(fs, require_table_files(path), columns)
 
 
 def read_files(fs: pafs.FileSystem, files: list[str], columns: list[str] | None = None) -> pa.Table:
@@ -138,6 +135,15 @@ def list_table_files(path: str) -> list[str]:
     """Sorted paths (inside ``path``'s filesystem) of the object-table files under ``path``:
     Parquet and FITS files, skipped as :func:`raypz.io.list_parquet_files` skips them."""
     return io.list_files(path, TABLE_SUFFIXES)
+
+
+def require_table_files(path: str) -> list[str]:
+    """:func:`list_table_files` of ``path``; FileNotFoundError naming it when there are none
+    (a directory of other files, an empty one, a file of another format)."""
+    files = list_table_files(path)
+    if not files:
+        raise FileNotFoundError(f"{path}: no Parquet or FITS table files")
+    return files
 
 
 def relative_stem(path: str, root: str) -> str:

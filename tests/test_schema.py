@@ -202,7 +202,7 @@ def test_zero_row_file_is_legal(tmp_path, rng):
 
 
 def test_no_parquet_files(tmp_path):
-    with pytest.raises(ContractError, match="no Parquet files"):
+    with pytest.raises(FileNotFoundError, match="no Parquet or FITS table files"):
         validate_dataset(str(tmp_path))
     with pytest.raises(FileNotFoundError):
         validate_dataset(str(tmp_path / "absent"))
@@ -421,3 +421,23 @@ def test_random_values_never_crash_and_every_row_is_counted(n):
     assert p.all_bands_missing == np.count_nonzero(~finite.any(axis=1))
     problem = ~finite | bad_err | absurd
     assert p.flagged_rows == np.count_nonzero(problem.any(axis=1) | np.isnan(ra))
+
+
+def test_a_path_without_table_files_is_named_by_every_reader(tmp_path):
+    """One refusal (tables.require_table_files) for a directory of other files, whichever
+    stage reads it; it was written five times, with two wordings and two exception types."""
+    from raypz.metrics import read_table as read_eval_table
+    from raypz.tables import read_table
+    from raypz.train import TrainConfig
+    from raypz.train.labelled import has_epoch_columns
+
+    (tmp_path / "notes.txt").write_text("not a table")
+    path = str(tmp_path)
+    readers = [
+        lambda: read_table(path),
+        lambda: read_eval_table(path, ["objectId"]),
+        lambda: has_epoch_columns(path, TrainConfig()),
+    ]
+    for read in readers:
+        with pytest.raises(FileNotFoundError, match=f"{path}: no Parquet or FITS table files"):
+            read()

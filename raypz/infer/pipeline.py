@@ -59,7 +59,7 @@ from raypz.progress import ProgressLine
 from raypz.ray_runtime import get_with_progress, init_ray
 from raypz.schema import ContractError, RefusedError, check_file_schema, validate_dataset
 from raypz.schema.files import open_object_table
-from raypz.tables import list_table_files, map_files
+from raypz.tables import map_files, require_table_files
 
 SUMMARY_FILE = "raypz_run_summary.json"
 
@@ -342,9 +342,7 @@ def run_inference(
     if store is not None and artifact.cutouts is None:
         raise RefusedError(f"{model}: a catalog model reads no cutouts; drop the store {cutouts}")
     fs, _ = io.resolve(input_path)
-    files = list_table_files(input_path)
-    if not files:
-        raise FileNotFoundError(f"{input_path}: no Parquet or FITS files")
+    files = require_table_files(input_path)
     fingerprint = _fingerprint(files, fs, artifact, config, store)
     finished = _finished_run(output, fingerprint)
     if finished is not None:  # before validation: "full" reads every row of the input

@@ -21,13 +21,11 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
     directory of them, a HATS catalog; local or URI).
 
     Raises:
-        ContractError: no table file under ``path``, a file is unreadable, or a file lacks one
-            of ``columns`` (named with the file), checked on every footer or FITS header before
-            any rows are read.
+        FileNotFoundError: no table file under ``path``.
+        ContractError: a file is unreadable or lacks one of ``columns`` (named with the file),
+            checked on every footer or FITS header before any rows are read.
     """
-    files = tables.list_table_files(path)
-    if not files:
-        raise ContractError(path, None, "no Parquet files found (nor FITS tables)")
+    files = tables.require_table_files(path)
     fs, _ = io.resolve(path)
     for f in files:
         with open_object_table(fs, f) as table:

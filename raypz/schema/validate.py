@@ -50,7 +50,7 @@ def validate_dataset(
     Raises:
         ContractError: the first breach found, naming file (as ``path`` is written: with its
             ``s3://``), column and rule.
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist or holds no table file.
     """
     try:
         return _validate(
@@ -81,9 +81,7 @@ def _validate(
     cutout_pixel_scale: float | None,
 ) -> ValidationReport:
     """:func:`validate_dataset`, naming files as pyarrow lists them (``bucket/key`` on S3)."""
-    files = tables.list_table_files(path)
-    if not files:
-        raise ContractError(path, None, "no Parquet files found (nor FITS tables)")
+    files = tables.require_table_files(path)
     fs, _ = io.resolve(path)
     names = value_columns(columns, bands, require_labels)
     first_types: dict[str, tuple[pa.DataType, str]] = {}

@@ -115,9 +115,7 @@ def has_epoch_columns(path: str, config: TrainConfig) -> bool:
     """True when the table carries single-exposure flux columns for every band, as its first
     file's schema says."""
     fs, _ = io.resolve(path)
-    files = tables.list_table_files(path)
-    if not files:
-        raise FileNotFoundError(f"{path}: no Parquet or FITS table files")
+    files = tables.require_table_files(path)
     with tables.open_table(fs, files[0]) as table:
         schema = table.schema
     ef, ee = config.columns.epoch_columns(BANDS)
