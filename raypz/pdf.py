@@ -52,6 +52,24 @@ class ZGrid:
         """Grid spacing."""
         return (self.z_max - self.z_min) / (self.n - 1)
 
+    @property
+    def trapezoid_weights(self) -> np.ndarray:
+        """(G,) weights of the trapezoid rule on the grid: dz, halved at both ends (a PDF's
+        integral is ``pdf @ trapezoid_weights``)."""
+        w = np.full(self.n, self.dz)
+        w[0] = w[-1] = self.dz / 2
+        return w
+
+    def locate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where redshifts (any shape; clipped to the grid) fall on it: the index ``lo`` of the
+        grid point below, in [0, G - 2], and the fraction ``frac`` in [0, 1] of the step to the
+        next, so that ``z = values[lo] + frac * dz``. Linear interpolation and cloud-in-cell
+        binning on the grid both start here."""
+        z = np.clip(np.asarray(z, dtype=np.float64), self.z_min, self.z_max)
+        pos = (z - self.z_min) / self.dz
+        lo = np.minimum(np.floor(pos).astype(np.int64), self.n - 2)
+        return lo, pos - lo
+
     def to_dict(self) -> dict:
         """JSON-ready form, stored in model.json and in Parquet metadata."""
         return asdict(self)
@@ -78,17 +96,11 @@ def require_on_grid(pdf_shape: tuple[int, ...], grid: ZGrid, rows: int | None = 
         raise ValueError(f"{pdf_shape[0]} PDF rows for {rows} redshifts: one row per redshift")
 
 
-def _trapezoid_weights(n: int, dz: float) -> np.ndarray:
-    w = np.full(n, dz)
-    w[0] = w[-1] = dz / 2
-    return w
-
-
 def normalize(pdf: np.ndarray, grid: ZGrid) -> np.ndarray:
     """Rows of ``pdf`` (N, G) scaled to integrate to 1; rows with no mass stay all zero."""
     pdf = np.clip(np.asarray(pdf, dtype=np.float64), 0.0, None)
     require_on_grid(pdf.shape, grid)
-    norm = pdf @ _trapezoid_weights(grid.n, grid.dz)
+    norm = pdf @ grid.trapezoid_weights
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norm[:, None] > 0, pdf / norm[:, None], 0.0)
 
@@ -192,7 +204,7 @@ def _risk_kernel(grid: ZGrid, device: torch.device) -> tuple[torch.Tensor, torch
     z = grid.values
     candidates = z[::stride]
     dz = (candidates[None, :] - z[:, None]) / (1 + z[:, None])  # (G, C)
-    kernel = _trapezoid_weights(grid.n, grid.dz)[:, None] / (1 + (dz / RISK_WIDTH) ** 2)
+    kernel = grid.trapezoid_weights[:, None] / (1 + (dz / RISK_WIDTH) ** 2)
     as_device = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return as_device(candidates), as_device(kernel.astype(np.float32))
 
@@ -263,7 +275,7 @@ def point_estimate(pdf: np.ndarray, grid: ZGrid, kind: str = "mode") -> np.ndarr
     if kind == "median":
         return quantiles(pdf, grid, (0.5,))[:, 0]
     if kind == "mean":
-        w = _trapezoid_weights(grid.n, grid.dz)
+        w = grid.trapezoid_weights
         mass, first = (np.asarray(pdf, dtype=np.float64) @ np.stack([w, grid.values * w], 1)).T
         with np.errstate(invalid="ignore", divide="ignore"):
             return first / mass
@@ -294,7 +306,7 @@ def summarize_tensor(pdf: torch.Tensor, grid: ZGrid, odds_width: float = 0.06) -
     require_on_grid(tuple(pdf.shape), grid)
     z = _grid_values(grid, pdf.device)
     mode = z[argmax_rows(pdf)]  # (N,)
-    w = torch.from_numpy(_trapezoid_weights(grid.n, grid.dz)).to(pdf.device)
+    w = torch.from_numpy(grid.trapezoid_weights).to(pdf.device)
     moments = torch.stack([w, z * w, z * z * w])  # (3, G)
     pdf64 = pdf.to(torch.float64)
     mass, mean, second = moments @ pdf64.T  # one pass; (3, G) x (G, N) is 2x faster on CPU

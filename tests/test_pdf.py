@@ -201,3 +201,15 @@ def test_a_grid_of_absurd_size_is_refused():
         with pytest.raises(ValueError, match="ZGrid needs 3 <= n <= 65536 points"):
             ZGrid.from_dict({"z_min": 0.0, "z_max": 3.5, "n": n})
     assert ZGrid(0.0, 3.5, 65_536).n == 65_536
+
+
+def test_grid_locates_redshifts_and_integrates_by_the_trapezoid_rule():
+    grid = ZGrid(0.0, 2.0, 5)  # points 0, 0.5, 1, 1.5, 2
+    lo, frac = grid.locate(np.array([-1.0, 0.0, 0.25, 1.0, 1.9, 2.0, 7.0]))
+    assert lo.tolist() == [0, 0, 0, 2, 3, 3, 3]  # the top point belongs to the last step
+    np.testing.assert_allclose(frac, [0.0, 0.0, 0.5, 0.0, 0.8, 1.0, 1.0])
+    z = np.array([0.3, 1.2, 1.75])
+    lo, frac = grid.locate(z)
+    np.testing.assert_allclose(grid.values[lo] + frac * grid.dz, z)
+    np.testing.assert_allclose(grid.trapezoid_weights, [0.25, 0.5, 0.5, 0.5, 0.25])
+    assert np.ones(grid.n) @ grid.trapezoid_weights == pytest.approx(2.0)

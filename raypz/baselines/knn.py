@@ -76,9 +76,7 @@ def _kernel_matrix(grid: ZGrid, bandwidth: float) -> np.ndarray:
     z = grid.values
     sigma = bandwidth * (1.0 + z)[:, None]
     k = np.exp(-0.5 * ((z[None, :] - z[:, None]) / sigma) ** 2)
-    w = np.full(grid.n, grid.dz)
-    w[[0, -1]] /= 2.0
-    return k / (k @ w)[:, None]
+    return k / (k @ grid.trapezoid_weights)[:, None]
 
 
 def _kernel_pdf(dist: np.ndarray, z_nb: np.ndarray, grid: ZGrid, kernel: np.ndarray) -> np.ndarray:
@@ -86,9 +84,7 @@ def _kernel_pdf(dist: np.ndarray, z_nb: np.ndarray, grid: ZGrid, kernel: np.ndar
     n = dist.shape[0]
     w = 1.0 / (dist + np.median(dist, axis=1, keepdims=True) + 1e-12)
     w /= w.sum(axis=1, keepdims=True)
-    pos = (np.clip(z_nb, grid.z_min, grid.z_max) - grid.z_min) / grid.dz
-    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
-    frac = pos - lo
+    lo, frac = grid.locate(z_nb)
     flat = (np.arange(n)[:, None] * grid.n + lo).ravel()
     size = n * grid.n
     hist = np.bincount(flat, (w * (1 - frac)).ravel(), minlength=size)

@@ -45,18 +45,14 @@ def truth_density(grid: ZGrid, z_true: np.ndarray) -> np.ndarray:
     Each z (clipped to the grid) gives weight 1-f to the grid point below it and f to the one
     above, f being its fractional position; weights are then divided by the trapezoid weights.
     """
-    z = np.clip(np.asarray(z_true, dtype=np.float64), grid.z_min, grid.z_max)
+    z = np.asarray(z_true, dtype=np.float64)
     if z.size == 0:
         return np.zeros(grid.n)
-    pos = (z - grid.z_min) / grid.dz
-    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
-    frac = pos - lo
+    lo, frac = grid.locate(z)
     mass = np.bincount(lo, 1.0 - frac, minlength=grid.n) + np.bincount(
         lo + 1, frac, minlength=grid.n
     )
-    width = np.full(grid.n, grid.dz)
-    width[[0, -1]] /= 2.0
-    return mass / width / z.size
+    return mass / grid.trapezoid_weights / z.size
 
 
 def nz_stacks(

@@ -91,9 +91,7 @@ def _crps_exact(c: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:
     below = h * (a * a + a * b + b * b) / 3.0  # integral of F^2 over each interval
     ua, ub = 1.0 - a, 1.0 - b
     above = h * (ua * ua + ua * ub + ub * ub) / 3.0  # integral of (1 - F)^2
-    pos = (z - grid.z_min) / h
-    k = np.clip(np.floor(pos), 0, grid.n - 2).astype(np.int64)  # interval holding z
-    t = np.clip(pos - k, 0.0, 1.0)  # where z sits inside it
+    k, t = grid.locate(z)  # the interval holding z (clipped to the grid), where z sits in it
     j = np.arange(grid.n - 1)
     total = np.where(j < k[:, None], below, 0.0).sum(axis=1)
     total += np.where(j > k[:, None], above, 0.0).sum(axis=1)

@@ -60,9 +60,7 @@ def _rows_of(images: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
 
 def log_score(pdf: np.ndarray, grid: ZGrid, z: np.ndarray, floor: float = 1e-4) -> float:
     """Mean negative log of the PDFs (n, G) at their true redshifts (linear on the grid)."""
-    pos = np.clip((z - grid.z_min) / grid.dz, 0.0, grid.n - 1.0)
-    lo = np.minimum(np.floor(pos).astype(np.int64), grid.n - 2)
-    frac = pos - lo
+    lo, frac = grid.locate(z)
     r = np.arange(len(z))
     dens = (1 - frac) * pdf[r, lo] + frac * pdf[r, lo + 1]
     return float(-np.mean(np.log(np.maximum(dens, floor))))
