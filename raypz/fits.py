@@ -145,7 +145,9 @@ class FitsTable:
             fields.append(pa.field(name, _arrow_type(col), metadata=meta))
         return pa.schema(fields)
 
-    def read(self, columns: list[str] | None = None, start: int = 0, stop: int | None = None):
+    def read(
+        self, columns: list[str] | None = None, start: int = 0, stop: int | None = None
+    ) -> pa.Table:
         """Rows ``start:stop`` of ``columns`` (all by default) as an Arrow table."""
         names = list(self._columns) if columns is None else columns
         missing = [n for n in names if n not in self._columns]

@@ -231,7 +231,7 @@ def write_bytes_atomic(path: str, data: bytes | pa.Buffer) -> None:
         f.write(data)
 
 
-def write_json(path: str, value) -> None:
+def write_json(path: str, value: object) -> None:
     """Write ``value`` as strict JSON (NaN and infinities become null: JSON has no NaN, and
     readers other than Python's refuse it), indented, whole (:func:`write_bytes_atomic`)."""
     text = json.dumps(_finite(value), indent=2, allow_nan=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -34,6 +35,9 @@ from raypz.cutout_store import (
 from raypz.schema.errors import ContractError
 from raypz.schema.rules import check_cutout_field, field_pixel_scale, same_pixel_scale
 from raypz.tables import is_fits, list_table_files, open_table
+
+if TYPE_CHECKING:
+    import ray.data
 
 PATH_COLUMN = "path"
 """Column added with ``include_paths``: the object file of each row (as Ray Data's
@@ -171,7 +175,7 @@ def object_dataset(
     join: CutoutJoin | None = None,
     include_paths: bool = False,
     chunk_rows: int = CUTOUT_CHUNK_ROWS,
-):
+) -> ray.data.Dataset:
     """A Ray Dataset of ``files`` (object files under ``root``), ``columns`` only, with cutouts
     joined from ``join`` and a :data:`PATH_COLUMN` when ``include_paths``.
 

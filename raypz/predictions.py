@@ -28,6 +28,7 @@ from raypz.schema.errors import RefusedError
 
 if TYPE_CHECKING:
     import lsdb
+    import qp
 
 Z_GRID_KEY = b"raypz.z_grid"
 """Schema-metadata key holding the JSON z grid of the ``pdf`` column."""
@@ -222,7 +223,7 @@ def decode_pdfs(
     return out
 
 
-def to_qp_ensemble(pred: Predictions):
+def to_qp_ensemble(pred: Predictions) -> qp.Ensemble:
     """The PDFs as a ``qp.Ensemble`` (interpolated on the z grid), e.g. for RAIL tools.
 
     >>> import qp                                                         # doctest: +SKIP

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 
 def cutout_array(
-    values, shape: tuple[int, ...] | None = None, check_data: bool = True
+    values: object, shape: tuple[int, ...] | None = None, check_data: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """A batch's cutout column as (N, C, H, W) float32 and a (N,) bool mask of usable rows.
 

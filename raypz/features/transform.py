@@ -46,7 +46,8 @@ def flux_arrays(
 
 
 def usable_bands(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which measurements can be used, (N, B) bool, and the per-row flags (N,) int32 they imply."""
+    """Which measurements of fluxes and errors (N, B) in nJy can be used, (N, B) bool, and the
+    per-row flags (N,) int32 they imply: finite, error > 0, |flux| <= ABSURD_FLUX_NJY."""
     finite = np.isfinite(flux) & np.isfinite(err) & (err > 0)
     with np.errstate(invalid="ignore"):
         absurd = np.isfinite(flux) & (np.abs(flux) > ABSURD_FLUX_NJY)

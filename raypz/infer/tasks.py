@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import flags as fl
@@ -93,7 +94,12 @@ class FileScan:
 
 
 def histogram_file(
-    path: str, filesystem, ra: str, dec: str, order: int, id_column: str | None = None
+    path: str,
+    filesystem: pafs.FileSystem,
+    ra: str,
+    dec: str,
+    order: int,
+    id_column: str | None = None,
 ) -> FileScan:
     """Scan one input file: its positions' HEALPix histogram, the rows without a valid sky
     position, and, when ``id_column`` is given, its own objectIds (null or repeated). The

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +39,9 @@ from raypz.metrics.binning import bin_index
 from raypz.metrics.nz import TOMO_EDGES
 from raypz.pdf import ZGrid, normalize, require_point_estimate
 from raypz.predictions import Z_GRID_KEY, decode_pdfs, grid_from_metadata, open_catalog
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DECODE_ROWS = 65_536
 """Rows decoded at once inside a partition: (DECODE_ROWS, G) float32, 92 MB at G = 351, so a
@@ -120,7 +123,9 @@ def merge_sums(*parts: NZSums) -> NZSums:
     )
 
 
-def partition_sums(frame, column: str, edges: tuple[float, ...], grid: ZGrid) -> NZSums:
+def partition_sums(
+    frame: pd.DataFrame, column: str, edges: tuple[float, ...], grid: ZGrid
+) -> NZSums:
     """:class:`NZSums` of one partition's rows (a data frame from lsdb with ``column``,
     ``flags``, ``pdf`` and, for compact PDFs, ``pdf_start``; Arrow-backed or not)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)

@@ -35,6 +35,8 @@ def with_width_scale(state: dict, scale: float) -> dict:
 
 
 def set_width_scale(predictor: EnsemblePredictor, scale: float) -> None:
+    """Set every member's PDF width scale (1 = as trained) in place: the heads multiply the
+    widths of their PDFs by it."""
     for net in predictor.members:
         getattr(net.head, WIDTH_SCALE_KEY).fill_(float(scale))
 
