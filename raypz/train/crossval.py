@@ -21,21 +21,25 @@ Layout under ``output``::
 Rerunning the same call resumes: finished members are kept, and a fold's predictions are kept
 while its model is the same (its hash is in the file's metadata). A rerun with other settings
 into the same directory replaces the folds' models (``train_ensemble(..., replace=True)``) and
-never scores the old rows.
+never scores the old rows. The output is refused, before any work, when it lies inside the
+training table or holds anything but these names (and one run writes it at a time).
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import io, tables
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
 from raypz.infer.predictor import CatalogPredictor
+from raypz.lease import OutputLease
 from raypz.pdf import require_point_estimate
 from raypz.predictions import MODEL_HASH_KEY
 from raypz.schema import RefusedError, validate_dataset
@@ -43,6 +47,12 @@ from raypz.train.config import TrainConfig
 from raypz.train.ensemble import require_model_name, train_ensemble
 from raypz.train.labelled import has_epoch_columns, training_columns
 from raypz.train.splits import fold_of
+
+PREDICTIONS, REPORT = "predictions", "report"
+"""The directories a cross-validation writes beside its ``fold-K/`` ones."""
+
+FOLD_FILE = re.compile(r"fold-(\d+)\.parquet")
+"""A fold's predictions file under ``predictions/``."""
 
 OUTER_SALT = 0x2545F4914F6CDD1D
 """Mixed into objectId before hashing, so that outer folds do not coincide with the training's
@@ -109,11 +119,39 @@ def cross_validate(
     config = config or TrainConfig()
     check_settings(config, folds, point_estimate)
     require_model_name(f"{slug(name)}-fold-{folds - 1}")  # the fold models' names
+    train, output = io.absolute(train), io.absolute(output)
+    if io.is_inside(output, train):
+        raise RefusedError(
+            f"{output}: the cross-validation must be written outside its training table "
+            f"{train} (its fold tables and predictions would be read as labelled rows)"
+        )
     t0 = time.perf_counter()
-    c = config.columns
     table = read_rows(train, config)
+    with OutputLease(output, "raypz cross-validation"):  # one run writes a directory at once
+        io.require_empty(output, "raypz cross-validation", ours=("fold-*", PREDICTIONS, REPORT))
+        fs, _ = io.resolve(output)
+        for stale in _stale_folds(io.join(output, PREDICTIONS), folds):
+            fs.delete_file(stale)
+        result = _cross_validate(
+            train, output, config, folds, pretrain, point_estimate, name, table
+        )
+    return replace(result, seconds=time.perf_counter() - t0)
+
+
+def _cross_validate(
+    train: str,
+    output: str,
+    config: TrainConfig,
+    folds: int,
+    pretrain: str | None,
+    point_estimate: str,
+    name: str,
+    table: pa.Table,
+) -> CrossValidation:
+    """:func:`cross_validate` once its output is leased and checked."""
+    c = config.columns
     fold = outer_folds(table[c.object_id].to_numpy(), folds)
-    predictions = io.join(output, "predictions")
+    predictions = io.join(output, PREDICTIONS)
     io.makedirs(predictions)
     models, fold_rows = [], []
     for k in range(folds):
@@ -139,8 +177,7 @@ def cross_validate(
             io.write_parquet(_predict(model, table.filter(pa.array(held_out))), path)
         models.append(model)
         fold_rows.append(int(held_out.sum()))
-    _remove_other_folds(predictions, folds)
-    report = io.join(output, "report")
+    report = io.join(output, REPORT)
     request = EvaluationRequest(
         predictions=predictions,
         truth=train,
@@ -150,9 +187,7 @@ def cross_validate(
         point_estimate=point_estimate,
     )
     metrics = evaluate_predictions(request)[name]
-    return CrossValidation(
-        predictions, report, models, fold_rows, metrics, time.perf_counter() - t0
-    )
+    return CrossValidation(predictions, report, models, fold_rows, metrics, 0.0)
 
 
 def read_rows(train: str, config: TrainConfig) -> pa.Table:
@@ -174,14 +209,24 @@ def _predict(model: str, rows: pa.Table) -> pa.Table:
     return predictor(rows.select(predictor.input_columns))
 
 
-def _remove_other_folds(predictions: str, folds: int) -> None:
-    """Delete fold files of an earlier run with more folds into the same directory, which
-    would otherwise be scored as well (their rows twice)."""
-    keep = {f"fold-{k}.parquet" for k in range(folds)}
-    fs, _ = io.resolve(predictions)
-    for file in io.list_parquet_files(predictions):
-        if file.rsplit("/", 1)[-1] not in keep:
-            fs.delete_file(file)
+def _stale_folds(predictions: str, folds: int) -> list[str]:
+    """Fold files (``fold-K.parquet``, K >= ``folds``) that an earlier run with more folds
+    left in ``predictions`` (paths inside its filesystem): they would be scored with this
+    run's (their rows twice), so the caller deletes them. Anything else there is not this
+    job's to delete, and would be scored too: refused, named."""
+    fs, inner = io.resolve(predictions)
+    stale = []
+    for entry in fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True)):
+        number = FOLD_FILE.fullmatch(entry.base_name)
+        if entry.type != pafs.FileType.File or number is None:
+            raise RefusedError(
+                f"{io.uri(predictions, entry.path)}: not a fold's predictions "
+                "(fold-K.parquet), yet it would be scored with them; move it, or choose "
+                "another output"
+            )
+        if int(number[1]) >= folds:
+            stale.append(entry.path)
+    return stale
 
 
 def _predicted_by(path: str) -> str | None:

@@ -60,6 +60,7 @@ from raypz.predictions import predictions_table
 from raypz.progress import ProgressLine
 from raypz.ray_runtime import RemoteProgress, cluster_has_gpus, init_ray
 from raypz.schema import ContractError, RefusedError, usable_redshift, validate_dataset
+from raypz.schema.values import REDSHIFT_RANGE
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.calibration import calibrate, validation_pdfs, with_width_scale
 from raypz.train.config import TrainConfig
@@ -185,12 +186,14 @@ def _run_id(
 
 def _claim_output(
     output: str, train: str, config: TrainConfig, identity: dict, replace: bool
-) -> None:
+) -> bool:
     """Before training, refuse an ``output`` that would mix this model with other files:
     inside the training table (its validation predictions would be read as labelled rows),
     files of another kind, or a model trained on other data or with other settings (only the
-    post-training and scheduling settings of ``_NOT_IN_RUN_ID`` may change on a rerun), which
-    ``replace`` removes instead (its checkpoints stay)."""
+    post-training and scheduling settings of ``_NOT_IN_RUN_ID`` may change on a rerun), unless
+    ``replace``. True when ``output`` holds such a model to replace: the caller removes it
+    (:func:`remove_artifact`, its checkpoints stay) once every input check has passed, so a
+    refused input leaves the old model whole."""
     if io.is_inside(output, train):
         raise RefusedError(
             f"{output}: the model must be written outside its training table {train} (a "
@@ -201,27 +204,34 @@ def _claim_output(
     except FileNotFoundError:  # a first run, or one stopped before its first save
         ours = ("_checkpoints", MEMBER_FILES, REFERENCE_FILE, TRAINING_CURVES, VALIDATION_DIR)
         io.require_empty(output, "raypz training", ours=ours)
-        return
+        return False
 
     def key(config_dict: dict, facts: dict) -> str:
         settings = {k: v for k, v in config_dict.items() if k not in _NOT_IN_RUN_ID}
         return json.dumps([settings, *(facts[k] for k in identity)], sort_keys=True)
 
     if key(found["config"], found) == key(config.to_dict(), identity):
-        return
-    where = io.join(output, MODEL_JSON)
+        return False
     if not replace:
         raise FileExistsError(
-            f"{where}: a model trained on other data or with other settings; choose a new "
-            "output, or replace it (--replace; train_ensemble(..., replace=True))"
+            f"{io.join(output, MODEL_JSON)}: a model trained on other data or with other "
+            "settings; choose a new output, or replace it (--replace; "
+            "train_ensemble(..., replace=True))"
         )
-    print(f"{where}: a model trained on other data or with other settings; replacing it")
-    remove_artifact(output)
+    return True
 
 
 def _require_validation_labels(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
     """ValueError unless the validation split of ``path`` holds a usable redshift: early stopping
     would otherwise compare losses of no row (0 every epoch) and keep the first epoch."""
+    if not usable_redshift(rows.z).any():  # not the split's fault: say what is wrong
+        lo, hi = REDSHIFT_RANGE
+        raise ContractError(
+            path,
+            config.columns.redshift,
+            f"no usable label in {len(rows.z)} rows ({lo:g} <= z <= {hi:g} is a label; NaN and "
+            "placeholders such as -99 are not): the wrong column, or a table without spec-z",
+        )
     held_out = ~train_mask(rows.object_id, config, fold=None)
     if not usable_redshift(rows.z[held_out]).any():
         raise RefusedError(
@@ -400,7 +410,7 @@ def _train_ensemble(
         "pretrain": sim.fingerprint(pretrain) if sim is not None else None,
         "target": {"path": target} if target else None,
     }
-    _claim_output(output, train, config, identity, replace)
+    stale = _claim_output(output, train, config, identity, replace)
     for path, rows in [(train, labelled)] + ([(pretrain, sim)] if sim is not None else []):
         _require_validation_labels(path, rows, config)
         _require_label_spread(path, rows, config)
@@ -428,6 +438,10 @@ def _train_ensemble(
             )
         if pretrain is not None:  # its cutout column is checked (it has no store)
             joins[pretrain] = checked_join(pretrain, None, c.cutout, shape, c.object_id, scale)
+    if stale:  # every input check has passed: only now is the old model given up
+        where = io.join(output, MODEL_JSON)
+        print(f"{where}: a model trained on other data or with other settings; replacing it")
+        remove_artifact(output)
     res = plan_workers(config, cluster_has_gpus())
 
     def datasets(path: str, fold: int | None, bal: BalanceWeights | None) -> dict:

@@ -15,7 +15,7 @@ from raypz import io
 from raypz.models import load_artifact
 from raypz.pdf import ZGrid
 from raypz.predictions import MODEL_HASH_KEY, read_predictions
-from raypz.schema import ContractError
+from raypz.schema import ContractError, RefusedError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import TrainConfig
 from raypz.train.crossval import cross_validate, outer_folds, read_rows
@@ -120,3 +120,26 @@ def test_cli_builds_the_config_and_rejects_what_it_cannot_do():
         job.config_from_args(job.parse_args(["--train", "t", "--output", "o", "--folds", "1"]))
     with pytest.raises(ValueError, match="folds"):
         cross_validate("t", "o", CONFIG, folds=1)
+
+
+def test_an_output_it_does_not_own_is_refused_before_any_work(tmp_path):
+    """It deleted every Parquet file under OUTPUT/predictions that was not one of its folds,
+    and wrote its fold tables inside the training table when the output lay there."""
+    table = simulate_shard(SurveyConfig(n_objects=300, seed=5, field="deep"), 0)
+    (tmp_path / "specz").mkdir()
+    pq.write_table(table, tmp_path / "specz" / "part-0.parquet")
+    train = str(tmp_path / "specz")
+    with pytest.raises(RefusedError, match="outside its training table"):
+        cross_validate(train, str(tmp_path / "specz" / "cv"), CONFIG, folds=2)
+    assert [p.name for p in (tmp_path / "specz").iterdir()] == ["part-0.parquet"]
+
+    release = tmp_path / "release"
+    (release / "predictions" / "dr1").mkdir(parents=True)
+    (release / "predictions" / "dr1" / "part-0.parquet").write_bytes(b"a release's file")
+    with pytest.raises(RefusedError, match=r"predictions/dr1: not a fold's predictions"):
+        cross_validate(train, str(release), CONFIG, folds=2)
+    (release / "notes.txt").write_text("someone else's")
+    with pytest.raises(FileExistsError, match=r"release: not empty \(notes\.txt"):
+        cross_validate(train, str(release), CONFIG, folds=2)
+    kept = sorted(str(p.relative_to(release)) for p in release.rglob("*"))
+    assert kept == ["notes.txt", "predictions", "predictions/dr1", "predictions/dr1/part-0.parquet"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -278,3 +279,23 @@ def test_a_model_name_that_is_a_path_is_refused(labelled_survey, tmp_path):
         with pytest.raises(ValueError, match="model name"):
             train_ensemble(labelled_survey, str(tmp_path / "m"), CONFIG, name=bad)
     assert not (tmp_path / "m").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_a_refused_input_leaves_the_model_it_would_replace_whole(
+    trained, labelled_survey, tmp_path
+):
+    """--replace removed the old model before the new table's labels were checked: a refused
+    input cost the model. A table without one usable label is named as such, not as a
+    validation split that is too small."""
+    out, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(out, model)
+    before = sorted(p.name for p in model.iterdir())
+    table = pq.read_table(labelled_survey)
+    z = pa.array(np.full(table.num_rows, -99.0), table.schema.field("redshift").type)
+    table = table.set_column(table.schema.get_field_index("redshift"), "redshift", z)
+    pq.write_table(table, tmp_path / "unlabelled.parquet")
+    with pytest.raises(ContractError, match=r"column 'redshift': no usable label in 3000 rows"):
+        train_ensemble(str(tmp_path / "unlabelled.parquet"), str(model), CONFIG, replace=True)
+    assert sorted(p.name for p in model.iterdir()) == before
+    assert load_artifact(str(model)).model_hash == load_artifact(out).model_hash
