@@ -36,6 +36,8 @@ from raypz.models.artifact import TRAINING_CURVES
 from raypz.pdf import POINT_ESTIMATES, ZGrid, require_point_estimate
 from raypz.plots import make_all_plots
 from raypz.predictions import Predictions, read_predictions
+from raypz.schema import RefusedError
+from raypz.tables import open_table, require_table_files
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,52 @@ def _rows_of(pred: Predictions, rows: np.ndarray, z_spec: np.ndarray, mag: np.nd
     return _Scored(pred.grid, pdf, flags, z_spec, mag, stored)
 
 
+MATCH_RADIUS_ARCSEC = 1.0
+"""Rows paired by objectId whose positions differ by more than this (arcsec) are different
+objects: a truth table of another simulation or release that reuses the ids."""
+
+
+def _positions(table: pa.Table, columns: ColumnTemplate) -> np.ndarray | None:
+    """(N, 2) RA and Dec (degrees) of ``table``; None when it lacks either column."""
+    if not {columns.ra, columns.dec} <= set(table.column_names):
+        return None
+    ra, dec = (table[c].to_numpy(zero_copy_only=False) for c in (columns.ra, columns.dec))
+    return np.stack([ra, dec], axis=1).astype(np.float64)
+
+
+def _present(path: str, names: list[str]) -> list[str]:
+    """Those of ``names`` that the table at ``path`` has (as its first file's schema says)."""
+    fs, _ = io.resolve(path)
+    with open_table(fs, require_table_files(path)[0]) as table:
+        have = set(table.schema.names)
+    return [n for n in names if n in have]
+
+
+def _same_objects(
+    predicted: np.ndarray | None, true: np.ndarray | None, rows: int, what: str
+) -> np.ndarray:
+    """(rows,) bool: which pairs of positions (rows, 2) in degrees lie within
+    MATCH_RADIUS_ARCSEC; all True when either side has no positions (None). Raises
+    RefusedError when most pairs are farther apart: the ids name other objects there, and
+    every score would be noise."""
+    if predicted is None or true is None:
+        return np.ones(rows, bool)
+    ra1, dec1, ra2, dec2 = np.radians([*predicted.T, *true.T])
+    hav = (
+        np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    )
+    arcsec = np.degrees(2 * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))) * 3600.0
+    with np.errstate(invalid="ignore"):
+        near = ~(arcsec > MATCH_RADIUS_ARCSEC)  # a NaN position is not evidence either way
+    if near.size and near.mean() < 0.5:
+        raise RefusedError(
+            f"{what}: {int((~near).sum())} of {near.size} rows paired by objectId lie more than "
+            f"{MATCH_RADIUS_ARCSEC:g} arcsec apart (median {np.nanmedian(arcsec):.3g} arcsec): "
+            "not the same objects (a truth table of another simulation or release?)"
+        )
+    return near
+
+
 def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):
     """kNN baseline fitted on ``train_path``, predicted on the test rows; (PDFs, flags, notes)."""
     train_cols = [*columns.flux_columns(), *columns.flux_err_columns(), columns.redshift]
@@ -135,8 +183,10 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     truth_cols = [columns.object_id, columns.redshift, mag_flux]
     if request.train:  # the kNN baseline predicts from the test rows' fluxes
         truth_cols += [*columns.flux_columns(), *columns.flux_err_columns()]
+    truth_cols += _present(request.truth, [columns.ra, columns.dec])  # to check the pairing
     truth = read_table(request.truth, list(dict.fromkeys(truth_cols)))
     truth_ids = object_ids(truth, columns.object_id, request.truth)
+    truth_pos = _positions(truth, columns)
     # only the truth's rows of the predictions are read: a spec-z sample of a data release's
     # catalog costs the memory of the sample, not of the catalog
     pred = read_predictions(request.predictions, only_ids=truth_ids)
@@ -147,25 +197,50 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
             f"({pred.n_not_kept} prediction rows, {truth_ids.size} truth rows); the truth "
             "must hold the predicted objects"
         )
-    test = truth.take(join.right_rows)  # the test rows, in prediction order
-    test_ids = truth_ids[join.right_rows]
+    pairs = f"{request.predictions} and {request.truth}"
+    pred_pos = _positions(pred.table, columns)
+    left, right = join.left_rows, join.right_rows
+    near = _same_objects(
+        None if pred_pos is None else pred_pos[left],
+        None if truth_pos is None else truth_pos[right],
+        left.size,
+        pairs,
+    )
+    left, right = left[near], right[near]
+    test = truth.take(right)  # the test rows, in prediction order
+    test_ids = truth_ids[right]
+    test_pos = None if truth_pos is None else truth_pos[right]
     z_spec = test[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
     mag = flux_to_mag(test[mag_flux].to_numpy(zero_copy_only=False))
     inputs: dict = {
         "predictions": request.predictions,
         "truth": request.truth,
-        "test rows (in predictions and truth)": int(join.left_rows.size),
+        "test rows (in predictions and truth)": int(left.size),
+        f"rows paired by objectId but > {MATCH_RADIUS_ARCSEC:g} arcsec apart (not scored)": int(
+            (~near).sum()
+        ),
         "prediction rows without truth (not read)": pred.n_not_kept,
         "truth rows without prediction": join.n_right_only,
         "duplicate objectId rows in predictions (first used)": join.n_left_duplicates,
         "duplicate objectId rows in truth (first used)": join.n_right_duplicates,
         "magnitude": f"{request.mag_band} (AB, from {mag_flux})",
     }
-    models = {request.name: _rows_of(pred, join.left_rows, z_spec, mag)}
+    models = {request.name: _rows_of(pred, left, z_spec, mag)}
     for name, path in request.compare.items():
         other = read_predictions(path, only_ids=test_ids)
         m = match_ids(test_ids, other.object_id)
-        models[name] = _rows_of(other, m.right_rows, z_spec[m.left_rows], mag[m.left_rows])
+        other_pos = _positions(other.table, columns)
+        near = _same_objects(
+            None if other_pos is None else other_pos[m.right_rows],
+            None if test_pos is None else test_pos[m.left_rows],
+            m.left_rows.size,
+            f"{path} and {request.truth}",
+        )
+        rows, truth_rows = m.right_rows[near], m.left_rows[near]
+        models[name] = _rows_of(other, rows, z_spec[truth_rows], mag[truth_rows])
+        inputs[f"{name}: rows > {MATCH_RADIUS_ARCSEC:g} arcsec from the truth (not scored)"] = int(
+            (~near).sum()
+        )
         inputs[f"{name}: predictions"] = path
         inputs[f"{name}: test rows without prediction (not scored)"] = m.n_left_only
         inputs[f"{name}: prediction rows without a test row (not read)"] = other.n_not_kept

@@ -261,3 +261,36 @@ def test_a_catalog_is_scored_on_the_point_estimates_it_serves(tmp_path):
     decoded = read_predictions(str(tmp_path / "catalog.parquet")).pdf
     from_decoded = point_metrics(grid.values[np.argmax(decoded, axis=1)], z_true)
     assert stored["bias_median"] - from_decoded["bias_median"] > 0.001  # what was scored
+
+
+def test_rows_paired_by_objectid_must_be_the_same_objects_on_the_sky(inputs, tmp_path):
+    """A truth table of another simulation reuses the ids of the predicted one (they do not
+    depend on the seed): every row paired, every score noise, exit status 0. Positions on
+    both sides now decide: most rows apart is refused, a few apart are counted, not scored."""
+    from raypz.schema import RefusedError
+
+    truth = inputs["truth"]
+    ids = truth[C.object_id].to_numpy()[:200]
+    z = truth[C.redshift].to_numpy()[:200]
+    ra, dec = truth[C.ra].to_numpy()[:200].copy(), truth[C.dec].to_numpy()[:200]
+    ra[:10] += 2.0 / 3600  # 2 arcsec off (at |dec| <= 5 deg), e.g. a blend split differently
+    pdf = normalize(np.exp(-0.5 * ((GRID.values - z[:, None]) / 0.03) ** 2), GRID)
+    table = predictions_table(ids, pdf, GRID, extra={C.ra: ra, C.dec: dec})
+    pq.write_table(table, tmp_path / "near.parquet")
+    request = EvaluationRequest(
+        str(tmp_path / "near.parquet"), str(inputs["root"] / "truth.parquet"),
+        str(tmp_path / "report"), plots=False,
+    )  # fmt: skip
+    got = evaluate_predictions(request)["model"]
+    assert got["n_rows"] == 190
+    facts = json.loads((tmp_path / "report" / "metrics.json").read_text())["inputs"]
+    assert facts["rows paired by objectId but > 1 arcsec apart (not scored)"] == 10
+
+    other_sim = table.set_column(table.schema.get_field_index(C.ra), C.ra, pa.array(ra + 1.0))
+    pq.write_table(other_sim, tmp_path / "other_sim.parquet")
+    request = EvaluationRequest(
+        str(tmp_path / "other_sim.parquet"), str(inputs["root"] / "truth.parquet"),
+        str(tmp_path / "report2"), plots=False,
+    )  # fmt: skip
+    with pytest.raises(RefusedError, match=r"200 of 200 rows paired by objectId lie more than"):
+        evaluate_predictions(request)
