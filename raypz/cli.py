@@ -353,7 +353,10 @@ def output_path(text: str) -> str:
     """argparse ``type`` of a path a job writes: local or a URI, but not relative under
     ``ray job submit --working-dir``, where the job runs in Ray's temporary copy of that
     directory (on the head node): the output would be written there and lost with the
-    session, while the job reports success."""
+    session, while the job reports success. An empty or blank path is refused (it wrote into
+    the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a directory (local or s3://)")
     if "://" in text or os.path.isabs(text) or not submitted_with_working_dir():
         return text
     raise argparse.ArgumentTypeError(

@@ -36,7 +36,7 @@ from raypz.models.artifact import TRAINING_CURVES
 from raypz.pdf import POINT_ESTIMATES, ZGrid, require_point_estimate
 from raypz.plots import make_all_plots
 from raypz.predictions import Predictions, read_predictions
-from raypz.schema import RefusedError
+from raypz.schema import ContractError, RefusedError
 from raypz.tables import open_table, require_table_files
 
 
@@ -164,7 +164,10 @@ def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):
     train_cols = [*columns.flux_columns(), *columns.flux_err_columns(), columns.redshift]
     train = read_table(train_path, train_cols)
     z_train = train[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)
-    knn = KNNBaseline.fit(*flux_arrays(train, columns), z_train)
+    try:
+        knn = KNNBaseline.fit(*flux_arrays(train, columns), z_train)
+    except ValueError as err:  # too few usable rows: name the table and its label column
+        raise ContractError(train_path, columns.redshift, str(err)) from err
     pdf, flags = knn.predict_pdf(*flux_arrays(test, columns), grid)
     notes = {
         "knn: trained on": f"{train_path} ({train.num_rows} rows)",
@@ -192,7 +195,7 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     pred = read_predictions(request.predictions, only_ids=truth_ids)
     join = match_ids(pred.object_id, truth_ids)
     if join.left_rows.size == 0:
-        raise ValueError(
+        raise RefusedError(
             f"{request.predictions} and {request.truth}: no objectId in common "
             f"({pred.n_not_kept} prediction rows, {truth_ids.size} truth rows); the truth "
             "must hold the predicted objects"

@@ -99,8 +99,20 @@ def run_job(main: Callable[[], int]) -> int:
         cause = getattr(err, "cause", None) or err  # raised in a Ray task: the original error
         print(f"{job}: error: {cause}", file=sys.stderr)
         return REFUSED_EXIT_CODE
+    except OSError as err:
+        if os.environ.get("RAYPZ_TRACEBACK") or not from_object_store(err):
+            raise
+        print(f"{job}: error: {err}", file=sys.stderr)  # credentials, a bucket, the endpoint
+        return REFUSED_EXIT_CODE
     finally:
         _IN_JOB.pop()
+
+
+def from_object_store(err: OSError) -> bool:
+    """Whether ``err`` is an object store's answer (pyarrow's S3 errors read ``AWS Error
+    ...``: access denied, no such bucket, an endpoint that does not answer): the user's
+    credentials or paths to fix, not a bug."""
+    return "AWS Error" in str(err)
 
 
 def _refusals() -> tuple[type[BaseException], ...]:
@@ -111,6 +123,8 @@ def _refusals() -> tuple[type[BaseException], ...]:
         RefusedError,
         FileExistsError,
         FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
         PermissionError,
     ]
     artifact = sys.modules.get("raypz.models.artifact")

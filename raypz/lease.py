@@ -71,7 +71,10 @@ class OutputLease:
 
     def __enter__(self) -> OutputLease:
         fs, inner = io.resolve(self.output)
-        self._made_output = fs.get_file_info(inner).type == pafs.FileType.NotFound
+        kind = fs.get_file_info(inner).type
+        if kind == pafs.FileType.File:
+            raise FileExistsError(f"{self.output}: a file; {self.job} writes a directory there")
+        self._made_output = kind == pafs.FileType.NotFound
         held = read_lease(self.path)
         if held is not None and is_live(held):
             raise FileExistsError(_refusal(self.path, held))

@@ -121,8 +121,8 @@ def read_predictions(
     files = io.list_parquet_files(path)
     if not files:
         raise FileNotFoundError(f"{path}: no Parquet files with predictions")
-    fs, inner = io.resolve(path)
-    _require_finished(path, fs, inner)
+    fs, _ = io.resolve(path)
+    require_finished(path)
     if columns is not None:
         names = pq.read_schema(files[0], filesystem=fs).names
         unknown = [c for c in columns if c not in names]
@@ -169,11 +169,12 @@ def read_predictions(
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest, not_kept)
 
 
-def _require_finished(path: str, fs: pafs.FileSystem, inner: str) -> None:
-    """ValueError for a catalog directory (one with ``dataset/``) that an inference run has not
+def require_finished(path: str) -> None:
+    """RefusedError for a catalog directory (one with ``dataset/``) that an inference run has not
     finished: no ``properties`` (written last), unless a catalog of another writer that has
     only ``hats.properties`` and no raypz staging. Some of its partitions may be missing.
     FileNotFoundError for a finished one that lost partition files."""
+    fs, inner = io.resolve(path)
     names = ("dataset", "properties", "hats.properties", STAGING_DIR)
     dataset, props, hats_props, staging = fs.get_file_info(
         [posixpath.join(inner, n) for n in names]

@@ -379,6 +379,9 @@ def test_relative_outputs_are_refused_under_ray_job_submit(monkeypatch):
         assert output_path(fine) == fine
     with pytest.raises(argparse.ArgumentTypeError, match=r"'sim/deep' is relative.*s3://"):
         output_path("sim/deep")
+    for blank in ("", "  "):  # wrote into the working directory, or one named " "
+        with pytest.raises(argparse.ArgumentTypeError, match="an empty path"):
+            output_path(blank)
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))
     assert output_path("sim/deep") == "sim/deep"  # submitted without --working-dir
 

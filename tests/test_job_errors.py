@@ -155,3 +155,30 @@ def test_every_refusal_kind_is_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "a catalog without its properties file" in err and err.count("\n") == 1
     assert issubclass(RefusedError, ValueError)
+
+
+def test_an_object_store_s_answer_and_a_path_of_the_wrong_kind_are_one_line(capsys, tmp_path):
+    """Access denied by S3, or a file where a directory was meant, printed a traceback."""
+
+    def denied() -> int:
+        raise OSError("When getting information for key 'dr1/object': AWS Error ACCESS_DENIED")
+
+    assert run_job(denied) == 2
+    err = capsys.readouterr().err
+    assert "AWS Error ACCESS_DENIED" in err and err.count("\n") == 1
+
+    (tmp_path / "afile").write_text("x")
+    from raypz.lease import OutputLease
+
+    def into_a_file() -> int:
+        with OutputLease(str(tmp_path / "afile"), "raypz training"):
+            return 0
+
+    assert run_job(into_a_file) == 2
+    assert "afile: a file; raypz training writes a directory there" in capsys.readouterr().err
+
+    def a_bug() -> int:
+        raise OSError("a disk error that is not the user's")
+
+    with pytest.raises(OSError, match="not the user's"):
+        run_job(a_bug)

@@ -264,7 +264,7 @@ def _require_room(config: InferConfig) -> None:
     nodes = _node_resources()
     blocked = pool.unplaceable(pool.plan_pool(config, nodes), nodes)
     if blocked and len(nodes) == 1 and not os.environ.get("RAY_ADDRESS"):
-        raise ValueError(
+        raise RefusedError(
             f"{blocked}: a local Ray gains no node, so the run would wait forever; lower "
             "--cpus-per-actor or --gpus-per-actor, or pass --device cpu"
         )

@@ -38,7 +38,14 @@ from raypz import io
 from raypz.metrics.binning import bin_index
 from raypz.metrics.nz import TOMO_EDGES
 from raypz.pdf import ZGrid, normalize, require_point_estimate
-from raypz.predictions import Z_GRID_KEY, decode_pdfs, grid_from_metadata, open_catalog
+from raypz.predictions import (
+    Z_GRID_KEY,
+    decode_pdfs,
+    grid_from_metadata,
+    open_catalog,
+    require_finished,
+)
+from raypz.schema import RefusedError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,16 +189,19 @@ class CatalogNZ:
 def catalog_grid(path: str) -> tuple[ZGrid, pa.Schema]:
     """The z grid and Arrow schema of the HATS PDF catalog at ``path`` (from
     ``dataset/_common_metadata``, which :func:`raypz.catalog.finalize_catalog` writes)."""
+    if io.is_file(path):
+        raise RefusedError(f"{path}: a file; give the root directory of a PDF catalog")
+    require_finished(path)  # an unfinished inference run says so
     fs, inner = io.resolve(io.join(path, "dataset", "_common_metadata"))
     try:
         schema = pq.read_schema(inner, filesystem=fs)
     except FileNotFoundError as err:
-        raise ValueError(
+        raise RefusedError(
             f"{path}: not a HATS catalog written by jobs/infer_lsst.py (no "
             "dataset/_common_metadata); give the catalog root"
         ) from err
     if Z_GRID_KEY not in (schema.metadata or {}) or "pdf" not in schema.names:
-        raise ValueError(f"{path}: not a raypz PDF catalog (no pdf column or z grid)")
+        raise RefusedError(f"{path}: not a raypz PDF catalog (no pdf column or z grid)")
     return grid_from_metadata(schema.metadata, path), schema
 
 

@@ -221,6 +221,17 @@ def _claim_output(
     return True
 
 
+def check_labelled(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
+    """The checks of a labelled table that training runs before any work (and the Tune search
+    before its trials, which otherwise each failed inside): usable labels, also in the
+    validation split, more than one label value, every band measured somewhere; labels beyond
+    the grid are counted. Raises ContractError or RefusedError naming ``path``."""
+    _require_validation_labels(path, rows, config)
+    _require_label_spread(path, rows, config)
+    _require_every_band(path, rows, config)
+    _warn_beyond_grid(path, rows, config)
+
+
 def _require_validation_labels(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
     """ValueError unless the validation split of ``path`` holds a usable redshift: early stopping
     would otherwise compare losses of no row (0 every epoch) and keep the first epoch."""
@@ -412,10 +423,7 @@ def _train_ensemble(
     }
     stale = _claim_output(output, train, config, identity, replace)
     for path, rows in [(train, labelled)] + ([(pretrain, sim)] if sim is not None else []):
-        _require_validation_labels(path, rows, config)
-        _require_label_spread(path, rows, config)
-        _require_every_band(path, rows, config)
-        _warn_beyond_grid(path, rows, config)
+        check_labelled(path, rows, config)
 
     fit_rows = labelled.take(train_mask(labelled.object_id, config, fold=None))
     pool = fit_rows if sim is None else _concat(fit_rows, sim)

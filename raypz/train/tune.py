@@ -85,6 +85,7 @@ from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.batches import BatchPreparer
 from raypz.train.calibration import log_score
 from raypz.train.config import TrainConfig
+from raypz.train.ensemble import check_labelled
 from raypz.train.labelled import (
     LabelledArrays,
     member_rows,
@@ -551,6 +552,7 @@ def run_search(
     print(validate_dataset(train, base.columns, require_labels=True).summary())
     split = dataclasses.replace(base, kfold=0)  # trials use the fixed validation split
     labelled = read_labelled(train, split)
+    check_labelled(train, labelled, split)  # here, not inside every trial
     key = _search_key(base, settings, labelled.fingerprint(train), SEARCH_SPACE)
     experiment = io.join(output, EXPERIMENT)
     # raypz's filesystem for Ray too (as train_ensemble's members): the same S3 settings

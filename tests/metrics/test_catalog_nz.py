@@ -169,6 +169,21 @@ def test_bad_settings_are_refused(pdf_catalog):
         NZConfig(point_estimate="nope")  # when made, before any catalog is read
     with pytest.raises(ValueError, match="not a HATS catalog"):  # e.g. the object table
         catalog_nz(f"{pdf_catalog}/dataset")
+    with pytest.raises(ValueError, match="a file; give the root directory"):
+        catalog_nz(f"{pdf_catalog}/properties")
+
+
+def test_an_unfinished_catalog_is_named_as_such(pdf_catalog, tmp_path):
+    """It was called "not a HATS catalog ... give the catalog root", which it was."""
+    import shutil
+
+    copy = tmp_path / "photoz"
+    shutil.copytree(pdf_catalog, copy)
+    for name in ("properties", "hats.properties"):
+        (copy / name).unlink()
+    (copy / "dataset" / "_common_metadata").unlink()  # finalize had not written it yet
+    with pytest.raises(ValueError, match="unfinished inference run"):
+        catalog_nz(str(copy))
 
 
 def test_ray_scheduler_gives_the_same_stacks(ray_session, pdf_catalog):

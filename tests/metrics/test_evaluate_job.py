@@ -294,3 +294,16 @@ def test_rows_paired_by_objectid_must_be_the_same_objects_on_the_sky(inputs, tmp
     )  # fmt: skip
     with pytest.raises(RefusedError, match=r"200 of 200 rows paired by objectId lie more than"):
         evaluate_predictions(request)
+
+
+def test_a_knn_training_table_without_usable_labels_is_named(inputs, tmp_path):
+    train = pq.read_table(inputs["root"] / "train.parquet")
+    z = pa.array(np.full(train.num_rows, np.nan))
+    train = train.set_column(train.schema.get_field_index(C.redshift), C.redshift, z)
+    pq.write_table(train, tmp_path / "train.parquet")
+    request = EvaluationRequest(
+        str(inputs["root"] / "ens"), str(inputs["root"] / "truth.parquet"),
+        str(tmp_path / "report"), train=str(tmp_path / "train.parquet"), plots=False,
+    )  # fmt: skip
+    with pytest.raises(ContractError, match=r"train\.parquet: column 'redshift': kNN baseline"):
+        evaluate_predictions(request)

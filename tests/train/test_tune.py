@@ -8,7 +8,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -159,6 +161,21 @@ def test_a_search_on_s3_keeps_its_results_and_experiment_there(
 def test_resume_needs_an_existing_search(ray_session, tune_job, labelled, tmp_path):
     with pytest.raises(SystemExit, match="no Tune experiment"):
         tune_job.main([*_argv(labelled, tmp_path / "none"), "--resume"])
+
+
+def test_a_table_training_would_refuse_is_refused_before_any_trial(labelled, tmp_path):
+    """Each trial failed inside on its own, and the search ended in 'no trial reported a
+    score' after their tracebacks."""
+    from raypz.schema import ContractError
+    from raypz.train.tune import run_search
+
+    table = pq.read_table(labelled)
+    z = pa.array(np.full(table.num_rows, -99.0), table.schema.field("redshift").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("redshift"), "redshift", z),
+                   tmp_path / "unlabelled.parquet")  # fmt: skip
+    with pytest.raises(ContractError, match="column 'redshift': no usable label"):
+        run_search(str(tmp_path / "unlabelled.parquet"), str(tmp_path / "search"))
+    assert not (tmp_path / "search").exists()
 
 
 def test_tune_flags_leave_the_searched_fields_to_the_search(tune_job, tmp_path):
