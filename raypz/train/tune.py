@@ -522,6 +522,29 @@ def _read_json(path: str) -> dict | None:
         return None
 
 
+def tune_config(base: TrainConfig, settings: TuneSettings) -> tune.TuneConfig:
+    """The search's Tune settings: ASHA over epochs, seeded random sampling of
+    :data:`SEARCH_SPACE`, at most ``settings.max_concurrent_trials`` trials at once. That limit
+    goes to the search algorithm: Tune ignores TuneConfig's own with one given (it said so
+    in a warning, and ran as many trials as the cluster held)."""
+    return tune.TuneConfig(
+        metric=METRIC,
+        mode="min",
+        scheduler=ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=base.epochs,
+            grace_period=min(settings.grace_period, base.epochs),
+            reduction_factor=settings.reduction_factor,
+        ),
+        search_alg=BasicVariantGenerator(
+            random_state=base.seed, max_concurrent=settings.max_concurrent_trials or 0
+        ),
+        num_samples=settings.trials,
+        time_budget_s=settings.time_budget_s,
+        trial_dirname_creator=_trial_dirname,
+    )
+
+
 def run_search(
     train: str,
     output: str,
@@ -601,21 +624,7 @@ def run_search(
         tuner = tune.Tuner(
             trainable,
             param_space=SEARCH_SPACE,
-            tune_config=tune.TuneConfig(
-                metric=METRIC,
-                mode="min",
-                scheduler=ASHAScheduler(
-                    time_attr="training_iteration",
-                    max_t=base.epochs,
-                    grace_period=min(settings.grace_period, base.epochs),
-                    reduction_factor=settings.reduction_factor,
-                ),
-                search_alg=BasicVariantGenerator(random_state=base.seed),
-                num_samples=settings.trials,
-                time_budget_s=settings.time_budget_s,
-                max_concurrent_trials=settings.max_concurrent_trials,
-                trial_dirname_creator=_trial_dirname,
-            ),
+            tune_config=tune_config(base, settings),
             run_config=tune.RunConfig(
                 name=EXPERIMENT,
                 storage_path=storage,

@@ -223,3 +223,13 @@ def test_help(tune_job, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--trials" in out and "--time-budget-s" in out and "--config" in out
+
+
+def test_the_concurrency_limit_reaches_the_search_algorithm():
+    """Given to TuneConfig beside a search algorithm, Tune ignored it (with a warning) and
+    ran as many trials at once as the cluster held."""
+    from raypz.train.tune import TuneSettings, tune_config
+
+    config = tune_config(TrainConfig(), TuneSettings(max_concurrent_trials=2))
+    assert config.search_alg.max_concurrent == 2 and config.max_concurrent_trials is None
+    assert tune_config(TrainConfig(), TuneSettings()).search_alg.max_concurrent == 0  # no limit
