@@ -24,6 +24,7 @@ from raypz import io
 from raypz.catalog.healpix import HEALPIX29_COLUMN, HEALPIX29_ORDER
 from raypz.catalog.layout import DATASET_DIR, parse_partition_path
 from raypz.catalog.plan import PartitionPlan
+from raypz.schema.errors import RefusedError
 from raypz.tables import map_files
 
 
@@ -175,7 +176,7 @@ def _check_against_plan(files: list[_PartitionFile], rows: list[int], plan: Part
             if fewer
             else ""
         )
-        raise ValueError(
+        raise RefusedError(  # one line from a job: what went wrong and which validation names it
             f"partition files disagree with the plan: {'; '.join(problems[:5])}{more}{hint}"
         )
 
