@@ -148,6 +148,8 @@ class SurveyConfig:
             raise ValueError(
                 f"cutout_layout must be 'column', 'shards' or 'fits', got {self.cutout_layout!r}"
             )
+        if self.cutout_layout != "column" and not self.cutouts:  # nothing to lay out
+            raise ValueError(f"cutout_layout {self.cutout_layout!r} needs cutouts (--cutouts)")
         if self.sed_set not in ("default", "alt"):
             raise ValueError(f"sed_set must be 'default' or 'alt', got {self.sed_set!r}")
         if self.errors_from not in ("true", "observed"):

@@ -215,6 +215,11 @@ def simulate_survey(
             "object rows)"
         )
     apart = cutout_output is not None and config.cutouts and config.cutout_layout != "column"
+    if cutout_output is not None and not apart:  # it would be ignored, and nothing said
+        raise RefusedError(
+            f"{cutout_output}: a cutout store is written only with cutouts in the shards or "
+            "fits layout (--cutouts --cutout-layout shards|fits)"
+        )
     new_store = apart and _check_store(config, cutout_output)  # before anything is written
     paths = [io.join(output, shard_name(i)) for i in range(config.n_shards)]
     with OutputLease(output, "raypz simulation"):  # two runs both claimed an empty output

@@ -165,6 +165,20 @@ def test_a_cutout_store_in_the_shards_directory_is_refused(tmp_path):
     assert not out.exists()
 
 
+def test_cutout_options_without_cutouts_to_lay_out_are_refused(tmp_path):
+    """--cutout-output or --cutout-layout fits without --cutouts ended with no cutouts, no
+    store and no word."""
+    with pytest.raises(ValueError, match="cutout_layout 'fits' needs cutouts"):
+        SurveyConfig(n_objects=50, seed=1, cutout_layout="fits")
+    for config in (
+        SurveyConfig(n_objects=50, seed=1),
+        SurveyConfig(n_objects=50, seed=1, cutouts=True, cutout_size=8),  # in the object shards
+    ):
+        with pytest.raises(ValueError, match="a cutout store is written only with cutouts in"):
+            simulate_survey(config, str(tmp_path / "sim"), str(tmp_path / "store"))
+    assert not (tmp_path / "sim").exists() and not (tmp_path / "store").exists()
+
+
 def test_a_cutout_store_of_another_simulation_is_refused(ray_session, tmp_path):
     """Two simulations given one --cutout-output: the second overwrote the first's cutouts
     without a word, and they joined the first's objects (same objectIds) as wrong galaxies."""
