@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from raypz import io
 from raypz.cli import ConfigFlags, output_path
 from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions, slug
@@ -64,7 +65,11 @@ def parse_request(argv: list[str] | None = None) -> EvaluationRequest:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation; returns the process exit status (0 on success)."""
-    evaluate_predictions(parse_request(argv))
+    request = parse_request(argv)
+    io.require_exists(
+        request.predictions, request.truth, request.train, request.model, *request.compare.values()
+    )
+    evaluate_predictions(request)
     return 0
 
 

@@ -12,12 +12,14 @@ sample of a data release's catalog costs the sample's memory, not the catalog's.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from raypz import io
 from raypz.baselines import KNNBaseline
@@ -32,10 +34,10 @@ from raypz.metrics import (
     read_table,
     write_report,
 )
-from raypz.models.artifact import TRAINING_CURVES
+from raypz.models.artifact import MODEL_JSON, TRAINING_CURVES
 from raypz.pdf import POINT_ESTIMATES, ZGrid, require_point_estimate
 from raypz.plots import make_all_plots
-from raypz.predictions import Predictions, read_predictions
+from raypz.predictions import MODEL_HASH_KEY, Predictions, read_predictions
 from raypz.schema import ContractError, RefusedError
 from raypz.tables import open_table, require_table_files
 
@@ -280,11 +282,28 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     return results
 
 
+def _require_model_of(model: str, predictions: str) -> None:
+    """RefusedError when the predictions record the hash of another model than ``model``'s
+    (the catalog's and the predictor's schema metadata hold it): its training curves would be
+    shown as theirs. Predictions without a recorded hash pass."""
+    fs, _ = io.resolve(predictions)
+    files = io.list_parquet_files(predictions)
+    meta = (pq.read_schema(files[0], filesystem=fs).metadata if files else None) or {}
+    made_by = meta.get(MODEL_HASH_KEY, b"").decode()
+    own = json.loads(io.read_bytes(io.join(model, MODEL_JSON))).get("model_hash")
+    if made_by and own != made_by:
+        raise RefusedError(
+            f"{model}: model hash {str(own)[:12]}, but {predictions} were made by model "
+            f"{made_by[:12]}; give --model the directory of the model that made them"
+        )
+
+
 def _training_curves(request: EvaluationRequest) -> list[str]:
     """The main model's training-curve PNG copied into the report (its path there), when the
     request names a model directory that has one."""
     if not (request.model and request.plots):
         return []
+    _require_model_of(request.model, request.predictions)
     source = io.join(request.model, TRAINING_CURVES)
     if not io.is_file(source):
         print(f"{source}: no training curves in the model directory (not shown)")

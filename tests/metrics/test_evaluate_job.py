@@ -307,3 +307,24 @@ def test_a_knn_training_table_without_usable_labels_is_named(inputs, tmp_path):
     )  # fmt: skip
     with pytest.raises(ContractError, match=r"train\.parquet: column 'redshift': kNN baseline"):
         evaluate_predictions(request)
+
+
+def test_the_training_curves_shown_are_those_of_the_model_that_made_the_predictions(
+    inputs, tmp_path
+):
+    """--model of another model showed its curves as the catalog's model's; a --model that
+    does not exist was a note on stdout (nothing at all without plots)."""
+    from raypz.predictions import MODEL_HASH_KEY
+    from raypz.schema import RefusedError
+
+    table = inputs["ens"]
+    meta = {**table.schema.metadata, MODEL_HASH_KEY: b"a" * 64}
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "catalog.parquet")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.json").write_text(json.dumps({"model_hash": "b" * 64}))
+    argv = ["--predictions", str(tmp_path / "catalog.parquet")]
+    argv += ["--truth", str(inputs["root"] / "truth.parquet"), "--report", str(tmp_path / "r")]
+    with pytest.raises(RefusedError, match=r"model hash bbbbbbbbbbbb, but .* aaaaaaaaaaaa"):
+        load_job().main([*argv, "--model", str(tmp_path / "model")])
+    with pytest.raises(FileNotFoundError, match="absent: no such file"):
+        load_job().main([*argv, "--model", str(tmp_path / "absent"), "--no-plots"])
