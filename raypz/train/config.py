@@ -202,8 +202,32 @@ class TrainConfig:
         )
 
 
-def _merged(default: Any, given: Any) -> Any:
-    """``given`` over ``default``, nested objects merged key by key."""
+def _merged(default: Any, given: Any, where: str = "TrainConfig") -> Any:
+    """``given`` over ``default``, nested objects merged key by key; TypeError naming the field
+    (``where``) when a given value is of another JSON kind than its default (a hand-written
+    ``"epochs": "three"`` failed later in a comparison that named no field)."""
     if isinstance(default, dict) and isinstance(given, dict):
-        return {**default, **{k: _merged(default.get(k), v) for k, v in given.items()}}
+        merged = {k: _merged(default.get(k), v, f"{where}.{k}") for k, v in given.items()}
+        return {**default, **merged}
+    if not _same_kind(default, given):
+        raise TypeError(f"{where}: expected {type(default).__name__}, got {given!r}")
     return given
+
+
+def _same_kind(default: Any, given: Any) -> bool:
+    """Whether ``given`` may replace ``default`` as far as JSON tells: numbers for numbers (an
+    int where a float is expected, not the other way), text for text, lists for sequences,
+    true/false for flags; anything goes where either is null (optional fields)."""
+    if default is None or given is None:
+        return True
+    if isinstance(default, bool) or isinstance(given, bool):
+        return isinstance(default, bool) and isinstance(given, bool)
+    if isinstance(default, int):
+        return isinstance(given, int)
+    if isinstance(default, float):
+        return isinstance(given, (int, float))
+    if isinstance(default, str):
+        return isinstance(given, str)
+    if isinstance(default, (list, tuple)):
+        return isinstance(given, (list, tuple))
+    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -169,6 +171,16 @@ def test_train_config_round_trip_and_rules():
     # a hand-written partial dict (in a notebook): the rest keeps its defaults, nested too
     partial = TrainConfig.from_dict({"epochs": 3, "net": {"dropout": 0.2}})
     assert partial == TrainConfig(epochs=3, net=CatalogNetConfig(dropout=0.2))
+    assert TrainConfig.from_dict({"lr": 1}).lr == 1  # an int where a float is expected
+    # another JSON kind than the field's is named (it failed in a comparison naming no field)
+    for given, named in [
+        ({"epochs": "three"}, "TrainConfig.epochs: expected int, got 'three'"),
+        ({"epochs": 3.5}, "TrainConfig.epochs: expected int, got 3.5"),
+        ({"net": {"dropout": "x"}}, "TrainConfig.net.dropout: expected float, got 'x'"),
+        ({"balanced": 1}, "TrainConfig.balanced: expected bool, got 1"),
+    ]:
+        with pytest.raises(TypeError, match=re.escape(named)):
+            TrainConfig.from_dict(given)
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
     # values that would train silently wrong: no early stopping at all, the transform fitted on
