@@ -241,10 +241,13 @@ def _claim_output(config: SurveyConfig, output: str) -> None:
     wanted = json.loads(config.to_json())
     if io.is_file(manifest):
         found = json.loads(io.read_bytes(manifest))
-        if found.get("config") != wanted:
+        old = found.get("config") or {}
+        if old != wanted:
+            differ = sorted(k for k in {*old, *wanted} if old.get(k) != wanted.get(k))
+            shown = ", ".join(f"{k} {old.get(k)!r} (now {wanted.get(k)!r})" for k in differ)
             raise FileExistsError(
-                f"{output} already holds a simulation with a different config "
-                f"({found.get('config')}); choose another output"
+                f"{output} already holds a simulation with other settings: {shown}; choose "
+                "another output"
             )
         return
     # shards there would count as finished ones

@@ -40,7 +40,8 @@ def test_ray_task_shards_equal_in_process_shards(ray_session, tmp_path):
     assert simulate_survey(config, str(tmp_path)) == paths
     assert [os.path.getmtime(p) for i, p in enumerate(paths) if i != 1] == mtimes[::2]
     assert pq.read_table(paths[1]).equals(simulate_shard(config, 1))
-    with pytest.raises(FileExistsError, match="different config"):
+    other = r"other settings: epochs True \(now False\), seed 21 \(now 22\); choose"
+    with pytest.raises(FileExistsError, match=other):  # which settings differ, not a dump
         simulate_survey(SurveyConfig(n_objects=500, seed=22, rows_per_shard=200), str(tmp_path))
     # shards without their manifest (copied in, or a manifest deleted) are not another run's
     # finished shards: a rerun would keep them and write the others with its own config
