@@ -275,8 +275,15 @@ class ConfigFlags:
             action.help = spec.options["help"]  # BooleanOptionalAction appends its own default
 
     def values(self, args: argparse.Namespace) -> dict[str, Any]:
-        """Field -> value, for the fields that have a flag, from parsed ``args``."""
-        return {s.field: s.kind.to_field(getattr(args, s.dest)) for s in self.flags()}
+        """Field -> value, for the fields that have a flag, from parsed ``args``; a value the
+        field refuses is a ValueError that names the flag."""
+        values = {}
+        for s in self.flags():
+            try:
+                values[s.field] = s.kind.to_field(getattr(args, s.dest))
+            except ValueError as err:
+                raise ValueError(f"{s.flag}: {err}") from err
+        return values
 
     def build(self, args: argparse.Namespace, **fixed: Any) -> Any:
         """The config the parsed ``args`` describe: ``base`` (or the class's defaults) with the

@@ -317,10 +317,11 @@ def test_evaluate_job_reads_repeated_and_grouped_compare_pairs():
     assert request.plots is False
 
 
-def test_evaluate_job_refuses_a_compare_name_given_twice_and_dot_names():
+def test_evaluate_job_refuses_a_compare_name_given_twice_and_dot_names(capsys):
     argv = ["--predictions", "p", "--truth", "t", "--report", "r", "--compare", "a=x", "a=y"]
     with pytest.raises(SystemExit):  # the first would be dropped without a word
         _job("evaluate").parse_request(argv)
+    assert "--compare: NAME=VALUE pairs: a given more than once" in capsys.readouterr().err
     from raypz.evaluation import slug
 
     # a model's plot directory stays inside the report
