@@ -183,6 +183,8 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     names = request.model_names()
     if len({slug(n) for n in names}) < len(names):  # each gets a plot directory
         raise ValueError(f"model names must be distinct as directory names, got {names}")
+    if request.model:
+        _require_model_of(request.model, request.predictions)
     columns = ColumnTemplate(redshift=request.z_column)
     mag_flux = columns.flux.format(band=request.mag_band)
     truth_cols = [columns.object_id, columns.redshift, mag_flux]
@@ -256,9 +258,18 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         inputs.update(notes)
 
     config = EvalConfig(point_estimate=request.point_estimate)
-    results, images = {}, _training_curves(request)
+    results: dict[str, dict] = {}
+    images: list[str] = []
     for name, s in models.items():
         results[name] = evaluate(s.grid, s.pdf, s.z_spec, s.mag, s.flags, config, s.stored)
+        if name == request.name and results[name]["n_scored"] == 0:  # before any file
+            got = results[name]
+            raise RefusedError(
+                f"{request.predictions} and {request.truth}: no row to score of "
+                f"{got['n_rows']} paired ({got['n_no_pdf']} without a PDF, "
+                f"{got['n_bad_z_spec']} without a usable {columns.redshift}); every metric "
+                "would be empty"
+            )
         if request.plots:
             directory = io.join(request.report, slug(name))
             paths = make_all_plots(
@@ -274,6 +285,7 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
                 s.stored,
             )
             images += [f"{slug(name)}/{path.rsplit('/', 1)[-1]}" for path in paths]
+    images = _training_curves(request) + images  # after the refusals: no file before
     written = write_report(results, request.report, inputs, images)
     files = ", ".join(path.rsplit("/", 1)[-1] for path in written.values())
     plots = f" and {len(images)} plots" if images else ""
@@ -303,7 +315,6 @@ def _training_curves(request: EvaluationRequest) -> list[str]:
     request names a model directory that has one."""
     if not (request.model and request.plots):
         return []
-    _require_model_of(request.model, request.predictions)
     source = io.join(request.model, TRAINING_CURVES)
     if not io.is_file(source):
         print(f"{source}: no training curves in the model directory (not shown)")

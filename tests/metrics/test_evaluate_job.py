@@ -328,3 +328,17 @@ def test_the_training_curves_shown_are_those_of_the_model_that_made_the_predicti
         load_job().main([*argv, "--model", str(tmp_path / "model")])
     with pytest.raises(FileNotFoundError, match="absent: no such file"):
         load_job().main([*argv, "--model", str(tmp_path / "absent"), "--no-plots"])
+
+
+def test_an_evaluation_with_no_row_to_score_is_refused(inputs, tmp_path):
+    """It wrote a report of empty metrics and ended with exit status 0."""
+    truth = inputs["truth"]
+    z = pa.array(np.full(truth.num_rows, -99.0))
+    truth = truth.set_column(truth.schema.get_field_index(C.redshift), C.redshift, z)
+    pq.write_table(truth, tmp_path / "truth.parquet")
+    request = EvaluationRequest(
+        str(inputs["root"] / "ens"), str(tmp_path / "truth.parquet"), str(tmp_path / "report"),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"no row to score of 550 paired \(3 without a PDF, 547"):
+        evaluate_predictions(request)
+    assert not (tmp_path / "report").exists()
