@@ -2,12 +2,12 @@
 
 Examples:
     python jobs/plot_simulation.py --output docs/                  # ~20 s on 2 cores
-    python jobs/plot_simulation.py --output figs/ --n-objects 50000
+    python jobs/plot_simulation.py --output docs/ --n-objects 50000
 
 Simulates, in-process and with fixed seeds, a wide y10 sample (--n-objects rows), a deep y10
 and a wide y1 sample (half as many each), a spectroscopic-like wide sample and a few cutouts;
-writes sim_nz.png, sim_counts.png, sim_colours.png, sim_snr.png and sim_cutouts.png under
---output and prints the numbers that docs/simulation.md quotes.
+writes sim_nz.png, sim_counts.png, sim_colours.png, sim_snr.png and sim_cutouts.png into the
+output directory and prints the numbers that docs/simulation.md quotes.
 """
 
 from __future__ import annotations

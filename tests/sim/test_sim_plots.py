@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from raypz.sim import plots
+import importlib.util
+from pathlib import Path
+
+JOB = Path(__file__).resolve().parents[2] / "jobs" / "plot_simulation.py"
 
 
 def test_plots_command_writes_small_pngs(tmp_path, capsys):
-    plots.main(["--output", str(tmp_path), "--n-objects", "3000"])
+    spec = importlib.util.spec_from_file_location("plot_simulation_job", JOB)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main(["--output", str(tmp_path), "--n-objects", "3000"]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
         "sim_colours.png",
