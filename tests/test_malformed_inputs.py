@@ -67,10 +67,13 @@ def test_inference_stops_before_any_work_on_a_broken_contract(
 def test_rerun_into_a_catalog_of_other_inputs_is_refused(tmp_path, small_survey, small_model):
     out = tmp_path / "catalog"
     out.mkdir()
-    (out / "raypz_run_summary.json").write_text('{"fingerprint": "another run"}')
-    with pytest.raises(FileExistsError, match="other inputs, another model"):
+    other = '{"fingerprint": "another run", "model_id": "catalog-0123456789ab", "sources": 3}'
+    (out / "raypz_run_summary.json").write_text(other)
+    with pytest.raises(FileExistsError, match="other inputs, another model") as info:
         run_inference(small_survey, small_model, str(out), InferConfig(validate="schema"))
-    assert (out / "raypz_run_summary.json").read_text() == '{"fingerprint": "another run"}'
+    assert "model 'catalog-0123456789ab' (now '" in str(info.value)  # what differs, where known
+    assert "input files" not in str(info.value)  # the same 3 files
+    assert (out / "raypz_run_summary.json").read_text() == other
 
 
 def test_per_row_problems_become_flags_and_no_row_is_dropped(small_survey, small_model):

@@ -344,7 +344,7 @@ def run_inference(
     fs, _ = io.resolve(input_path)
     files = require_table_files(input_path)
     fingerprint = _fingerprint(files, fs, artifact, config, store)
-    finished = _finished_run(output, fingerprint)
+    finished = _finished_run(output, fingerprint, artifact.model_id, len(files))
     if finished is not None:  # before validation: "full" reads every row of the input
         print(f"{output}: already complete for these inputs, model and settings; nothing to do")
         seconds = round(time.perf_counter() - t0, 2)
@@ -621,18 +621,31 @@ def _rows_by_origin(counts: list[pa.Table]) -> tuple[dict[str, dict], dict[str, 
     return by_node, {d["device"]: d["rows_sum"] for d in devices}
 
 
-def _finished_run(output: str, fingerprint: str) -> InferenceSummary | None:
+def _finished_run(
+    output: str, fingerprint: str, model_id: str, sources: int
+) -> InferenceSummary | None:
     """The summary of a completed run over the same inputs, model and partitioning settings,
-    if ``output`` has one and every partition file it lists is still there."""
+    if ``output`` has one and every partition file it lists is still there. A catalog of
+    another run is refused, naming what differs where its summary says (the model, the number
+    of input files)."""
     try:
         previous = json.loads(io.read_bytes(io.join(output, SUMMARY_FILE)))
     except FileNotFoundError:
         return None
     if previous.get("fingerprint") != fingerprint:
+        differ = [
+            f"{what} {previous[key]!r} (now {now!r})"
+            for what, key, now in [
+                ("model", "model_id", model_id),
+                ("input files", "sources", sources),
+            ]
+            if key in previous and previous[key] != now
+        ]
         raise FileExistsError(
             f"{output}: holds a catalog from other inputs, another model or other partitioning "
-            "settings (InferConfig's --max-rows-per-partition, --histogram-order); choose a new "
-            "output"
+            "settings (InferConfig's --max-rows-per-partition, --histogram-order)"
+            + (f": {', '.join(differ)}" if differ else "")
+            + "; choose a new output"
         )
     require_complete(output, "infer into a new output, or delete this one and rerun")
     return InferenceSummary(**previous)
