@@ -137,15 +137,21 @@ def _present(path: str, names: list[str]) -> list[str]:
 
 
 def _same_objects(
-    predicted: np.ndarray | None, true: np.ndarray | None, rows: int, what: str
+    predicted: np.ndarray | None,
+    predicted_rows: np.ndarray,
+    true: np.ndarray | None,
+    true_rows: np.ndarray,
+    what: str,
 ) -> np.ndarray:
-    """(rows,) bool: which pairs of positions (rows, 2) in degrees lie within
-    MATCH_RADIUS_ARCSEC; all True when either side has no positions (None). Raises
-    RefusedError when most pairs are farther apart: the ids name other objects there, and
-    every score would be noise."""
+    """(M,) bool: which of the M pairs of rows matched by objectId (``predicted_rows[i]`` of
+    the predictions, ``true_rows[i]`` of the truth) lie within MATCH_RADIUS_ARCSEC, from the
+    positions (N, 2) in degrees of each side; all True when either side has none (None).
+    Raises RefusedError when most pairs are farther apart: the ids name other objects there,
+    and every score would be noise."""
     if predicted is None or true is None:
-        return np.ones(rows, bool)
-    ra1, dec1, ra2, dec2 = np.radians([*predicted.T, *true.T])
+        return np.ones(len(predicted_rows), bool)
+    ra1, dec1 = np.radians(predicted[predicted_rows]).T
+    ra2, dec2 = np.radians(true[true_rows]).T
     hav = (
         np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
     )
@@ -204,15 +210,10 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
             f"({pred.n_not_kept} prediction rows, {truth_ids.size} truth rows); the truth "
             "must hold the predicted objects"
         )
-    pairs = f"{request.predictions} and {request.truth}"
-    pred_pos = _positions(pred.table, columns)
     left, right = join.left_rows, join.right_rows
-    near = _same_objects(
-        None if pred_pos is None else pred_pos[left],
-        None if truth_pos is None else truth_pos[right],
-        left.size,
-        pairs,
-    )
+    pred_pos = _positions(pred.table, columns)
+    what = f"{request.predictions} and {request.truth}"
+    near = _same_objects(pred_pos, left, truth_pos, right, what)
     left, right = left[near], right[near]
     test = truth.take(right)  # the test rows, in prediction order
     test_ids = truth_ids[right]
@@ -237,12 +238,8 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
         other = read_predictions(path, only_ids=test_ids)
         m = match_ids(test_ids, other.object_id)
         other_pos = _positions(other.table, columns)
-        near = _same_objects(
-            None if other_pos is None else other_pos[m.right_rows],
-            None if test_pos is None else test_pos[m.left_rows],
-            m.left_rows.size,
-            f"{path} and {request.truth}",
-        )
+        what = f"{path} and {request.truth}"
+        near = _same_objects(other_pos, m.right_rows, test_pos, m.left_rows, what)
         rows, truth_rows = m.right_rows[near], m.left_rows[near]
         models[name] = _rows_of(other, rows, z_spec[truth_rows], mag[truth_rows])
         inputs[f"{name}: rows > {MATCH_RADIUS_ARCSEC:g} arcsec from the truth (not scored)"] = int(
