@@ -200,9 +200,11 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     truth = read_table(request.truth, list(dict.fromkeys(truth_cols)))
     truth_ids = object_ids(truth, columns.object_id, request.truth)
     truth_pos = _positions(truth, columns)
-    # only the truth's rows of the predictions are read: a spec-z sample of a data release's
-    # catalog costs the memory of the sample, not of the catalog
-    pred = read_predictions(request.predictions, only_ids=truth_ids)
+    # only the truth's rows of the predictions are kept, and a catalog's partitions far from
+    # every truth position are not read: a spec-z sample of a data release's catalog costs
+    # the memory of the sample, and the reading of the sample's fields
+    near = None if truth_pos is None else (truth_pos[:, 0], truth_pos[:, 1])
+    pred = read_predictions(request.predictions, only_ids=truth_ids, near=near)
     join = match_ids(pred.object_id, truth_ids)
     if join.left_rows.size == 0:
         raise RefusedError(
@@ -235,7 +237,9 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     }
     models = {request.name: _rows_of(pred, left, z_spec, mag)}
     for name, path in request.compare.items():
-        other = read_predictions(path, only_ids=test_ids)
+        other = read_predictions(
+            path, only_ids=test_ids, near=None if test_pos is None else tuple(test_pos.T)
+        )
         m = match_ids(test_ids, other.object_id)
         other_pos = _positions(other.table, columns)
         what = f"{path} and {request.truth}"

@@ -21,7 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raypz import compact, io, tables
-from raypz.catalog.layout import STAGING_DIR, require_complete
+from raypz.catalog.healpix import NEIGHBOURHOOD_MAX_ORDER, pixels_near
+from raypz.catalog.layout import STAGING_DIR, parse_partition_path, require_complete
 from raypz.metrics.tables import object_ids
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, require_on_grid, summarize
 from raypz.schema.errors import RefusedError
@@ -106,7 +107,10 @@ is read whole before its rows are picked, so this bounds the memory of the reads
 
 
 def read_predictions(
-    path: str, columns: list[str] | None = None, only_ids: np.ndarray | None = None
+    path: str,
+    columns: list[str] | None = None,
+    only_ids: np.ndarray | None = None,
+    near: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Predictions:
     """Read a predictions Parquet file, a directory of them, or a HATS PDF catalog.
 
@@ -117,6 +121,12 @@ def read_predictions(
             by file before any PDF is decoded, so the memory is that of the rows kept (plus
             READ_THREADS files), not of the whole catalog: how an evaluation scores a sample of
             a data release. ``n_not_kept`` counts the other rows. Default: every row.
+        near: RA and Dec (degrees) of the objects wanted: a HATS catalog's partition files
+            that neither hold nor border any of these positions are not read at all (their
+            rows, from the footers, count in ``n_not_kept``). A spec-z sample in a few fields
+            then reads those fields' partitions, not the release. Files of other layouts, and
+            partitions deeper than :data:`~raypz.catalog.healpix.NEIGHBOURHOOD_MAX_ORDER`,
+            are read. Non-finite positions: every file is read.
     """
     files = io.list_parquet_files(path)
     if not files:
@@ -130,6 +140,7 @@ def read_predictions(
             kept = [n for n in names if n not in ("pdf", "pdf_start")]
             raise RefusedError(f"{files[0]}: no column(s) {unknown}; it has {kept}")
     wanted = None if only_ids is None else np.unique(np.asarray(only_ids, dtype=np.int64))
+    files, skipped = _partitions_near(files, near)
 
     def read(file: str) -> tuple[pa.Table, ZGrid, int]:
         """One file's columns (only the wanted rows), its z grid and how many rows it left."""
@@ -165,8 +176,33 @@ def read_predictions(
     start = table["pdf_start"] if compact_pdfs else None
     pdf = decode_pdfs(table["pdf"], start, grid)
     rest = table.drop_columns(["pdf", "pdf_start"] if compact_pdfs else ["pdf"])
-    not_kept = sum(n for _, _, n in parts)
+    skipped_rows = tables.map_files(
+        lambda f: pq.read_metadata(f, filesystem=fs).num_rows, skipped, opens_fits=False
+    )
+    not_kept = sum(n for _, _, n in parts) + sum(skipped_rows)
     return Predictions(grid, table["objectId"].to_numpy(), pdf, rest, not_kept)
+
+
+def _partitions_near(
+    files: list[str], near: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[list[str], list[str]]:
+    """``files`` split into those to read and the HATS partitions that no position of
+    ``near`` (RA, Dec in degrees) lies in or beside (see :func:`read_predictions`)."""
+    if near is None:
+        return files, []
+    ra, dec = (np.asarray(a, dtype=np.float64) for a in near)
+    if not (np.isfinite(ra) & np.isfinite(dec)).all():  # its partition cannot be told
+        return files, []
+    pixels = [parse_partition_path(f) for f in files]
+    orders = {p[0] for p in pixels if p is not None and p[0] <= NEIGHBOURHOOD_MAX_ORDER}
+    keep = {k: set(pixels_near(ra, dec, k).tolist()) for k in orders}
+    read, skipped = [], []
+    for f, p in zip(files, pixels, strict=True):
+        far = p is not None and p[0] in keep and p[1] not in keep[p[0]]
+        (skipped if far else read).append(f)
+    if not read:  # one file still gives the grid and the columns of an empty result
+        read, skipped = skipped[:1], skipped[1:]
+    return read, skipped
 
 
 def require_finished(path: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from astropy.coordinates import Latitude, Longitude
-from cdshealpix.nested import lonlat_to_healpix
+from cdshealpix.nested import lonlat_to_healpix, neighbours
 
 HEALPIX29_COLUMN: str = "_healpix_29"
 """Name of the spatial index column in HATS catalogs (hats' ``SPATIAL_INDEX_COLUMN``)."""
@@ -68,6 +68,27 @@ def pixel_at_order(healpix29_index: np.ndarray, order: int) -> np.ndarray:
     if not 0 <= order <= HEALPIX29_ORDER:
         raise ValueError(f"order must be in [0, {HEALPIX29_ORDER}], got {order}")
     return np.asarray(healpix29_index, dtype=np.int64) >> (2 * (HEALPIX29_ORDER - order))
+
+
+NEIGHBOURHOOD_MAX_ORDER: int = 16
+"""Order of the fine pixels (~3.2 arcsec wide) whose 3 x 3 blocks :func:`pixels_near` puts
+around positions: each block holds every point within a pixel's width of its position, so
+within an arcsec (a match radius) with room to spare. Partitions deeper than this order are
+narrower than that, and not told apart."""
+
+
+def pixels_near(ra_deg: np.ndarray, dec_deg: np.ndarray, order: int) -> np.ndarray:
+    """Sorted nested pixels at ``order`` (0..NEIGHBOURHOOD_MAX_ORDER) that hold a point within
+    ~3 arcsec of one of the positions (degrees): the parents of the 3 x 3 blocks of order-16
+    pixels around them. Exact for any point closer than an order-16 pixel's width, and tight:
+    a pixel far from every position is never in. Raises ValueError for non-finite positions,
+    as :func:`healpix29` does."""
+    if not 0 <= order <= NEIGHBOURHOOD_MAX_ORDER:
+        raise ValueError(f"order must be in [0, {NEIGHBOURHOOD_MAX_ORDER}], got {order}")
+    fine = np.unique(pixel_at_order(healpix29(ra_deg, dec_deg), NEIGHBOURHOOD_MAX_ORDER))
+    block = neighbours(fine.astype(np.uint64), NEIGHBOURHOOD_MAX_ORDER)  # (n, 9), -1: none
+    block = block[block >= 0].astype(np.int64)
+    return np.unique(block >> (2 * (NEIGHBOURHOOD_MAX_ORDER - order)))
 
 
 @dataclass(frozen=True, eq=False)

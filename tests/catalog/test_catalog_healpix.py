@@ -79,3 +79,24 @@ def test_histogram_merge_equals_histogram_of_all_rows(rng):
     assert len(whole.to_dense()) == 12 * 4**3
     with pytest.raises(ValueError, match="different orders"):
         PixelHistogram.merge([whole, PixelHistogram.from_healpix29(index, 4)])
+
+
+def test_pixels_near_hold_every_point_within_an_arcsec_and_no_far_pixel(rng):
+    """What an evaluation reads of a catalog: the partitions of points up to 1 arcsec from
+    its positions (a spec-z position off the object's), at any partition order; a pixel far
+    from every position is never in."""
+    from raypz.catalog.healpix import pixels_near
+
+    ra, dec = sphere_points(rng, 300)
+    angle = rng.uniform(0, 2 * np.pi, (ra.size, 40))
+    dist = rng.uniform(0, 1.0, (ra.size, 40)) / 3600  # degrees
+    dec_off = np.clip(dec[:, None] + dist * np.sin(angle), -90, 90)
+    stretch = np.maximum(np.cos(np.radians(dec_off)), 1e-6)  # RA degrees per degree on sky
+    ra_off = np.mod(ra[:, None] + dist * np.cos(angle) / stretch, 360.0)
+    for order in (0, 3, 7, 11, 16):
+        near = pixels_near(ra, dec, order)
+        offsets = pixel_at_order(healpix29(ra_off.ravel(), dec_off.ravel()), order)
+        assert np.isin(offsets, near).all(), order
+    lon, lat = cdshealpix.nested.healpix_to_lonlat(np.array([1234], np.uint64), 5)  # a centre
+    centre = pixels_near(lon.to_value("deg"), lat.to_value("deg"), 5)
+    assert centre.tolist() == [1234]

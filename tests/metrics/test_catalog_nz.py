@@ -186,6 +186,33 @@ def test_an_unfinished_catalog_is_named_as_such(pdf_catalog, tmp_path):
         catalog_nz(str(copy))
 
 
+def test_a_sample_in_one_corner_reads_only_the_partitions_beside_it(pdf_catalog, monkeypatch):
+    """An evaluation of a spec-z sample read every partition of the catalog to find its rows;
+    partitions that neither hold nor border a sample position are skipped now, with the same
+    rows kept and the skipped rows counted (from the footers)."""
+    import pyarrow.parquet as pq
+
+    from raypz import io
+
+    whole = read_predictions(pdf_catalog)
+    ra, dec = (whole.table[c].to_numpy() for c in ("coord_ra", "coord_dec"))
+    corner = np.flatnonzero((ra < 20.5) & (dec < -1.0))
+    ids = whole.object_id[corner]
+    read, real = [], pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda f, *a, **k: read.append(f) or real(f, *a, **k))
+    shifted = (ra[corner] + 0.9 / 3600, dec[corner])  # a spec-z position, 0.9 arcsec off
+    near = read_predictions(pdf_catalog, only_ids=ids, near=shifted)
+    files = io.list_parquet_files(pdf_catalog)
+    assert 0 < len(read) < len(files) / 3, (len(read), len(files))
+    monkeypatch.undo()
+    every = read_predictions(pdf_catalog, only_ids=ids)
+    np.testing.assert_array_equal(near.object_id, every.object_id)
+    np.testing.assert_array_equal(near.pdf, every.pdf)
+    assert near.n_not_kept == every.n_not_kept == N_ROWS - ids.size
+    nan = (np.append(shifted[0], np.nan), np.append(shifted[1], 0.0))  # no partition to tell
+    assert read_predictions(pdf_catalog, only_ids=ids, near=nan).n_not_kept == N_ROWS - ids.size
+
+
 def test_ray_scheduler_gives_the_same_stacks(ray_session, pdf_catalog):
     config = NZConfig(edges=EDGES, scheduler="ray")
     on_ray = catalog_nz(pdf_catalog, config)
