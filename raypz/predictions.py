@@ -122,7 +122,7 @@ def read_predictions(
             READ_THREADS files), not of the whole catalog: how an evaluation scores a sample of
             a data release. ``n_not_kept`` counts the other rows. Default: every row.
         near: RA and Dec (degrees) of the objects wanted: a HATS catalog's partition files
-            that neither hold nor border any of these positions are not read at all (their
+            that hold no point within ~3 arcsec of these positions are not read at all (their
             rows, from the footers, count in ``n_not_kept``). A spec-z sample in a few fields
             then reads those fields' partitions, not the release. Files of other layouts, and
             partitions deeper than :data:`~raypz.catalog.healpix.NEIGHBOURHOOD_MAX_ORDER`,
@@ -186,8 +186,8 @@ def read_predictions(
 def _partitions_near(
     files: list[str], near: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[list[str], list[str]]:
-    """``files`` split into those to read and the HATS partitions that no position of
-    ``near`` (RA, Dec in degrees) lies in or beside (see :func:`read_predictions`)."""
+    """``files`` split into those to read and the HATS partitions with no point within ~3
+    arcsec of a position of ``near`` (RA, Dec in degrees; see :func:`read_predictions`)."""
     if near is None:
         return files, []
     ra, dec = (np.asarray(a, dtype=np.float64) for a in near)
