@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raypz import io
 from raypz.baselines import KNNBaseline
@@ -39,7 +38,7 @@ from raypz.pdf import POINT_ESTIMATES, ZGrid, require_point_estimate
 from raypz.plots import make_all_plots
 from raypz.predictions import MODEL_HASH_KEY, Predictions, read_predictions
 from raypz.schema import ContractError, RefusedError
-from raypz.tables import open_table, require_table_files
+from raypz.tables import column_names
 
 
 @dataclass(frozen=True)
@@ -128,14 +127,6 @@ def _positions(table: pa.Table, columns: ColumnTemplate) -> np.ndarray | None:
     return np.stack([ra, dec], axis=1).astype(np.float64)
 
 
-def _present(path: str, names: list[str]) -> list[str]:
-    """Those of ``names`` that the table at ``path`` has (as its first file's schema says)."""
-    fs, _ = io.resolve(path)
-    with open_table(fs, require_table_files(path)[0]) as table:
-        have = set(table.schema.names)
-    return [n for n in names if n in have]
-
-
 def _same_objects(
     predicted: np.ndarray | None,
     predicted_rows: np.ndarray,
@@ -189,22 +180,23 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     names = request.model_names()
     if len({slug(n) for n in names}) < len(names):  # each gets a plot directory
         raise ValueError(f"model names must be distinct as directory names, got {names}")
-    if request.model:
-        _require_model_of(request.model, request.predictions)
     columns = ColumnTemplate(redshift=request.z_column)
     mag_flux = columns.flux.format(band=request.mag_band)
     truth_cols = [columns.object_id, columns.redshift, mag_flux]
     if request.train:  # the kNN baseline predicts from the test rows' fluxes
         truth_cols += [*columns.flux_columns(), *columns.flux_err_columns()]
-    truth_cols += _present(request.truth, [columns.ra, columns.dec])  # to check the pairing
+    has = column_names(request.truth)
+    truth_cols += [c for c in (columns.ra, columns.dec) if c in has]  # to check the pairing
     truth = read_table(request.truth, list(dict.fromkeys(truth_cols)))
     truth_ids = object_ids(truth, columns.object_id, request.truth)
     truth_pos = _positions(truth, columns)
     # only the truth's rows of the predictions are kept, and a catalog's partitions far from
     # every truth position are not read: a spec-z sample of a data release's catalog costs
     # the memory of the sample, and the reading of the sample's fields
-    near = None if truth_pos is None else (truth_pos[:, 0], truth_pos[:, 1])
-    pred = read_predictions(request.predictions, only_ids=truth_ids, near=near)
+    sky = None if truth_pos is None else (truth_pos[:, 0], truth_pos[:, 1])
+    pred = read_predictions(request.predictions, only_ids=truth_ids, near=sky)
+    if request.model:  # before any file is written
+        _require_model_of(request.model, pred, request.predictions)
     join = match_ids(pred.object_id, truth_ids)
     if join.left_rows.size == 0:
         raise RefusedError(
@@ -295,14 +287,12 @@ def evaluate_predictions(request: EvaluationRequest) -> dict[str, dict]:
     return results
 
 
-def _require_model_of(model: str, predictions: str) -> None:
-    """RefusedError when the predictions record the hash of another model than ``model``'s
-    (the catalog's and the predictor's schema metadata hold it): its training curves would be
-    shown as theirs. Predictions without a recorded hash pass."""
-    fs, _ = io.resolve(predictions)
-    files = io.list_parquet_files(predictions)
-    meta = (pq.read_schema(files[0], filesystem=fs).metadata if files else None) or {}
-    made_by = meta.get(MODEL_HASH_KEY, b"").decode()
+def _require_model_of(model: str, pred: Predictions, predictions: str) -> None:
+    """RefusedError when the predictions ``pred`` read from ``predictions`` record the hash of
+    another model than ``model``'s (the catalog's and the predictor's schema metadata hold
+    it): its training curves would be shown as theirs. Predictions without a recorded hash
+    pass."""
+    made_by = (pred.table.schema.metadata or {}).get(MODEL_HASH_KEY, b"").decode()
     own = json.loads(io.read_bytes(io.join(model, MODEL_JSON))).get("model_hash")
     if made_by and own != made_by:
         raise RefusedError(

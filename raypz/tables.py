@@ -146,6 +146,14 @@ def require_table_files(path: str) -> list[str]:
     return files
 
 
+def column_names(path: str) -> list[str]:
+    """The column names of the table at ``path`` (local or URI), as its first table file's
+    schema says (FileNotFoundError naming ``path`` when it has none)."""
+    fs, _ = io.resolve(path)
+    with open_table(fs, require_table_files(path)[0]) as table:
+        return table.schema.names
+
+
 def relative_stem(path: str, root: str) -> str:
     """``path`` (a file under ``root``, as :func:`list_table_files` names it) relative to
     ``root`` (local or URI) without its table suffix: the key that pairs an object file with

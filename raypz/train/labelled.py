@@ -114,12 +114,9 @@ def train_mask(object_id: np.ndarray, config: TrainConfig, fold: int | None) -> 
 def has_epoch_columns(path: str, config: TrainConfig) -> bool:
     """True when the table carries single-exposure flux columns for every band, as its first
     file's schema says."""
-    fs, _ = io.resolve(path)
-    files = tables.require_table_files(path)
-    with tables.open_table(fs, files[0]) as table:
-        schema = table.schema
+    names = tables.column_names(path)
     ef, ee = config.columns.epoch_columns(BANDS)
-    return all(name in schema.names for name in ef + ee)
+    return all(name in names for name in ef + ee)
 
 
 def training_columns(config: TrainConfig, with_epochs: bool, labelled: bool = True) -> list[str]:
