@@ -139,11 +139,9 @@ class PriorSamplePosterior:
         draw_terms = torch.from_numpy(
             np.concatenate([1.0 / var, -2.0 * f_s / var, f_s * f_s / var + np.log(var)], axis=1)
         )
-        u = (z_s - grid.z_min) / grid.dz
-        low = np.clip(np.floor(u).astype(np.int64), 0, grid.n - 1)
-        frac = torch.from_numpy(u - low)
-        low_t = torch.from_numpy(low)
-        high_t = torch.from_numpy(np.minimum(low + 1, grid.n - 1))
+        low, frac = grid.locate(z_s)  # each draw's mass shared by its two grid points
+        frac = torch.from_numpy(frac)
+        low_t, high_t = torch.from_numpy(low), torch.from_numpy(low + 1)
 
         present, flags = usable_bands(flux, np.asarray(flux_err, dtype=np.float64))
         obs = np.where(present, flux, 0.0)  # 0 in unusable bands: their terms drop out
