@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -132,10 +132,9 @@ def cross_validate(
         fs, _ = io.resolve(output)
         for stale in _stale_folds(io.join(output, PREDICTIONS), folds):
             fs.delete_file(stale)
-        result = _cross_validate(
-            train, output, config, folds, pretrain, point_estimate, name, table
+        return _cross_validate(
+            train, output, config, folds, pretrain, point_estimate, name, table, t0
         )
-    return replace(result, seconds=time.perf_counter() - t0)
 
 
 def _cross_validate(
@@ -147,8 +146,10 @@ def _cross_validate(
     point_estimate: str,
     name: str,
     table: pa.Table,
+    t0: float,
 ) -> CrossValidation:
-    """:func:`cross_validate` once its output is leased and checked."""
+    """:func:`cross_validate` once its output is leased and checked (``t0``: when it began, on
+    ``time.perf_counter``)."""
     c = config.columns
     fold = outer_folds(table[c.object_id].to_numpy(), folds)
     predictions = io.join(output, PREDICTIONS)
@@ -187,7 +188,8 @@ def _cross_validate(
         point_estimate=point_estimate,
     )
     metrics = evaluate_predictions(request)[name]
-    return CrossValidation(predictions, report, models, fold_rows, metrics, 0.0)
+    seconds = time.perf_counter() - t0
+    return CrossValidation(predictions, report, models, fold_rows, metrics, seconds)
 
 
 def read_rows(train: str, config: TrainConfig) -> pa.Table:
