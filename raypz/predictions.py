@@ -90,8 +90,9 @@ class Predictions:
         object_id: (N,) int64.
         pdf: (N, G) float32 normalised PDFs (all zero where no PDF could be made).
         table: the other requested columns (summaries, flags, ...), row-aligned.
-        n_not_kept: rows of the source left out because their objectId was not asked for
-            (``read_predictions(..., only_ids=...)``); 0 when every row was read.
+        n_not_kept: rows of the source left out: their objectId was not asked for
+            (``read_predictions(..., only_ids=...)``), or their partition file lay far from
+            every position asked for (``near=``); 0 when every row was read.
     """
 
     grid: ZGrid
