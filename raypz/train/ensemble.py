@@ -12,7 +12,8 @@ width scale on the validation rows -> save the artifact
 Domain-adversarial image models also stream the unlabelled rows of a ``target`` table.
 
 Ray Train runs are named after the data fingerprint and config, so rerunning the same command
-after an interruption resumes each member from its last checkpoint.
+after an interruption resumes each unfinished member from its last checkpoint and loads each
+finished one (:mod:`raypz.train.finished`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.calibration import calibrate, validation_pdfs, with_width_scale
 from raypz.train.config import TrainConfig
 from raypz.train.datasets import member_datasets, target_dataset
+from raypz.train.finished import load_finished, save_finished
 from raypz.train.labelled import (
     LabelledArrays,
     has_epoch_columns,
@@ -476,14 +478,21 @@ def _train_ensemble(
     }
 
     def fit(stage: str, path: str, fold, bal, member_spec: MemberSpec, counter) -> tuple:
-        """One member (or the pre-training) in a task or through Ray Train; ``counter`` is
-        the epoch counter's handle."""
+        """One member (or the pre-training) in a task or through Ray Train, or loaded when an
+        earlier run finished it; ``counter`` is the epoch counter's handle."""
         run = _run_id(name, fingerprints[path], config, stage, target, fitted)
+        run_dir = io.join(storage, run)
+        if (finished := load_finished(run_dir)) is not None:
+            note = f"member seed {member_spec.seed}: finished earlier"
+            counter.reach.remote(member_spec.seed, member_spec.n_epochs, note)
+            return finished
         if in_tasks:
-            where = io.join(storage, run)
-            return fit_in_task(tables[path], member_spec, fold, bal, where, res.use_gpu, counter)
-        done = fit_on_ray(run, storage, datasets(path, fold, bal), member_spec, res, counter)
-        return done.best_state, done.progress
+            best, done = fit_in_task(tables[path], member_spec, fold, bal, res.use_gpu, counter)
+        else:
+            ray_fit = fit_on_ray(run, storage, datasets(path, fold, bal), member_spec, res, counter)
+            best, done = ray_fit.best_state, ray_fit.progress
+        save_finished(run_dir, best, done)
+        return best, done
 
     init_state = None
     if sim is not None:

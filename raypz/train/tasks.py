@@ -5,22 +5,19 @@ per member (a controller, a worker group, dataset split coordinators, a checkpoi
 were measured at several times that (568 s for 5 members on 10k rows on 2 cores, most of it not
 arithmetic). Here the labelled table goes to the object store once and each member is one task
 (1 CPU, or 1 GPU when the cluster has them) that runs :func:`raypz.train.member.train_member` on
-its rows in memory, so members still run side by side across a cluster. A finished member's
-weights and history are stored under the checkpoint storage, so rerunning the same command
-skips finished members; an interrupted member restarts from its first epoch (a few seconds of
-work at these sizes).
+its rows in memory, so members still run side by side across a cluster. Rerunning the same
+command skips finished members (:mod:`raypz.train.finished`); an interrupted member restarts
+from its first epoch (a few seconds of work at these sizes).
 """
 
 from __future__ import annotations
 
-import io as _bytes_io
 from typing import Any
 
 import pyarrow as pa
 import ray
 import torch
 
-from raypz import io
 from raypz.train.augment import BalanceWeights
 from raypz.train.labelled import member_rows
 from raypz.train.member import (
@@ -30,9 +27,6 @@ from raypz.train.member import (
     epochs_reached,
     train_member,
 )
-
-RESULT_FILE = "member_result.pt"
-"""File of a finished member under ``storage/run_id/``: best weights and progress."""
 
 
 def _train_task(
@@ -61,26 +55,12 @@ def fit_in_task(
     spec: MemberSpec,
     fold: int | None,
     balance: BalanceWeights | None,
-    result_dir: str,
     use_gpu: bool,
     counter: Any = None,
 ) -> tuple[dict[str, torch.Tensor], MemberProgress]:
-    """Train one member in a Ray task on the labelled ``table`` (an object-store reference),
-    or load it from ``result_dir`` when an earlier run finished it; returns its best weights
-    and progress. ``counter`` is a :class:`raypz.ray_runtime.RemoteProgress` handle or None."""
-    path = io.join(result_dir, RESULT_FILE)
-    if io.is_file(path):
-        state = torch.load(
-            _bytes_io.BytesIO(io.read_bytes(path)), map_location="cpu", weights_only=True
-        )
-        if counter is not None:
-            note = f"member seed {spec.seed}: finished earlier"
-            counter.reach.remote(spec.seed, spec.n_epochs, note)
-    else:
-        task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_train_task)
-        state = ray.get(task.remote(table, spec, fold, balance, counter))
-        buf = _bytes_io.BytesIO()
-        torch.save(state, buf)
-        io.makedirs(result_dir)
-        io.write_bytes_atomic(path, buf.getvalue())
+    """Train one member in a Ray task on the labelled ``table`` (an object-store reference);
+    returns its best weights and progress. ``counter`` is a
+    :class:`raypz.ray_runtime.RemoteProgress` handle or None."""
+    task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_train_task)
+    state = ray.get(task.remote(table, spec, fold, balance, counter))
     return state["best"], MemberProgress.from_dict(state["progress"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,7 @@ from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import VALIDATION_DIR, TrainConfig, is_validation, train_ensemble
 from raypz.train.calibration import WIDTH_SCALE_STEP, WIDTH_SCALES
+from raypz.train.finished import RESULT_FILE
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -96,15 +98,25 @@ def test_artifact_metrics_and_validation_predictions(trained):
     assert (mass > 0).mean() > 0.99
 
 
-def test_rerun_resumes_finished_members(trained, labelled_survey, capsys):
-    """Rerunning the same command finds each member's Ray Train run and resumes it (~60 s);
-    its progress line counts the finished members' epochs (it ended at 0% before)."""
+def test_rerun_loads_finished_members_and_resumes_the_others(trained, labelled_survey, capsys):
+    """Rerunning the same command loads a finished member's stored result without starting Ray
+    Train, and resumes a member whose result is missing (as if the driver died between its
+    last checkpoint and that file) from its Ray Train run; the progress line counts both."""
     out, result = trained
+    runs = sorted(Path(out, "_checkpoints").glob("test-member*"))
+    assert [r.name[:13] for r in runs] == ["test-member00", "test-member01"]
+    loaded, resumed = (r / RESULT_FILE for r in runs)
+    loaded_dir = {p: p.stat().st_mtime_ns for p in runs[0].rglob("*")}
+    resumed.unlink()
     capsys.readouterr()
     again = train_ensemble(labelled_survey, out, CONFIG, name="test")
     assert [m["epochs_run"] for m in again.members] == [2, 2]
+    assert [m["history"] for m in again.members] == [m["history"] for m in result.members]
     assert again.model_hash == result.model_hash
     assert "train: 4/4 epochs (100%)" in capsys.readouterr().out
+    # the loaded member's Ray Train run was not touched; the resumed one stored its result
+    assert {p: p.stat().st_mtime_ns for p in runs[0].rglob("*")} == loaded_dir
+    assert loaded.exists() and resumed.exists()
 
 
 def test_training_curves_are_written_and_linked_by_the_report(trained, labelled_survey, tmp_path):
