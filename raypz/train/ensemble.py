@@ -3,11 +3,11 @@ model artifact.
 
 Flow: validate the labelled table -> fit the feature transform (and balance weights) on the
 training rows, and for image models the cutout stretch on a sample of training cutouts ->
-optionally pre-train one network on a simulated survey -> train M members
-(each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the pre-trained
-weights when there are some), as many at once as the cluster has room for, re-planned as it
-grows (:mod:`raypz.train.schedule`) -> calibrate one PDF
-width scale on the validation rows -> save the artifact
+optionally pre-train one network (or one per member) on a simulated survey -> train M
+members (each a TorchTrainer run; member i seeded from seed + i; fine-tuned from the
+pre-trained weights when there are some), as many at once as the cluster has room for,
+re-planned as it grows (:mod:`raypz.train.schedule`) -> calibrate one PDF width scale on the
+validation rows -> save the artifact
 -> predict the validation rows and record their metrics (raypz.metrics) in model.json.
 Domain-adversarial image models also stream the unlabelled rows of a ``target`` table.
 
@@ -494,34 +494,41 @@ def _train_ensemble(
         save_finished(run_dir, best, done)
         return best, done
 
-    init_state = None
-    if sim is not None:
-        pre_epochs = config.pretrain_epochs or config.epochs
-        pre_spec = spec(config.seed, pre_epochs, config.lr, None)
-        with RemoteProgress(ProgressLine("pre-train", pre_epochs, "epochs")) as progress:
-            init_state, _ = fit("pretrain", pretrain, None, None, pre_spec, progress.handle)
-    lr = config.lr * (config.finetune_lr_factor if init_state is not None else 1.0)
-
-    def member(i: int) -> tuple[dict, dict]:
-        t_m = time.perf_counter()
-        fold = i if config.kfold else None
-        member_spec = spec(config.seed + i, config.epochs, lr, init_state)
-        state, done = fit(f"member{i:02d}", train, fold, balance, member_spec, progress.handle)
-        seconds = time.perf_counter() - t_m
-        return state, member_info(done, config.seed + i, fold, seconds)
-
     bundle = (
         {"CPU": 1.0, **({"GPU": 1.0} if res.use_gpu else {})}
         if in_tasks
         else {**res.bundle(), **config.worker_resources}
     )
+
+    def room() -> int:
+        return members_that_fit(bundle, config, ray.cluster_resources(), not in_tasks)
+
+    inits: list[dict | None] = [None]  # the initial weights of member i: inits[i % len(inits)]
+    if sim is not None:
+        n_pre = config.n_members if config.pretrain_each_member else 1
+        pre_epochs = config.pretrain_epochs or config.epochs
+        pre_line = ProgressLine("pre-train", n_pre * pre_epochs, "epochs")
+
+        def pretrained(i: int) -> dict:
+            stage = f"pretrain{i:02d}" if config.pretrain_each_member else "pretrain"
+            pre_spec = spec(config.seed + i, pre_epochs, config.lr, None)
+            return fit(stage, pretrain, None, None, pre_spec, pre_progress.handle)[0]
+
+        with RemoteProgress(pre_line) as pre_progress:
+            inits, _ = run_as_room_allows(pretrained, n_pre, room)
+    lr = config.lr * (config.finetune_lr_factor if sim is not None else 1.0)
+
+    def member(i: int) -> tuple[dict, dict]:
+        t_m = time.perf_counter()
+        fold = i if config.kfold else None
+        member_spec = spec(config.seed + i, config.epochs, lr, inits[i % len(inits)])
+        state, done = fit(f"member{i:02d}", train, fold, balance, member_spec, progress.handle)
+        seconds = time.perf_counter() - t_m
+        return state, member_info(done, config.seed + i, fold, seconds)
+
     total_epochs = config.n_members * config.epochs
     with RemoteProgress(ProgressLine("train", total_epochs, "epochs")) as progress:
-        trained, most_at_once = run_as_room_allows(
-            member,
-            config.n_members,
-            lambda: members_that_fit(bundle, config, ray.cluster_resources(), not in_tasks),
-        )
+        trained, most_at_once = run_as_room_allows(member, config.n_members, room)
     states = [s for s, _ in trained]
     members = [m for _, m in trained]
     training = {

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from raypz import io
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
@@ -23,7 +24,7 @@ from raypz.schema import ContractError
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import VALIDATION_DIR, TrainConfig, is_validation, train_ensemble
 from raypz.train.calibration import WIDTH_SCALE_STEP, WIDTH_SCALES
-from raypz.train.finished import RESULT_FILE
+from raypz.train.finished import RESULT_FILE, load_finished
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -169,6 +170,19 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
     assert not stale.exists()
     for before, after in zip(first.members, tuned.members, strict=True):
         assert after["history"] != before["history"]
+
+    # each member was pre-trained on its own, seeded like the member: two starts, not one
+    runs = sorted(Path(out, "_checkpoints").glob("tasks-pretrain*"))
+    assert [r.name[:16] for r in runs] == ["tasks-pretrain00", "tasks-pretrain01"]
+    starts = [load_finished(str(r))[0] for r in runs]
+    assert any(not torch.equal(starts[0][k], v) for k, v in starts[1].items())
+    # one shared pre-training when asked: member 0's (the same seed), started from by both
+    shared = dataclasses.replace(config, pretrain_each_member=False)
+    one = str(tmp_path / "shared")
+    train_ensemble(labelled_survey, one, shared, name="tasks", pretrain=str(sim))
+    [run] = Path(one, "_checkpoints").glob("tasks-pretrain-*")
+    start = load_finished(str(run))[0]
+    assert all(torch.equal(start[k], v) for k, v in starts[0].items())
 
 
 def test_an_output_of_other_files_or_inside_the_table_is_refused_before_training(
