@@ -166,7 +166,7 @@ def speed_and_loss(args, config, transform, data, device) -> dict | None:
         per_chunk = max(1, args.steps // args.chunks)
         for _ in range(args.chunks):
             t0 = time.perf_counter()
-            loss, _, _ = run_epoch(ddp, net, batches(x, z, w, bs, per_chunk, rng), device, opt)
+            loss = run_epoch(ddp, net, batches(x, z, w, bs, per_chunk, rng), device, opt).loss
             sync(device)
             seconds += time.perf_counter() - t0
             losses.append(loss)
@@ -229,11 +229,11 @@ def checkpoint_checks(kept, config, transform, data, device) -> None:
     val = list(batches(x, z, w, 4096, 2, rng))
     kept["ddp"].eval()
     ddp2.eval()
-    a, _, _ = run_epoch(kept["ddp"], net, val, device, None)
-    b, _, _ = run_epoch(ddp2, net2, val, device, None)
+    a = run_epoch(kept["ddp"], net, val, device, None).loss
+    b = run_epoch(ddp2, net2, val, device, None).loss
     check(abs(a - b) <= 1e-5 * max(1.0, abs(a)), f"same evaluation loss ({a:.5f} vs {b:.5f})")
     ddp2.train()
-    c, _, _ = run_epoch(ddp2, net2, batches(x, z, w, kept["bs"], 2, rng), device, opt2)
+    c = run_epoch(ddp2, net2, batches(x, z, w, kept["bs"], 2, rng), device, opt2).loss
     check(bool(np.isfinite(c)), f"restored optimiser steps on {device} (loss {c:.3f})")
 
 

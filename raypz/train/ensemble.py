@@ -531,6 +531,11 @@ def _train_ensemble(
         trained, most_at_once = run_as_room_allows(member, config.n_members, room)
     states = [s for s, _ in trained]
     members = [m for _, m in trained]
+    if unused := max(m["unused_rows"] for m in members):
+        print(
+            f"train: {unused} training rows of {train} (the most of any member) have no usable "
+            "band or cutout, or no usable redshift: they trained with weight 0"
+        )
     training = {
         "config": config.to_dict(),
         **identity,
@@ -560,8 +565,10 @@ def _training_reference(
 
 def member_info(progress: MemberProgress, seed: int, fold: int | None, seconds: float) -> dict:
     """What model.json records of a member: seed, fold, epochs run, best validation loss, the
-    epochs at which it resumed from a checkpoint, wall time and its loss history (columns:
-    epoch, train_loss, val_loss; domain_loss for domain-adversarial members)."""
+    epochs at which it resumed from a checkpoint, its training rows that taught nothing
+    (weight 0: no usable band or cutout, or no usable redshift), wall time and its loss
+    history (columns: epoch, train_loss, val_loss; domain_loss for domain-adversarial
+    members)."""
     history = progress.history
     columns = ["epoch", "train_loss", "val_loss"]
     if history and not math.isnan(history[-1].domain_loss):
@@ -572,6 +579,7 @@ def member_info(progress: MemberProgress, seed: int, fold: int | None, seconds: 
         "epochs_run": progress.next_epoch,
         "best_val_loss": float(progress.best_loss),
         "resumed_at": list(progress.resumed_at),
+        "unused_rows": progress.unused_rows,
         "seconds": round(seconds, 1),
         "history": {c: [getattr(r, c) for r in history] for c in columns},
     }

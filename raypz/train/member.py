@@ -112,6 +112,8 @@ class MemberProgress:
         stale: epochs since the last improvement.
         history: one record per epoch run.
         train_rows: training rows seen (summed over epochs).
+        unused_rows: the most training rows of weight 0 in one epoch (no usable band or
+            cutout, or no usable redshift): they are in the table but teach nothing.
         train_seconds: seconds spent in training epochs.
         best_wall_time: Unix time of the best epoch (NaN before the first).
         resumed_at: epochs at which training resumed from a checkpoint (after a failure).
@@ -122,6 +124,7 @@ class MemberProgress:
     stale: int = 0
     history: list[EpochRecord] = field(default_factory=list)
     train_rows: int = 0
+    unused_rows: int = 0
     train_seconds: float = 0.0
     best_wall_time: float = math.nan
     resumed_at: list[int] = field(default_factory=list)
@@ -302,7 +305,7 @@ def train_member(
         if target is not None:
             net.domain.weight = reversal_weight((epoch + 0.5) / epochs, config.domain_weight)
             target_batches = _endless(target, prep, bs, stream_seed + 7919 * (epoch + 1))
-        train_loss, domain_loss, rows_seen = run_epoch(
+        sums = run_epoch(
             model,
             net,
             _prepared(train, prep, bs, True, stream_seed + epoch),
@@ -312,17 +315,17 @@ def train_member(
         )
         if target_batches is not None:
             target_batches.close()  # stops a half-read target stream
-        if not math.isfinite(train_loss):
+        if not math.isfinite(sums.loss):
             raise FloatingPointError(
-                f"member seed {spec.seed}, epoch {epoch}: the training loss is {train_loss} "
+                f"member seed {spec.seed}, epoch {epoch}: the training loss is {sums.loss} "
                 "(labels, weights or inputs outside what the network can fit)"
             )
-        progress.train_rows += rows_seen
+        progress.train_rows += sums.rows
+        progress.unused_rows = max(progress.unused_rows, sums.unused_rows)
         progress.train_seconds += time.perf_counter() - t_epoch
         model.eval()
-        val_loss, _, _ = run_epoch(
-            model, net, _prepared(val, prep, 4 * bs, False, None), device, None
-        )
+        val_batches = _prepared(val, prep, 4 * bs, False, None)
+        val_loss = run_epoch(model, net, val_batches, device, None).loss
         if val_loss < progress.best_loss:
             progress.best_loss, progress.stale = val_loss, 0
             progress.best_wall_time = time.time()
@@ -331,9 +334,9 @@ def train_member(
             progress.stale += 1
         record = EpochRecord(
             epoch=epoch,
-            train_loss=train_loss,
+            train_loss=sums.loss,
             val_loss=val_loss,
-            domain_loss=domain_loss,
+            domain_loss=sums.domain_loss,
             best_val_loss=progress.best_loss,
             seconds=time.perf_counter() - t_epoch,
             lr=lr,

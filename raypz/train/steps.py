@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -63,6 +63,20 @@ def join_target(
     return inputs, z, w, is_target, counted
 
 
+class EpochSums(NamedTuple):
+    """One pass over the batches of every worker's shard, summed over the workers."""
+
+    loss: float
+    """Weighted mean redshift loss (nats)."""
+    domain_loss: float
+    """Mean domain-classifier loss; NaN without a target."""
+    rows: int
+    """Source rows seen."""
+    unused_rows: int
+    """Source rows of weight 0, which teach nothing: no usable band or cutout, or no usable
+    redshift (BatchPreparer)."""
+
+
 def run_epoch(
     model: torch.nn.Module,
     net: torch.nn.Module,
@@ -70,7 +84,7 @@ def run_epoch(
     device: torch.device,
     optimizer: torch.optim.Optimizer | None,
     target: Iterator[Batch] | None = None,
-) -> tuple[float, float, int]:
+) -> EpochSums:
     """One pass over a shard's batches; trains when an optimiser is given.
 
     ``model`` is what is called (the DDP wrapper, or ``net`` itself); ``net`` is the bare
@@ -79,11 +93,10 @@ def run_epoch(
     autocast on CUDA; weighted mean loss; backward; gradient clip; optimiser step. The sums are
     kept on the device and read once at the end (no host sync per step).
 
-    Returns the weighted mean redshift loss, the mean domain loss (NaN without a target) and
-    the rows seen, all over all workers.
+    Returns the sums of the epoch over all workers (:class:`EpochSums`).
     """
     acc = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, weight sum, domain sum
-    rows_seen, dom_rows = 0, 0
+    rows_seen, unused, dom_rows = 0, 0, 0
     amp = amp_enabled(device)
     for source in batches:
         is_target = counted = None
@@ -92,6 +105,7 @@ def run_epoch(
         else:
             inputs, z, w = source
         n_source = len(source[1])
+        unused += int(np.count_nonzero(source[2] == 0))
         xs = [to_device(a, device) for a in inputs]
         zt, wt = to_device(z, device), to_device(w, device)
         with (
@@ -116,12 +130,12 @@ def run_epoch(
         acc[0] += (rows.detach() * wt).sum().double()
         acc[1] += wt.sum().double()
         rows_seen += n_source
-    total, count, dom_total, rows_seen, dom_rows = sum_over_workers(
-        torch.cat([acc, torch.tensor([rows_seen, dom_rows], dtype=torch.float64, device=device)]),
-        device,
+    counts = torch.tensor([rows_seen, unused, dom_rows], dtype=torch.float64, device=device)
+    total, count, dom_total, rows_seen, unused, dom_rows = sum_over_workers(
+        torch.cat([acc, counts]), device
     )
     dom_loss = dom_total / dom_rows if dom_rows else math.nan
-    return total / max(count, 1.0), dom_loss, int(rows_seen)
+    return EpochSums(total / max(count, 1.0), dom_loss, int(rows_seen), int(unused))
 
 
 def to_cpu(obj: Any) -> Any:

@@ -44,8 +44,11 @@ def test_epoch_trains_and_checkpoint_round_trip(rng):
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     losses = [run_epoch(net, net, _batches(x, z, w), torch.device("cpu"), opt)[0] for _ in range(8)]
     assert losses[-1] < losses[0]
-    _, dom, rows = run_epoch(net, net, _batches(x, z, w), torch.device("cpu"), None)
-    assert rows == len(z) and np.isnan(dom)
+    sums = run_epoch(net, net, _batches(x, z, w), torch.device("cpu"), None)
+    assert sums.rows == len(z) and sums.unused_rows == 0 and np.isnan(sums.domain_loss)
+    w[::7] = 0.0  # rows without a usable input or label: seen, counted, teaching nothing
+    sums = run_epoch(net, net, _batches(x, z, w), torch.device("cpu"), None)
+    assert sums.rows == len(z) and sums.unused_rows == len(z[::7])
 
     state = training_state(net, opt, epoch=7)
     buf = io.BytesIO()

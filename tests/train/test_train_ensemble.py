@@ -14,17 +14,19 @@ import pytest
 import torch
 
 from raypz import io
+from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
 from raypz.models import load_artifact
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.models.heads import WIDTH_SCALE_KEY
 from raypz.pdf import ZGrid
 from raypz.predictions import read_predictions
-from raypz.schema import ContractError
+from raypz.schema import ContractError, usable_redshift
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import VALIDATION_DIR, TrainConfig, is_validation, train_ensemble
 from raypz.train.calibration import WIDTH_SCALE_STEP, WIDTH_SCALES
 from raypz.train.finished import RESULT_FILE, load_finished
+from raypz.train.labelled import train_mask
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -183,6 +185,35 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
     [run] = Path(one, "_checkpoints").glob("tasks-pretrain-*")
     start = load_finished(str(run))[0]
     assert all(torch.equal(start[k], v) for k, v in starts[0].items())
+
+
+def test_training_rows_that_teach_nothing_are_counted(
+    ray_session, labelled_survey, tmp_path, capsys
+):
+    """Rows without a usable redshift, or without a usable band, stream through every epoch
+    with weight 0: each member counts them, model.json records it and the run says so."""
+    table = pq.read_table(next(Path(labelled_survey).glob("*.parquet")))
+    config = dataclasses.replace(CONFIG, trainer="auto", members=1, epochs=1)
+    c = config.columns
+    columns = {name: table[name].to_numpy().copy() for name in table.column_names}
+    columns[c.redshift][:60] = np.nan
+    for name in c.flux_columns(BANDS):
+        columns[name][60:100] = np.nan
+    data = tmp_path / "holes"
+    data.mkdir()
+    pq.write_table(pa.table(columns), data / "part-0.parquet")
+    flux = np.stack([columns[name] for name in c.flux_columns(BANDS)], axis=1)
+    teaches = usable_redshift(columns[c.redshift]) & np.isfinite(flux).any(axis=1)
+    in_train = train_mask(columns[c.object_id], config, fold=None)
+    expected = int((in_train & ~teaches).sum())
+    assert expected > 60  # most of the 100 rows fall in the training split
+
+    result = train_ensemble(str(data), str(tmp_path / "model"), config, name="holes")
+    assert [m["unused_rows"] for m in result.members] == [expected]
+    said = capsys.readouterr().out
+    assert f"train: {expected} training rows of {data} (the most of any member)" in said
+    meta = load_artifact(str(tmp_path / "model")).meta
+    assert meta["members"][0]["unused_rows"] == expected
 
 
 def test_an_output_of_other_files_or_inside_the_table_is_refused_before_training(
