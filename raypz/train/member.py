@@ -292,7 +292,11 @@ def train_member(
     prep = BatchPreparer(spec.transform, config, stream_seed, spec.cutouts)
     bs = config.batch_size
 
-    for epoch in range(progress.next_epoch, epochs):
+    # a checkpoint of a member that stopped early (its final one, when Ray Train restarts a
+    # finished run or its worker after the last report) is resumed as finished: another
+    # epoch could find a lower validation loss and train on past the stopping rule
+    first = epochs if progress.stale >= config.patience else progress.next_epoch
+    for epoch in range(first, epochs):
         t_epoch = time.perf_counter()
         lr = peak * cosine_lr_factor(epoch, epochs)
         for group in optimizer.param_groups:

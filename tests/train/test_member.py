@@ -105,6 +105,27 @@ def test_resumed_member_equals_an_uninterrupted_one(member_data):
         assert torch.equal(tensor, resumed.best_state[name]), name
 
 
+def test_a_member_that_stopped_early_is_resumed_as_finished(member_data):
+    """The final checkpoint of a member that early stopping ended (as Ray Train restores it
+    when a finished run starts again) trains no further epoch: one more could lower the
+    validation loss and reset the count that stopped it."""
+    spec, train, val = member_data
+    saved = {}
+
+    def keep_epoch_1(progress, checkpoint, stop):
+        if progress.history[-1].epoch == 1:
+            saved["state"] = checkpoint()
+
+    train_member(spec, train, val, device="cpu", on_epoch=keep_epoch_1)
+    state = saved["state"]
+    state["progress"]["stale"] = CONFIG.patience  # as if epochs 0-1 had ended it
+    resumed = train_member(spec, train, val, device="cpu", resume=state)
+    assert [r.epoch for r in resumed.progress.history] == [0, 1]
+    assert resumed.progress.next_epoch == 2
+    for name, tensor in state["best"].items():
+        assert torch.equal(tensor, resumed.best_state[name]), name
+
+
 def test_training_a_member_does_not_import_ray(tmp_path):
     script = textwrap.dedent(
         """
