@@ -161,6 +161,27 @@ _NOT_IN_RUN_ID = ("calibrate", "calibration_rows", "max_concurrent_members", "wo
 scheduling): changing them reuses the finished runs."""
 
 
+_NOT_IN_PRETRAINING_ID = ("members", "finetune_lr_factor", "pretrain_each_member")
+"""Config fields that a pre-training does not read: changing them reuses its finished runs
+(the one shared pre-training is member 0's, seeded alike)."""
+
+
+def _run_settings(config_dict: dict, pretrained: bool, pretraining: bool = False) -> dict:
+    """What of a config (``TrainConfig.to_dict()``, or one read from model.json) a run's
+    weights depend on. Without a pre-training table ``pretrain_each_member`` changes nothing
+    and is left out, so models and runs from before it existed are found; with one, a
+    model.json that lacks it shared one pre-training. ``pretraining``: the settings of a
+    pre-training run itself."""
+    settings = {k: v for k, v in config_dict.items() if k not in _NOT_IN_RUN_ID}
+    if pretrained:
+        settings.setdefault("pretrain_each_member", False)
+    else:
+        settings.pop("pretrain_each_member", None)
+    if pretraining:
+        settings = {k: v for k, v in settings.items() if k not in _NOT_IN_PRETRAINING_ID}
+    return settings
+
+
 _KFOLD_SPLIT = "folds-outside-validation"
 """Part of a k-fold run's id: runs from before k-fold held the validation split out of every
 member (they trained on it) are not resumed."""
@@ -179,7 +200,8 @@ def _run_id(
     fitted before training (feature transform, cutout stretch) and the pre-training table's
     fingerprint, so that a rerun with ``--pretrain`` (whose transform is fitted on both
     tables) never reuses members trained without it."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_RUN_ID}
+    pretrained = fitted["pretrain"] is not None
+    settings = _run_settings(config.to_dict(), pretrained, stage.startswith("pretrain"))
     key = [fingerprint, settings, stage, target, fitted]
     key += [_KFOLD_SPLIT] if config.kfold else []
     blob = json.dumps(key, sort_keys=True).encode()
@@ -209,7 +231,7 @@ def _claim_output(
         return False
 
     def key(config_dict: dict, facts: dict) -> str:
-        settings = {k: v for k, v in config_dict.items() if k not in _NOT_IN_RUN_ID}
+        settings = _run_settings(config_dict, facts["pretrain"] is not None)
         return json.dumps([settings, *(facts[k] for k in identity)], sort_keys=True)
 
     if key(found["config"], found) == key(config.to_dict(), identity):
@@ -483,7 +505,8 @@ def _train_ensemble(
         run = _run_id(name, fingerprints[path], config, stage, target, fitted)
         run_dir = io.join(storage, run)
         if (finished := load_finished(run_dir)) is not None:
-            note = f"member seed {member_spec.seed}: finished earlier"
+            who = "pre-training" if stage.startswith("pretrain") else "member"
+            note = f"{who} seed {member_spec.seed}: finished earlier"
             counter.reach.remote(member_spec.seed, member_spec.n_epochs, note)
             return finished
         if in_tasks:
@@ -510,7 +533,7 @@ def _train_ensemble(
         pre_line = ProgressLine("pre-train", n_pre * pre_epochs, "epochs")
 
         def pretrained(i: int) -> dict:
-            stage = f"pretrain{i:02d}" if config.pretrain_each_member else "pretrain"
+            stage = f"pretrain{i:02d}"  # the shared one is member 0's
             pre_spec = spec(config.seed + i, pre_epochs, config.lr, None)
             return fit(stage, pretrain, None, None, pre_spec, pre_progress.handle)[0]
 

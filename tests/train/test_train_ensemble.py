@@ -16,6 +16,7 @@ import torch
 from raypz import io
 from raypz.columns import BANDS
 from raypz.evaluation import EvaluationRequest, evaluate_predictions
+from raypz.features.transform import flux_arrays, usable_bands
 from raypz.models import load_artifact
 from raypz.models.artifact import TRAINING_CURVES
 from raypz.models.heads import WIDTH_SCALE_KEY
@@ -25,6 +26,7 @@ from raypz.schema import ContractError, usable_redshift
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.train import VALIDATION_DIR, TrainConfig, is_validation, train_ensemble
 from raypz.train.calibration import WIDTH_SCALE_STEP, WIDTH_SCALES
+from raypz.train.ensemble import _run_settings
 from raypz.train.finished import RESULT_FILE, load_finished
 from raypz.train.labelled import train_mask
 
@@ -182,9 +184,25 @@ def test_small_sets_train_members_in_tasks_and_a_rerun_skips_them(
     shared = dataclasses.replace(config, pretrain_each_member=False)
     one = str(tmp_path / "shared")
     train_ensemble(labelled_survey, one, shared, name="tasks", pretrain=str(sim))
-    [run] = Path(one, "_checkpoints").glob("tasks-pretrain-*")
+    [run] = Path(one, "_checkpoints").glob("tasks-pretrain*")
+    assert run.name == runs[0].name  # the same run: switching the mode reuses member 0's
     start = load_finished(str(run))[0]
     assert all(torch.equal(start[k], v) for k, v in starts[0].items())
+
+
+def test_run_settings_find_models_from_before_pretrain_each_member():
+    """Runs and model.json files written before ``pretrain_each_member`` existed lack it:
+    without pre-training they are still this config's (the field changes nothing there),
+    with pre-training they shared one; a pre-training's own id ignores what it does not read."""
+    now = TrainConfig().to_dict()
+    before = {k: v for k, v in now.items() if k != "pretrain_each_member"}
+    assert _run_settings(before, pretrained=False) == _run_settings(now, pretrained=False)
+    assert _run_settings(before, pretrained=True) != _run_settings(now, pretrained=True)
+    shared = TrainConfig(pretrain_each_member=False).to_dict()
+    assert _run_settings(before, pretrained=True) == _run_settings(shared, pretrained=True)
+    other = TrainConfig(members=7, finetune_lr_factor=0.1, pretrain_each_member=False).to_dict()
+    assert _run_settings(other, True, pretraining=True) == _run_settings(now, True, True)
+    assert _run_settings(other, True) != _run_settings(now, True)
 
 
 def test_training_rows_that_teach_nothing_are_counted(
@@ -202,8 +220,8 @@ def test_training_rows_that_teach_nothing_are_counted(
     data = tmp_path / "holes"
     data.mkdir()
     pq.write_table(pa.table(columns), data / "part-0.parquet")
-    flux = np.stack([columns[name] for name in c.flux_columns(BANDS)], axis=1)
-    teaches = usable_redshift(columns[c.redshift]) & np.isfinite(flux).any(axis=1)
+    usable, _ = usable_bands(*flux_arrays(columns, c))
+    teaches = usable_redshift(columns[c.redshift]) & usable.any(axis=1)
     in_train = train_mask(columns[c.object_id], config, fold=None)
     expected = int((in_train & ~teaches).sum())
     assert expected > 60  # most of the 100 rows fall in the training split
