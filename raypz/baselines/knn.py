@@ -26,6 +26,7 @@ from raypz import flags as fl
 from raypz.features import FeatureTransform
 from raypz.metrics import crps
 from raypz.pdf import ZGrid
+from raypz.schema.values import usable_redshift
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,15 @@ class KNNBaseline:
     ) -> KNNBaseline:
         """Fit on training fluxes and errors (N, B) in nJy and redshifts (N,).
 
-        Rows without any usable band or with a non-finite redshift are not used. Raises
+        Rows without any usable band or without a usable redshift (non-finite, or outside
+        :data:`raypz.schema.values.REDSHIFT_RANGE`, e.g. a -99 placeholder) are not used. Raises
         ValueError when fewer than two usable rows remain.
         """
         config = config or KNNConfig()
         z = np.asarray(z, dtype=np.float64)
         transform = FeatureTransform.fit(flux, err)
         x, flags = _features(transform, flux, err)
-        good = ((flags & fl.NO_PDF) == 0) & np.isfinite(z)
+        good = ((flags & fl.NO_PDF) == 0) & usable_redshift(z)
         x, z = x[good], z[good]
         if z.size < 2:
             raise ValueError(f"kNN baseline needs >= 2 usable training rows, got {z.size}")

@@ -148,10 +148,10 @@ def partition_sums(
     for lo in range(0, rows.num_rows, DECODE_ROWS):
         chunk = rows.slice(lo, DECODE_ROWS)
         start = chunk["pdf_start"] if "pdf_start" in chunk.column_names else None
-        pdf = decode_pdfs(chunk["pdf"], start, grid)
+        pdf = normalize(decode_pdfs(chunk["pdf"], start, grid), grid)  # one object, weight 1
         chunk_idx = idx[lo : lo + DECODE_ROWS]
         for b in np.unique(chunk_idx):
-            out.sums[b] += pdf[chunk_idx == b].sum(axis=0, dtype=np.float64)
+            out.sums[b] += pdf[chunk_idx == b].sum(axis=0)
     counts = np.bincount(idx, minlength=n_bins).astype(np.int64)
     no_pdf = int((~has_pdf).sum())
     outside = table.num_rows - no_pdf - int(keep.sum())

@@ -65,6 +65,9 @@ def nz_stacks(
 ) -> NZStacks:
     """Stack PDFs (N, G) and histogram true redshifts (N,) in bins of ``z_phot`` (N,).
 
+    Each row is normalised before it is stacked, so every object weighs one whatever its
+    PDF's stored mass (float-list PDFs from elsewhere need not integrate to 1).
+
     The sums run in float64 over ``chunk_rows`` rows at a time: one float64 copy of all the
     PDFs was twice the size of the float32 input, the largest array of an evaluation."""
     edges_arr = np.asarray(edges, dtype=np.float64)
@@ -75,7 +78,7 @@ def nz_stacks(
     sums = np.zeros((n_bins, grid.n))
     for start in range(0, idx.size, chunk_rows):
         rows = slice(start, start + chunk_rows)
-        sums += onehot[:, rows] @ np.asarray(pdf[rows], dtype=np.float64)
+        sums += onehot[:, rows] @ normalize(pdf[rows], grid)
     stack = normalize(sums, grid)
     z_true = np.asarray(z_true, dtype=np.float64)
     truth = np.stack([truth_density(grid, z_true[idx == b]) for b in range(n_bins)])

@@ -73,15 +73,18 @@ def crps(
     integral is exact for that CDF: on a grid interval of width h where F goes from a to b,
     ``integral F^2 = h (a^2 + ab + b^2) / 3`` and ``integral (1-F)^2`` likewise with 1-a, 1-b;
     the interval holding z_spec is split there. A z_spec beyond the grid adds its distance to
-    the grid. For a delta-like PDF the CRPS tends to |z_phot - z_spec|.
+    the grid. For a delta-like PDF the CRPS tends to |z_phot - z_spec|. NaN where z_spec is
+    not finite (as :func:`pit`).
     """
     z_spec = np.asarray(z_spec, dtype=np.float64)
     require_on_grid(np.shape(pdf), grid, len(z_spec))
+    finite = np.isfinite(z_spec)
+    z_at = np.where(finite, z_spec, grid.z_min)  # any point on the grid; the row becomes NaN
     out = np.empty(z_spec.shape[0])
     for start in range(0, z_spec.shape[0], chunk_rows):
         rows = slice(start, start + chunk_rows)
-        out[rows] = _crps_exact(cdf(pdf[rows], grid), grid, z_spec[rows])
-    return out
+        out[rows] = _crps_exact(cdf(pdf[rows], grid), grid, z_at[rows])
+    return np.where(finite, out, np.nan)
 
 
 def _crps_exact(c: np.ndarray, grid: ZGrid, z: np.ndarray) -> np.ndarray:

@@ -109,11 +109,15 @@ def calibrate(
 
     scores: dict[float, float] = {}
 
+    def scored(pdf: np.ndarray) -> np.ndarray:
+        # rows that can score a PDF: a PDF with mass, and a usable label
+        return has_pdf & usable_redshift(sub.z) & (pdf.sum(axis=1) > 0)
+
     def score(scale: float) -> float:
         if scale not in scores:
             set_width_scale(predictor, scale)
             pdf = pdfs()
-            keep = has_pdf & usable_redshift(sub.z) & (pdf.sum(axis=1) > 0)
+            keep = scored(pdf)
             scores[scale] = log_score(pdf[keep], config.grid, sub.z[keep])
         return scores[scale]
 
@@ -124,10 +128,12 @@ def calibrate(
     fine = np.round(coarse + WIDTH_SCALE_STEP * np.arange(-4, 5), 3)
     best = best_of([float(s) for s in fine if s > 0.05] + [1.0])
     set_width_scale(predictor, best)
-    pit = cdf_at(pdfs(), config.grid, sub.z)
+    pdf = pdfs()
+    keep = scored(pdf)
+    pit = cdf_at(pdf[keep], config.grid, sub.z[keep])
     print(
         f"calibration: width scale {best} (validation log score {scores[1.0]:.4f} at 1 -> "
-        f"{scores[best]:.4f}; {len(idx)} rows)"
+        f"{scores[best]:.4f}; {int(keep.sum())} rows)"
     )
     ends = (WIDTH_SCALES.min() - 4 * WIDTH_SCALE_STEP, WIDTH_SCALES.max() + 4 * WIDTH_SCALE_STEP)
     if any(abs(best - end) < 1e-9 for end in ends):
@@ -138,7 +144,7 @@ def calibrate(
         )
     return {
         "width_scale": best,
-        "rows": len(idx),
+        "rows": int(keep.sum()),
         "log_score_uncalibrated": scores[1.0],
         "log_score": scores[best],
         "coverage_68_fit_rows": float(np.mean(np.abs(pit - 0.5) <= 0.34)),

@@ -66,6 +66,22 @@ def test_validation_search_picks_lowest_crps(fitted):
     assert (knn.k, knn.bandwidth) == (best["k"], best["bandwidth"])
 
 
+def test_placeholder_redshifts_do_not_train():
+    """A -99 (or an 11, beyond the redshift range) is no label: clipped to the grid, it put a
+    spike at the grid's end into the PDF of every object it neighboured."""
+    rng = np.random.default_rng(3)
+    flux, err, z = toy_fluxes(rng, 2000)  # true z in 0.1-2
+    labels = z[:1500].copy()
+    labels[::5] = -99.0
+    labels[1::50] = 11.0
+    config = KNNConfig(k_values=(20,), bandwidths=(0.02,), grid=GRID)
+    knn = KNNBaseline.fit(flux[:1500], err[:1500], labels, config)
+    pdf, _ = knn.predict_pdf(flux[1500:], err[1500:], GRID)
+    mass = pdf.astype(np.float64) * GRID.dz
+    assert mass[:, GRID.values < 0.03].sum(axis=1).max() < 1e-3
+    assert mass[:, GRID.values > 2.6].sum(axis=1).max() < 1e-3
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="KNNConfig"):
         KNNConfig(k_values=(0,))

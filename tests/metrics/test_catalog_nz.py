@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -24,7 +25,7 @@ from raypz.catalog import (
     write_partition,
 )
 from raypz.metrics import bin_index, nz_stacks
-from raypz.metrics.catalog_nz import NZConfig, catalog_nz
+from raypz.metrics.catalog_nz import NZConfig, catalog_nz, partition_sums
 from raypz.metrics.nz_file import read_nz, write_nz
 from raypz.pdf import SUMMARY_COLUMNS, ZGrid, summarize
 from raypz.predictions import Z_GRID_KEY, read_predictions
@@ -124,6 +125,18 @@ def test_stacks_equal_a_direct_numpy_stacking(pdf_catalog, point, scheduler):
     z = pred.table[f"z_{point}"].to_numpy(zero_copy_only=False)[has]
     st = nz_stacks(pred.pdf[has], GRID, z, z, EDGES)
     np.testing.assert_allclose(result.stack, st.stack, rtol=0, atol=1e-6)
+
+
+def test_float_list_pdfs_count_once_whatever_their_stored_mass():
+    """A catalog from elsewhere may store float-list PDFs that do not integrate to 1: each
+    row is normalised before it is summed, as in raypz.metrics.nz."""
+    pdf = np.zeros((2, GRID.n))
+    pdf[0, 40] = pdf[1, 60] = 1.0 / GRID.dz
+    frame = pd.DataFrame({"z_mode": [0.4, 0.6], "flags": [0, 0], "pdf": list(pdf)})
+    heavy = frame.assign(pdf=[pdf[0], 9.0 * pdf[1]])
+    sums = partition_sums(frame, "z_mode", (0.0, 1.0), GRID).sums
+    np.testing.assert_allclose(partition_sums(heavy, "z_mode", (0.0, 1.0), GRID).sums, sums)
+    np.testing.assert_allclose(sums[0], pdf.sum(axis=0))
 
 
 def test_rows_without_a_pdf_are_left_out_and_counted(pdf_catalog):

@@ -78,9 +78,23 @@ def test_stacks_summed_in_chunks_equal_one_sum():
     pdf = rng.random((1000, GRID.n)).astype(np.float32)
     whole = nz_stacks(pdf, GRID, z_phot, z_phot, chunk_rows=10**6)
     onehot = bin_index(z_phot, np.asarray(whole.edges))[None, :] == np.arange(7)[:, None]
-    expected = onehot.astype(np.float64) @ pdf.astype(np.float64)
+    expected = onehot.astype(np.float64) @ normalize(pdf, GRID)
     np.testing.assert_allclose(whole.stack, normalize(expected, GRID), rtol=1e-12)
     for chunk in (1, 7, 999):
         got = nz_stacks(pdf, GRID, z_phot, z_phot, chunk_rows=chunk)
         np.testing.assert_allclose(got.stack, whole.stack, rtol=1e-12)
         assert got.counts.tolist() == whole.counts.tolist()
+
+
+def test_every_object_weighs_one_whatever_its_stored_mass():
+    """Float-list PDFs from elsewhere need not integrate to 1: a row stored nine times too
+    heavy once pulled its bin's n(z) (and mean redshift) toward itself."""
+    z_phot = np.array([0.4, 0.5])
+    pdf = deltas(GRID, z_phot)
+    heavy = pdf.copy()
+    heavy[1] *= 9.0
+    edges = (0.0, 1.0)
+    np.testing.assert_allclose(
+        nz_stacks(heavy, GRID, z_phot, z_phot, edges).stack,
+        nz_stacks(pdf, GRID, z_phot, z_phot, edges).stack,
+    )

@@ -72,6 +72,14 @@ def test_crps_of_delta_pdf():
     assert got[3] == pytest.approx(expected)
 
 
+def test_crps_of_a_non_finite_redshift_is_nan_as_its_pit():
+    pdf = gaussians(GRID, np.full(3, 1.0), np.full(3, 0.1))
+    z = np.array([1.0, np.nan, np.inf])
+    got = crps(pdf, GRID, z)
+    assert np.isnan(got[1:]).all() and np.isnan(pit(pdf, GRID, z)[1])
+    assert got[0] == pytest.approx(crps(pdf[:1], GRID, z[:1])[0])
+
+
 def test_crps_of_uniform_pdf_closed_form():
     a, b = GRID.z_min, GRID.z_max
     z = np.array([0.0, 0.3, 1.0, 1.234, 2.0, 2.5, -0.5])

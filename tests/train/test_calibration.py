@@ -71,9 +71,12 @@ def test_rows_without_a_usable_band_do_not_choose_the_width_scale(small_model, s
     assert result["log_score"] != clean["log_score"]  # fewer rows scored
     kept = rows.copy()
     kept[blind] = False
-    assert result["log_score"] == pytest.approx(
-        calibrate(predictor, labelled, config, kept)["log_score"], abs=1e-9
-    )
+    on_kept = calibrate(predictor, labelled, config, kept)
+    assert result["log_score"] == pytest.approx(on_kept["log_score"], abs=1e-9)
+    # the rows counted and the coverage reported are those of the scored rows too (an empty
+    # PDF's PIT of 0 counted as not covered)
+    assert result["rows"] == on_kept["rows"] == int(kept.sum())
+    assert result["coverage_68_fit_rows"] == pytest.approx(on_kept["coverage_68_fit_rows"])
 
 
 def test_too_few_validation_rows_leave_the_width_scale_at_one(small_model, small_survey, capsys):
