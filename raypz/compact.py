@@ -89,14 +89,28 @@ def encode(pdf: np.ndarray) -> tuple[np.ndarray, pa.BinaryArray]:
     return encode_tensor(rows).to_arrow()
 
 
+def is_compact(type_: pa.DataType) -> bool:
+    """Whether a ``pdf`` column of this Arrow type holds compact bytes (not float lists): any
+    binary layout, since other writers (polars, casts) store them as large or view binary."""
+    return (
+        pa.types.is_binary(type_)
+        or pa.types.is_large_binary(type_)
+        or pa.types.is_binary_view(type_)
+    )
+
+
 def levels(start: np.ndarray, values: pa.Array, n_grid: int) -> np.ndarray:
     """The stored uint8 levels placed on the grid, (N, G): each row's window at its
-    ``pdf_start``, zeros elsewhere and for null rows (no PDF)."""
+    ``pdf_start``, zeros elsewhere and for null rows (no PDF). ``values`` may be binary,
+    large binary or binary view (:func:`is_compact`)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if pa.types.is_binary_view(values.type):  # no offsets buffer: to 64-bit offsets
+        values = values.cast(pa.large_binary())
     values = pc.fill_null(values, b"")  # null: no PDF -> an all-zero row
     n = len(values)
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)
+    width = np.int64 if pa.types.is_large_binary(values.type) else np.int32
+    offsets = np.frombuffer(values.buffers()[1], dtype=width)
     offsets = offsets[values.offset : values.offset + n + 1]
     buf = values.buffers()[2]
     data = np.frombuffer(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)

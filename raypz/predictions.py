@@ -173,7 +173,7 @@ def read_predictions(
         if g != grid:  # the PDFs would be decoded on the first file's grid
             raise ValueError(f"{f}: z grid {g} differs from {files[0]}'s {grid}")
     table = pa.concat_tables([t for t, _, _ in parts], promote_options="default")
-    compact_pdfs = pa.types.is_binary(table.schema.field("pdf").type)
+    compact_pdfs = compact.is_compact(table.schema.field("pdf").type)
     start = table["pdf_start"] if compact_pdfs else None
     pdf = decode_pdfs(table["pdf"], start, grid)
     rest = table.drop_columns(["pdf", "pdf_start"] if compact_pdfs else ["pdf"])
@@ -242,7 +242,7 @@ def decode_pdfs(
     Series (an lsdb partition's), numpy or lists."""
     if not isinstance(pdf, (pa.Array, pa.ChunkedArray)):
         pdf = pa.array(pdf)
-    binary = pa.types.is_binary(pdf.type)
+    binary = compact.is_compact(pdf.type)
     if binary and pdf_start is None:
         raise ValueError("compact (binary) PDFs need their pdf_start column to decode")
     start = np.asarray(pdf_start, dtype=np.int64) if binary else None

@@ -103,3 +103,18 @@ def test_a_chunked_pdf_column_decodes_chunk_by_chunk_as_one_array():
     assert not whole[5].any() and whole[6].any()
     lists = pa.chunked_array([pa.array(pdf[:10].tolist()), pa.array(pdf[10:].tolist())])
     np.testing.assert_allclose(decode_pdfs(lists, None, grid), pdf.astype(np.float32))
+
+
+@pytest.mark.parametrize("layout", [pa.large_binary(), pa.binary_view()])
+def test_other_binary_layouts_decode_as_the_catalog_s_own(rng, layout):
+    """Other writers (polars, casts) store the compact bytes as large or view binary; they were
+    read as float lists and failed with "could not convert string to float"."""
+    from raypz.predictions import decode_pdfs
+
+    pdf, _ = _pdfs(rng, 30)
+    pdf[4] = 0.0  # a null row
+    start, values = compact.encode(pdf)
+    own = decode_pdfs(values, start, GRID)
+    other = pa.chunked_array([values.slice(0, 11).cast(layout), values.slice(11).cast(layout)])
+    assert compact.is_compact(layout) and not compact.is_compact(pa.list_(pa.float32()))
+    np.testing.assert_array_equal(decode_pdfs(other, start, GRID), own)
