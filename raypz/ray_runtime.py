@@ -17,6 +17,7 @@ import os
 import threading
 
 import ray
+import torch
 
 from raypz.job_errors import stop_on_sigterm
 from raypz.progress import ProgressLine
@@ -140,6 +141,14 @@ class RemoteProgress:
 def cluster_has_gpus() -> bool:
     """True when the connected Ray cluster advertises at least one GPU."""
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def assigned_device() -> torch.device:
+    """Where a Ray task or actor should run torch: CUDA when Ray assigned it a GPU (or a
+    share), else the CPU. A task started with ``num_gpus=0`` on a GPU node still sees the
+    node's GPUs (Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone then), so
+    ``torch.cuda.is_available()`` alone would put it on a GPU the scheduler gave to another."""
+    return torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
 
 
 def bundles_that_fit(bundle: dict[str, float], nodes: list[dict[str, float]]) -> int:

@@ -126,11 +126,22 @@ def fit_on_ray(
     ``datasets`` (``train``, ``val`` and optionally ``target``), with checkpoints under
     ``storage``/``run_name``: rerunning with the same name resumes the run. ``progress`` is
     the handle of a :class:`raypz.ray_runtime.RemoteProgress` that counts epochs, or None."""
+    if not TorchTrainer.__module__.startswith("ray.train.v2"):
+        # Train V1 starts a fresh run under an existing name: members would restart at epoch 0
+        raise RuntimeError(
+            "raypz resumes interrupted members through Ray Train V2, which is off here: unset "
+            "RAY_TRAIN_V2_ENABLED or set it to 1 (the default since Ray 2.51)"
+        )
     config = spec.config
     fs, inner = io.resolve(storage)
+    # Ray Train replaces a dataset's execution options by the global context's: keep the file
+    # order (datasets.member_datasets), so that a resumed member sees the batches it would have
+    ingest = ray.train.DataConfig.default_ingest_options()
+    ingest.preserve_order = True
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"spec": spec, "progress": progress},
+        dataset_config=ray.train.DataConfig(execution_options=ingest),
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.workers,
             use_gpu=res.use_gpu,

@@ -18,6 +18,7 @@ import pyarrow as pa
 import ray
 import torch
 
+from raypz.ray_runtime import assigned_device
 from raypz.train.augment import BalanceWeights
 from raypz.train.labelled import member_rows
 from raypz.train.member import (
@@ -46,7 +47,7 @@ def _train_task(
         if counter is not None:
             counter.reach.remote(spec.seed, *epochs_reached(spec, progress, stop))
 
-    result = train_member(spec, train, val, on_epoch=report)
+    result = train_member(spec, train, val, device=assigned_device(), on_epoch=report)
     return {"best": result.best_state, "progress": result.progress.to_dict()}
 
 

@@ -68,7 +68,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import ray
 import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -79,7 +78,7 @@ from raypz.features import FeatureTransform
 from raypz.metrics import aggregate, score_rows
 from raypz.models.artifact import build_network
 from raypz.progress import ProgressLine
-from raypz.ray_runtime import cluster_has_gpus
+from raypz.ray_runtime import assigned_device, cluster_has_gpus
 from raypz.schema import validate_dataset
 from raypz.train.augment import BalanceWeights, r_magnitude
 from raypz.train.batches import BatchPreparer
@@ -265,11 +264,6 @@ class ValidationScorer:
         }
 
 
-def _trial_device() -> torch.device:
-    """CUDA when Ray gave this trial a GPU share, else the CPU."""
-    return torch.device("cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
-
-
 def _load_checkpoint() -> dict[str, Any] | None:
     """The trial's last checkpoint (restored trials), or None."""
     checkpoint = tune.get_checkpoint()
@@ -293,7 +287,7 @@ def tune_trial(
     (see the module docstring)."""
     torch.set_num_threads(1)  # one CPU per trial
     config = apply_params(base, params)
-    device = _trial_device()
+    device = assigned_device()
     train = TableBatches(member_rows(table, config, None, True, balance))
     val_rows = member_rows(table, config, None, False)
     scorer = ValidationScorer(val_rows, config, transform, device, config.calibration_rows)

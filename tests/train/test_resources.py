@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import ray
+import torch
 
-from raypz.ray_runtime import bundles_that_fit
+from raypz.ray_runtime import assigned_device, bundles_that_fit
 from raypz.train import TrainConfig, train_ensemble
 from raypz.train.resources import check_worker_resources
 
@@ -43,3 +45,24 @@ def test_config_refuses_cpu_gpu_or_zero_in_worker_resources():
     for bad in ({"GPU": 1}, {"CPU": 1}, {"trainer": 0}):
         with pytest.raises(ValueError, match="worker_resources"):
             TrainConfig(worker_resources=bad)
+
+
+def test_a_task_without_a_gpu_trains_on_the_cpu_even_where_cuda_is_visible(ray_session):
+    """Member tasks started with num_gpus=0 see the node's GPUs (Ray leaves
+    CUDA_VISIBLE_DEVICES alone): picking CUDA because torch sees it put every such task on a
+    GPU that the scheduler had not given it."""
+
+    @ray.remote(num_cpus=1, num_gpus=0)
+    def where() -> str:
+        torch.cuda.is_available = lambda: True  # as on a GPU node
+        return str(assigned_device())
+
+    assert ray.get(where.remote()) == "cpu"
+
+
+def test_a_task_given_a_gpu_trains_on_it(monkeypatch):
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert str(assigned_device()) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU share, no CUDA build
+    assert str(assigned_device()) == "cpu"
