@@ -287,7 +287,7 @@ def train_member(
         restore_training_state(net, optimizer, resume)
         progress = MemberProgress.from_dict(resume["progress"])
         progress.resumed_at.append(progress.next_epoch)
-        best_state = resume["best"]
+        best_state = resume["best"] or None  # saved as {} before a first best epoch
     model = wrap_model(net) if wrap_model is not None else net
     prep = BatchPreparer(spec.transform, config, stream_seed, spec.cutouts)
     bs = config.batch_size
@@ -354,7 +354,13 @@ def train_member(
         if stop:
             break
     if best_state is None:
-        raise RuntimeError(f"member seed {spec.seed}: no epoch was trained (epochs={epochs})")
+        if not progress.history:
+            raise RuntimeError(f"member seed {spec.seed}: no epoch was trained (epochs={epochs})")
+        raise FloatingPointError(
+            f"member seed {spec.seed}: no epoch of {len(progress.history)} gave a finite "
+            f"validation loss (last: {progress.history[-1].val_loss}); the validation rows "
+            "have no usable label or band, or the network diverged"
+        )
     return MemberResult(best_state, progress)
 
 

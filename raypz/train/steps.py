@@ -135,7 +135,9 @@ def run_epoch(
         torch.cat([acc, counts]), device
     )
     dom_loss = dom_total / dom_rows if dom_rows else math.nan
-    return EpochSums(total / max(count, 1.0), dom_loss, int(rows_seen), int(unused))
+    # no weighted row anywhere: no loss (NaN), not a perfect one (0)
+    loss = total / count if count > 0 else math.nan
+    return EpochSums(loss, dom_loss, int(rows_seen), int(unused))
 
 
 def to_cpu(obj: Any) -> Any:

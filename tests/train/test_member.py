@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import pyarrow as pa
 import pytest
 import torch
 
@@ -72,6 +73,31 @@ def test_a_member_whose_loss_is_not_finite_stops_and_says_so(member_data):
     spec = dataclasses.replace(spec, init_state=poisoned)
     with pytest.raises(FloatingPointError, match="epoch 0: the training loss is nan"):
         train_member(spec, train, val, device="cpu")
+
+
+def test_a_member_without_a_finite_validation_loss_says_so_fresh_or_resumed(member_data):
+    """Validation rows without a usable label give no finite validation loss, so no epoch is
+    ever the best: the member says why, and a resumed run (whose checkpoint held ``{}`` as
+    its best weights) says the same instead of returning empty weights."""
+    spec, train, _ = member_data
+    table = simulate_shard(SurveyConfig(n_objects=300, seed=22, field="deep"), 0)
+    val_rows = member_rows(table, CONFIG, None, False)
+    z = val_rows.schema.get_field_index("redshift")
+    val_rows = val_rows.set_column(z, "redshift", pa.nulls(len(val_rows), pa.float32()))
+    val = TableBatches(val_rows)
+    saved = {}
+
+    def keep(progress, checkpoint, stop):
+        saved["state"] = checkpoint()
+
+    with pytest.raises(FloatingPointError, match="no epoch of 5 gave a finite validation loss"):
+        train_member(spec, train, val, device="cpu", on_epoch=keep)
+    state = saved["state"]
+    assert state["best"] == {}
+    state["progress"].update(next_epoch=3, stale=3)  # as if killed after epoch 2
+    del state["progress"]["history"][3:]
+    with pytest.raises(FloatingPointError, match="no epoch of 5 gave a finite validation loss"):
+        train_member(spec, train, val, device="cpu", resume=state)
 
 
 class _KilledError(Exception):
