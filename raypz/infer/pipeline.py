@@ -153,6 +153,7 @@ class _PredictStage:
     def __init__(
         self,
         model: str,
+        model_hash: str,
         device: str,
         files: list[str],
         ra: str,
@@ -166,6 +167,12 @@ class _PredictStage:
 
         torch.set_num_threads(threads)
         self.predictor = CatalogPredictor(model, device)
+        found = self.predictor.artifact.model_hash
+        if found != model_hash:  # the model directory was rewritten while the job ran
+            raise RuntimeError(
+                f"{model}: model hash {found}, but this run started with {model_hash}: the "
+                "model changed under a running job; its catalog would mix two models"
+            )
         self.source_of = {path: i for i, path in enumerate(files)}  # a path's source number
         self.ra, self.dec = ra, dec
         self.root, self.plan = root, plan
@@ -567,6 +574,7 @@ def _main_pass(
         _PredictStage,
         fn_constructor_kwargs={
             "model": model,
+            "model_hash": artifact.model_hash,
             "device": config.device,
             "files": files,
             "ra": cols.ra,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+import pytest
 
 from raypz import io
 from raypz.catalog import plan_partitions
@@ -26,7 +27,7 @@ def _stage(small_survey, small_model, root: str, calls: int) -> tuple[pa.Table, 
     block = pq.read_table(files[0], columns=input_columns(artifact))
     block = block.append_column(PATH_COLUMN, pa.array([files[0]] * block.num_rows))
     stage = _PredictStage(
-        small_model, "cpu", files, cols.ra, cols.dec, 1, root, plan, calls=calls
+        small_model, artifact.model_hash, "cpu", files, cols.ra, cols.dec, 1, root, plan, calls
     )
     counts = stage(block)
     staged = pads.dataset(root, format="parquet").to_table()
@@ -40,3 +41,11 @@ def test_parts_in_threads_stage_the_same_rows(ray_session, small_survey, small_m
     assert len(counts3) > len(counts1), "each part writes fragments of its own"
     assert three.equals(one)
     assert one["objectId"].to_pylist() == sorted(set(one["objectId"].to_pylist()))
+
+
+def test_an_actor_refuses_a_model_rewritten_under_the_running_job(small_model, tmp_path):
+    """Actors (re)load the model from its path: one started after the directory was rewritten
+    would put another model's PDFs into the catalog under the first one's hash."""
+    files = ["never-read.parquet"]
+    with pytest.raises(RuntimeError, match="the model changed under a running job"):
+        _PredictStage(small_model, "0" * 12, "cpu", files, "ra", "dec", 1, str(tmp_path), None)
