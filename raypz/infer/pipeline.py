@@ -365,6 +365,7 @@ def run_inference(
             rows_by_node={},
             rows_by_device={},
         )
+    _earlier_histogram(output, fingerprint)  # refuse another's output before "full" reads
     expected = _validate(input_path, files, config, artifact, store is not None)
     _require_room(config)
     join = None
@@ -415,6 +416,16 @@ def _ray_data_settings(config: InferConfig) -> Iterator[None]:
         ) = saved
 
 
+def _earlier_histogram(output: str, fingerprint: str) -> PixelHistogram | None:
+    """The pixel histogram that an interrupted run of the same inputs, model and settings
+    (``fingerprint``) staged in ``output``, or None when ``output`` is empty. FileExistsError
+    when it holds anything else: another run's staging, or files that are not raypz's."""
+    histogram = staging.load_histogram(staging.staging_root(output), fingerprint)
+    if histogram is None:
+        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
+    return histogram
+
+
 def _run(
     input_path: str,
     model: str,
@@ -434,9 +445,7 @@ def _run(
     clock.lap("setup")
     cols = artifact.transform.columns
     root = staging.staging_root(output)
-    histogram = staging.load_histogram(root, fingerprint)
-    if histogram is None:
-        io.require_empty(output, "raypz inference", ours=(staging.STAGING_DIR,))
+    histogram = _earlier_histogram(output, fingerprint)  # again, now under the lease
     # the store's files are checked before anything is written
     cutout_counts = _join_counts(input_path, files, join) if join is not None else None
     if histogram is None:

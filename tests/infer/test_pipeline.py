@@ -110,14 +110,20 @@ def test_pdfs_load_into_qp(catalog):
     np.testing.assert_allclose(ens.cdf(z_median).ravel(), 0.5, atol=0.01)
 
 
+def _no_validation(monkeypatch, why: str) -> None:
+    """Make reading every input row (``--validate full``) fail the test, saying ``why`` it
+    should not happen."""
+
+    def validate(*_args) -> None:
+        raise AssertionError(why)
+
+    monkeypatch.setattr(pipeline_module, "_validate", validate)
+
+
 def test_rerun_of_a_finished_job_does_nothing(catalog, small_survey, small_model, monkeypatch):
     out, summary = catalog
     before = {p: p.stat().st_mtime_ns for p in Path(out, "dataset").rglob("*.parquet")}
-
-    def no_validation(*_args) -> None:
-        raise AssertionError("a finished catalog's input was validated again (every row)")
-
-    monkeypatch.setattr(pipeline_module, "_validate", no_validation)
+    _no_validation(monkeypatch, "a finished catalog's input was validated again (every row)")
     again = run_inference(small_survey, small_model, out, CONFIG)
     # the catalog's counts; this run's own figures say it predicted and merged nothing
     assert (again.rows_in, again.rows_out, again.flagged) == (
@@ -166,7 +172,7 @@ def test_interrupted_job_finishes_without_redoing_finished_work(
 
 
 def test_a_rerun_with_other_partitioning_is_refused_and_the_original_one_finishes(
-    catalog, small_survey, small_model, tmp_path
+    catalog, small_survey, small_model, tmp_path, monkeypatch
 ):
     """Fragments are staged by the plan's partitions: a rerun of an interrupted job with
     another --max-rows-per-partition would merge fragments of two plans (overlapping
@@ -183,9 +189,14 @@ def test_a_rerun_with_other_partitioning_is_refused_and_the_original_one_finishe
     for f in Path(staging.staging_root(str(part))).rglob("src000002-*.parquet"):
         f.unlink()
     before = sorted(p.relative_to(part) for p in part.rglob("*"))
-    for other in (replace(CONFIG, max_rows_per_partition=400), replace(CONFIG, histogram_order=8)):
-        with pytest.raises(FileExistsError, match="other partitioning settings"):
-            run_inference(small_survey, small_model, str(part), other)
+    with monkeypatch.context() as patch:
+        _no_validation(patch, "the input was validated before the output was refused")
+        for other in (
+            replace(CONFIG, max_rows_per_partition=400),
+            replace(CONFIG, histogram_order=8),
+        ):
+            with pytest.raises(FileExistsError, match="other partitioning settings"):
+                run_inference(small_survey, small_model, str(part), other)
     assert sorted(p.relative_to(part) for p in part.rglob("*")) == before
     summary = run_inference(small_survey, small_model, str(part), CONFIG)
     assert (summary.sources_skipped, summary.rows_out) == (2, 3000)
@@ -205,10 +216,11 @@ def test_a_finished_catalog_missing_a_partition_file_is_not_called_complete(
 
 
 def test_an_output_holding_other_files_is_refused_before_any_work(
-    small_survey, small_model, tmp_path
+    small_survey, small_model, tmp_path, monkeypatch
 ):
     """A foreign catalog there was overwritten partition by partition (or found only after
-    every row was predicted)."""
+    every row was predicted, or after every input row was read)."""
+    _no_validation(monkeypatch, "the input was validated before the output was refused")
     foreign = tmp_path / "elsewhere"
     (foreign / "dataset" / "Norder=0" / "Dir=0").mkdir(parents=True)
     (foreign / "dataset" / "Norder=0" / "Dir=0" / "Npix=8.parquet").write_bytes(b"theirs")
