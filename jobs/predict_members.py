@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from raypz import io
-from raypz.cli import ConfigFlags, output_path
+from raypz.cli import ConfigFlags, output_path, positive_float
 from raypz.infer.config import InferConfig
 from raypz.job_errors import run_job
 from raypz.train.members import predict_members
@@ -41,8 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", type=output_path, required=True, help="directory for member-NN.parquet"
     )
-    p.add_argument("--width-scale", type=float, help="width scale of every member (1: as trained)")
-    p.add_argument(
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--width-scale", type=positive_float, help="width scale of every member (1: as trained)"
+    )
+    scale.add_argument(
         "--calibrate-on",
         metavar="TRAIN",
         help="the model's training table: fit each member's own width scale on its held-out rows",

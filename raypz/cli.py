@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import math
 import os
 import re
 import types
@@ -389,6 +390,14 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (NaN and inf pass a plain ``> 0`` test)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 

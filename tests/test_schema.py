@@ -241,6 +241,32 @@ def test_coordinates_out_of_range(tmp_path, rng, column, value):
     assert info.value.column == column
 
 
+def _declaring(table: pa.Table, column: str, unit: str) -> pa.Table:
+    """``table`` with ``column``'s field metadata declaring ``unit`` (as FITS TUNIT gives)."""
+    i = table.schema.get_field_index(column)
+    return table.set_column(i, table.schema.field(i).with_metadata({"unit": unit}), table[i])
+
+
+@pytest.mark.parametrize(
+    ("column", "unit"),
+    [(C.ra, "rad"), (C.dec, "arcsec"), ("g_cModelFlux", "uJy"), ("g_cModelFluxErr", "Jy")],
+)
+def test_a_declared_unit_other_than_the_contract_s_is_refused(tmp_path, rng, column, unit):
+    """Radians of an afw table pass the coordinate range check (and land in the wrong sky
+    pixel); microjansky pass every flux check (1000 times too faint)."""
+    write(_declaring(object_table(50, rng), column, unit), tmp_path / "s.parquet")
+    with pytest.raises(ContractError, match=f"declared unit '{unit}' is not") as info:
+        check_file_schema(str(tmp_path / "s.parquet"))
+    assert info.value.column == column
+
+
+@pytest.mark.parametrize("unit", ["deg", "degree", "DEG", "degrees", "no-such-unit"])
+def test_degrees_however_spelled_and_unknown_units_pass(tmp_path, rng, unit):
+    table = _declaring(_declaring(object_table(50, rng), C.ra, unit), "r_cModelFlux", "nJy")
+    write(table, tmp_path / "s.parquet")
+    validate_dataset(str(tmp_path))
+
+
 def test_per_row_problem_counts_on_a_hand_made_table(tmp_path):
     nan, inf = np.nan, np.inf
     bands = ("g", "r")

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from raypz.catalog.write import ZSTD_LEVEL
+from raypz.config_rules import require_finite
 
 CATALOG_BATCH_ROWS = 16384
 """Default rows per predictor call of a catalog model on a CPU."""
@@ -87,6 +88,7 @@ class InferConfig:
     keep_staging: bool = False
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"InferConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.concurrency is not None and self.concurrency < 1:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from raypz.config_rules import require_finite
 from raypz.models.heads import build_head
 
 
@@ -48,6 +49,7 @@ class CatalogNetConfig:
     label_sigma: float = 0.01
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.head not in ("mdn", "binned"):
             raise ValueError(f"CatalogNetConfig.head must be 'mdn' or 'binned', got {self.head!r}")
         if not self.hidden or min(self.hidden) < 1:

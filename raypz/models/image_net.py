@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from raypz.config_rules import require_finite
 from raypz.models.catalog_net import dense_block
 from raypz.models.domain import DomainClassifier
 from raypz.models.heads import build_head
@@ -57,6 +58,7 @@ class ImageNetConfig:
     domain_hidden: int = 64
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.head not in ("mdn", "binned"):
             raise ValueError(f"ImageNetConfig.head must be 'mdn' or 'binned', got {self.head!r}")
         if not self.blocks or any(b < 4 or b % 4 for b in self.blocks):
@@ -65,6 +67,13 @@ class ImageNetConfig:
             )
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"ImageNetConfig.hidden needs positive widths, got {self.hidden}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"ImageNetConfig.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("stem_channels", "catalog_hidden", "n_components", "domain_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ImageNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.label_sigma < 0:
+            raise ValueError(f"ImageNetConfig.label_sigma must be >= 0, got {self.label_sigma}")
 
     @property
     def feature_dim(self) -> int:

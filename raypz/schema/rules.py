@@ -83,6 +83,9 @@ def check_file_schema(
     for name in chain(*columns.epoch_columns(bands)):
         if name in schema.names:
             _require(path, schema, name, _is_float_list, "a list of floats")
+    fluxes = [*columns.flux_columns(bands), *columns.flux_err_columns(bands)]
+    for name, unit in [(columns.ra, "deg"), (columns.dec, "deg"), *((f, "nJy") for f in fluxes)]:
+        _require_declared_unit(path, schema.field(name), unit)
     if require_cutouts:
         field = schema.field(columns.cutout)
         check_cutout_field(path, field, len(bands), cutout_shape, cutout_pixel_scale)
@@ -115,6 +118,31 @@ def _require(
     dtype = schema.field(name).type
     if not ok(dtype):
         raise ContractError(path, name, f"type {dtype} is not {wanted}")
+
+
+def _require_declared_unit(path: str, field: pa.Field, unit: str) -> None:
+    """ContractError when the field declares a unit (its ``unit`` metadata: FITS TUNIT, or
+    a Parquet writer's) that is another than the contract's ``unit``, e.g. ``rad`` for a
+    coordinate (Rubin's afw tables) or ``uJy`` for a flux; their values would pass the range
+    checks and land in the wrong sky pixel, or 1000 times too faint. A unit that astropy
+    cannot read is left to the value checks."""
+    declared = (field.metadata or {}).get(b"unit", b"").decode(errors="replace").strip()
+    if not declared:
+        return
+    import astropy.units as u  # only files that declare units pay for the import
+
+    for text in (declared, declared.lower(), declared.removesuffix("s")):
+        try:
+            found = u.Unit(text)
+            break
+        except (ValueError, TypeError):
+            continue
+    else:
+        return
+    if found != u.Unit(unit):
+        raise ContractError(
+            path, field.name, f"declared unit {declared!r} is not {unit} (convert the column)"
+        )
 
 
 def _fits_int64(dtype: pa.DataType) -> bool:

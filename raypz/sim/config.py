@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from raypz.config_rules import require_finite
 from raypz.sim.cosmology import Z_TABLE_MAX
 
 MAX_SHARDS = 10**7
@@ -119,6 +120,7 @@ class SurveyConfig:
     depth_scatter_mag: float = 0.0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if not isinstance(self.n_objects, int) or self.n_objects < 1:
             raise ValueError(f"n_objects must be a positive int, got {self.n_objects!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from raypz.columns import DEFAULT_COLUMNS, ColumnTemplate
+from raypz.config_rules import require_finite
 from raypz.models.catalog_net import CatalogNetConfig
 from raypz.models.image_net import ImageNetConfig
 from raypz.pdf import ZGrid
@@ -131,6 +132,7 @@ class TrainConfig:
     columns: ColumnTemplate = DEFAULT_COLUMNS
 
     def __post_init__(self) -> None:
+        require_finite(self)
         checks = {
             "members >= 1": self.members >= 1,
             "kfold == 0 or kfold >= 2": self.kfold == 0 or self.kfold >= 2,
@@ -153,6 +155,8 @@ class TrainConfig:
             "trainer tasks: catalog networks, workers == 1": self.trainer != "tasks"
             or (self.image is None and self.workers == 1),
             "lr > 0": self.lr > 0,
+            "cpus_per_worker > 0 when set": self.cpus_per_worker is None
+            or self.cpus_per_worker > 0,
             "flux_noise >= 0": self.flux_noise >= 0,
             "domain_weight >= 0": self.domain_weight >= 0,
             "worker_resources: names other than CPU and GPU, amounts > 0": all(

@@ -17,6 +17,7 @@ cutouts, which this tool does not join.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from raypz.features import flux_arrays
 from raypz.metrics import read_table
 from raypz.models import EnsemblePredictor, load_artifact
 from raypz.predictions import predictions_table
+from raypz.schema import validate_dataset
 from raypz.train.calibration import calibrate, set_width_scale
 from raypz.train.config import TrainConfig
 from raypz.train.labelled import read_labelled, train_mask
@@ -63,8 +65,13 @@ def predict_members(
     """Predict every member of ``model`` on the object table ``input_path``; returns the paths.
 
     ``width_scale`` overrides the artifact's scale for every member; ``calibrate_on`` fits
-    each member's own (see the module notes).
+    each member's own (see the module notes); one of them at most. The input is checked
+    against the object-table contract first (ids unique, fluxes not magnitudes...).
     """
+    if width_scale is not None and calibrate_on:
+        raise ValueError("give a width scale or a table to calibrate on, not both")
+    if width_scale is not None and not (math.isfinite(width_scale) and width_scale > 0):
+        raise ValueError(f"width scale {width_scale}: must be a finite number > 0")
     artifact = load_artifact(model)
     if artifact.cutouts is not None:
         raise ValueError(
@@ -78,6 +85,7 @@ def predict_members(
         print(f"own width scales: {fit_member_scales(predictor, calibrate_on)}", flush=True)
     columns = artifact.transform.columns
     bands = artifact.transform.bands
+    print(validate_dataset(input_path, columns, bands).summary(), flush=True)
     table = read_table(
         input_path,
         [columns.object_id, *columns.flux_columns(bands), *columns.flux_err_columns(bands)],

@@ -74,6 +74,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from raypz import io
+from raypz.config_rules import require_finite
 from raypz.features import FeatureTransform
 from raypz.metrics import aggregate, score_rows
 from raypz.models.artifact import build_network
@@ -160,6 +161,7 @@ class TuneSettings:
     checkpoint_every: int = 5
 
     def __post_init__(self) -> None:
+        require_finite(self)
         checks = {
             "trials >= 1": self.trials >= 1,
             "grace_period >= 1": self.grace_period >= 1,
