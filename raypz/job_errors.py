@@ -110,9 +110,11 @@ def run_job(main: Callable[[], int]) -> int:
 
 def from_object_store(err: OSError) -> bool:
     """Whether ``err`` is an object store's answer (pyarrow's S3 errors read ``AWS Error
-    ...``: access denied, no such bucket, an endpoint that does not answer): the user's
-    credentials or paths to fix, not a bug."""
-    return "AWS Error" in str(err)
+    ...``: access denied, no such bucket, an endpoint that does not answer; writing into a
+    bucket that does not exist reads ``Bucket 'NAME' not found``): the user's credentials or
+    paths to fix, not a bug."""
+    text = str(err)
+    return "AWS Error" in text or ("Bucket '" in text and "' not found" in text)
 
 
 def _refusals() -> tuple[type[BaseException], ...]:

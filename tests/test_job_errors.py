@@ -182,3 +182,16 @@ def test_an_object_store_s_answer_and_a_path_of_the_wrong_kind_are_one_line(caps
 
     with pytest.raises(OSError, match="not the user's"):
         run_job(a_bug)
+
+
+def test_an_output_in_a_bucket_that_does_not_exist_is_one_line(s3_root, capsys):
+    """pyarrow's S3 answer there does not read "AWS Error": it printed a traceback."""
+    from raypz.lease import OutputLease
+
+    def into_no_bucket() -> int:
+        with OutputLease("s3://raypz-no-such-bucket/photoz", "raypz inference"):
+            return 0
+
+    assert run_job(into_no_bucket) == 2
+    err = capsys.readouterr().err
+    assert "Bucket 'raypz-no-such-bucket' not found" in err and err.count("\n") == 1
