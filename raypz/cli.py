@@ -140,13 +140,24 @@ def _plain_kind(hint: Any) -> _Kind | None:
             {
                 "type": _pair_reader(args[1]),
                 "nargs": "+",
-                "action": "extend",
+                "action": _PairsAction,
                 "metavar": "NAME=VALUE" if args[1] is str else "NAME=AMOUNT",
             },
             to_field=_distinct_names,
             to_arg=lambda value: list(value.items()),
         )
     return None
+
+
+class _PairsAction(argparse.Action):
+    """NAME=VALUE pairs of a dict field: the flag's first use replaces the default (a
+    ``--config`` file's entries, which argparse's ``extend`` kept, so a flag could neither
+    change nor drop them), later uses add to it, as a flag of any other field sets it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = getattr(namespace, self.dest, None)
+        before = [] if given is None or given is self.default else list(given)
+        setattr(namespace, self.dest, before + list(values))
 
 
 def _distinct_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

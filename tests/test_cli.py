@@ -197,6 +197,17 @@ def test_prefix_names_extra_and_base():
         _parse(flags, ["--toy-name", "y"])
 
 
+def test_a_dict_flag_replaces_the_base_s_entries():
+    """A --config file's dict entries were the default of an ``extend`` flag: the flag could
+    neither change an entry (\"given more than once\") nor drop one."""
+    flags = ConfigFlags(Toy, base=Toy(resources={"gpu_node": 1.0, "ssd": 1.0}))
+    assert flags.build(_parse(flags, [])).resources == {"gpu_node": 1.0, "ssd": 1.0}
+    argv = ["--resources", "gpu_node=0.5", "--resources", "big=2"]
+    assert flags.build(_parse(flags, argv)).resources == {"gpu_node": 0.5, "big": 2.0}
+    with pytest.raises(ValueError, match="gpu_node given more than once"):
+        flags.build(_parse(flags, ["--resources", "gpu_node=0.5", "gpu_node=1"]))
+
+
 def test_unknown_or_flagless_fields_are_refused():
     with pytest.raises(ValueError, match="no field"):
         ConfigFlags(Toy, exclude=("cuont",))
