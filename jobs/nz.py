@@ -23,7 +23,7 @@ import sys
 
 from raypz import io
 from raypz.cli import ConfigFlags, add_ray_flags, output_path
-from raypz.job_errors import run_job, usage_errors
+from raypz.job_errors import UsageError, run_job, usage_errors
 from raypz.metrics.catalog_nz import NZConfig, catalog_nz
 from raypz.metrics.nz_file import summary_rows, write_nz
 from raypz.pdf import POINT_ESTIMATES
@@ -61,9 +61,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> NZConfig:
-    """The NZConfig the flags describe; UsageError when it breaks NZConfig's rules."""
+    """The NZConfig the flags describe; UsageError when it breaks NZConfig's rules, or when
+    Ray's flags are given to a scheduler that starts no Ray."""
     with usage_errors():
-        return NZ.build(args)
+        config = NZ.build(args)
+    if config.scheduler != "ray" and (args.num_cpus is not None or args.verbose):
+        raise UsageError(
+            "--num-cpus and --verbose set the Ray of --scheduler ray; the "
+            f"{config.scheduler} scheduler runs no Ray (its pool: --workers)"
+        )
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,11 @@ class NZConfig:
             raise ValueError(f"split_every must be >= 2, got {self.split_every}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers is not None and self.scheduler in ("ray", "synchronous"):
+            raise ValueError(
+                f"workers sets the threads or processes scheduler's pool; the {self.scheduler} "
+                "scheduler has none (Ray's CPUs: --num-cpus)"
+            )
         require_point_estimate(self.point_estimate, "NZConfig.point_estimate")
 
     @property

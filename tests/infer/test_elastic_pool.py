@@ -17,8 +17,9 @@ Timing on this 2-core machine, and what the sizes below are chosen for:
   rows; a small one predicts ~20000 rows/s), which makes the work long without making the
   merge slow;
 - Ray Data hands actors whole blocks and makes blocks of at least 1 MiB (~7500 rows here): the
-  input is 120000 rows (16 blocks, 40-60 s for one actor), so that blocks are left when the
-  second actor starts;
+  input is 200000 rows (~27 blocks, 60-100 s for one actor), so that blocks are left when the
+  second actor starts (with 120000 rows one actor once finished them all 34 s after the node
+  joined, before the second one started);
 - the second node has 2 logical CPUs: on a 2-CPU cluster Ray Data's budget for the actor pool
   (half the CPUs are reserved among its operators) can lack 0.75 CPU while reads run.
 
@@ -48,7 +49,7 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="private Ray nodes"),
 ]
 
-N_FILES = 120  # of 1000 rows
+N_FILES = 200  # of 1000 rows
 JOB_S = 240.0
 
 

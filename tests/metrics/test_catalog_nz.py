@@ -278,6 +278,22 @@ def test_job_refuses_bad_bins(pdf_catalog, tmp_path):
         _job().main(["--catalog", pdf_catalog, "--output", str(tmp_path), "--bins", "1", "0"])
 
 
+@pytest.mark.parametrize(
+    ("flags", "rule"),
+    [
+        (["--num-cpus", "1"], "the threads scheduler runs no Ray"),
+        (["--scheduler", "processes", "--verbose"], "the processes scheduler runs no Ray"),
+        (["--scheduler", "ray", "--workers", "2"], "the ray scheduler has none"),
+        (["--scheduler", "synchronous", "--workers", "2"], "the synchronous scheduler has none"),
+    ],
+)
+def test_job_refuses_flags_its_scheduler_would_ignore(pdf_catalog, tmp_path, flags, rule):
+    """--num-cpus did not limit the default thread pool, nor --workers Ray's tasks."""
+    with pytest.raises(SystemExit, match=rule):
+        _job().main(["--catalog", pdf_catalog, "--output", str(tmp_path / "nz"), *flags])
+    assert not (tmp_path / "nz").exists()
+
+
 def test_catalog_and_output_on_s3(s3_root, pdf_catalog):
     root = write_pdf_catalog(_catalog_rows(7), f"{s3_root}/nz/photoz")
     result = catalog_nz(root, NZConfig(edges=EDGES))
