@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -118,7 +119,24 @@ class OutputLease:
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             with contextlib.suppress(OSError):  # a storage hiccup: the next beat retries
-                self._write()
+                if not self.beat():
+                    return
+
+    def beat(self) -> bool:
+        """Refresh the heartbeat; False, writing nothing, when another run holds the lease
+        now (this process was silent for :data:`STALE_S`, paused or cut off, and the other
+        run took the output over): rewriting it would take it back from a live holder."""
+        held = read_lease(self.path)
+        if held is not None and held.get("token") != self.token:
+            print(
+                f"warning: {self.path}: the lease was taken over by {_refusal_holder(held)} "
+                f"after {STALE_S:g} s without a heartbeat from this run; stop one of them",
+                file=sys.stderr,
+                flush=True,
+            )
+            return False
+        self._write()
+        return True
 
 
 def read_lease(path: str) -> dict | None:
@@ -157,12 +175,17 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _refusal(path: str, held: dict) -> str:
-    who = (
+def _refusal_holder(held: dict) -> str:
+    """Who holds a lease, for messages."""
+    return (
         f"{held.get('job', 'a raypz job')} (pid {held.get('pid', '?')} on "
         f"{held.get('host', '?')}, started {held.get('started', '?')}, last heartbeat "
         f"{held.get('heartbeat', '?')})"
     )
+
+
+def _refusal(path: str, held: dict) -> str:
+    who = _refusal_holder(held)
     return (
         f"{path}: this output is being written by another run, {who}; wait for it to end, "
         f"or stop it (a lease whose holder is gone ends within {STALE_S:g} s)"

@@ -77,6 +77,23 @@ def test_the_holder_refreshes_its_heartbeat(tmp_path, monkeypatch):
             time.sleep(0.2)
 
 
+def test_a_holder_whose_lease_was_taken_over_does_not_take_it_back(tmp_path, monkeypatch, capsys):
+    """A run silent for STALE_S (paused, cut off) lost its lease to another; its next
+    heartbeat rewrote the lease, and both wrote on, each thinking it held the output."""
+    monkeypatch.setattr(lease, "HEARTBEAT_S", 0.2)
+    out = tmp_path / "catalog"
+    with OutputLease(str(out), "raypz inference") as held:
+        _plant(out, "node-7", 12345, 0)  # the run that took the output over
+        deadline = time.monotonic() + 10
+        while held._beat.is_alive():
+            assert time.monotonic() < deadline, "the heartbeat went on"
+            time.sleep(0.1)
+        assert read_lease(str(out / LEASE_FILE))["token"] == "other"
+    assert read_lease(str(out / LEASE_FILE))["token"] == "other", "left to its holder"
+    err = capsys.readouterr().err
+    assert "the lease was taken over by raypz inference (pid 12345 on node-7" in err
+
+
 def test_an_output_holding_only_the_lease_counts_as_empty(tmp_path):
     """A heartbeat is written to a hidden temporary name and renamed: an output checked while
     one is being written was refused as not empty."""
