@@ -43,6 +43,7 @@ from raypz.schema.rules import (
     parse_pixel_scale,
     require_band_order,
     require_cutout_shape,
+    require_int64_ids,
     require_pixel_scale,
 )
 from raypz.tables import TABLE_SUFFIXES, is_fits, open_table, relative_stem
@@ -195,6 +196,7 @@ def open_cutout_file(
             missing = [c for c in (id_column, column) if c not in parquet.schema_arrow.names]
             if missing:
                 raise ContractError(path, missing[0], "missing (required in a cutout file)")
+            require_int64_ids(path, parquet.schema_arrow, id_column)
             yield CutoutFile(path, parquet, id_column, column)
     except (OSError, ValueError, pa.ArrowException) as err:
         if isinstance(err, ContractError):

@@ -192,6 +192,22 @@ def test_repeated_id_and_wrong_shape_name_the_cutout_file(tmp_path, rng):
         pass
 
 
+@pytest.mark.parametrize("id_type", [pa.float64(), pa.uint64()])
+def test_parquet_cutout_ids_int64_cannot_hold_are_refused(layouts, tmp_path, id_type):
+    """Float ids were truncated and uint64 ones wrapped, silently: the cutouts then joined no
+    object, or the wrong one."""
+    shard = sorted((layouts["shards"] / "cutouts").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    table = table.set_column(0, pa.field("objectId", id_type), table["objectId"].cast(id_type))
+    pq.write_table(table, tmp_path / "cutouts.parquet")
+    rule = f"objectId.*type {id_type} is not an integer type that int64 holds"
+    with (
+        pytest.raises(ContractError, match=rule),
+        open_cutout_file(LOCAL, str(tmp_path / "cutouts.parquet")),
+    ):
+        pass
+
+
 def test_fits_cutouts_in_another_unit_are_refused(tmp_path, rng):
     """Pixels in MJy/sr (or ADU) read as nJy/pixel would feed the network numbers off by
     orders of magnitude; the file's BUNIT says so, and the file is refused."""

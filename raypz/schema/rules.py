@@ -71,13 +71,7 @@ def check_file_schema(
             rule = "missing (an image model reads cutouts: a column, or a store given --cutouts)"
         raise ContractError(path, missing[0], rule)
 
-    _require(
-        path,
-        schema,
-        columns.object_id,
-        _fits_int64,
-        "an integer type that int64 holds (int8-int64, uint8-uint32; cast uint64 ids to int64)",
-    )
+    require_int64_ids(path, schema, columns.object_id)
     for name in value_columns(columns, bands, require_labels):
         _require(path, schema, name, pa.types.is_floating, "a floating type (float32/float64)")
     for name in chain(*columns.epoch_columns(bands)):
@@ -118,6 +112,19 @@ def _require(
     dtype = schema.field(name).type
     if not ok(dtype):
         raise ContractError(path, name, f"type {dtype} is not {wanted}")
+
+
+def require_int64_ids(path: str, schema: pa.Schema, name: str) -> None:
+    """ContractError unless the id column ``name`` has an integer type whose every value
+    int64 holds: float ids would be truncated and uint64 ones wrapped, silently, and then
+    join the wrong rows."""
+    _require(
+        path,
+        schema,
+        name,
+        _fits_int64,
+        "an integer type that int64 holds (int8-int64, uint8-uint32; cast uint64 ids to int64)",
+    )
 
 
 def _require_declared_unit(path: str, field: pa.Field, unit: str) -> None:
