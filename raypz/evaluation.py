@@ -37,7 +37,7 @@ from raypz.models.artifact import MODEL_JSON, TRAINING_CURVES
 from raypz.pdf import POINT_ESTIMATES, ZGrid, require_point_estimate
 from raypz.plots import make_all_plots
 from raypz.predictions import MODEL_HASH_KEY, Predictions, read_predictions
-from raypz.schema import ContractError, RefusedError
+from raypz.schema import ContractError, RefusedError, validate_dataset
 from raypz.tables import column_names
 
 
@@ -160,6 +160,8 @@ def _same_objects(
 
 def _knn(train_path: str, test: pa.Table, columns: ColumnTemplate, grid: ZGrid):
     """kNN baseline fitted on ``train_path``, predicted on the test rows; (PDFs, flags, notes)."""
+    # the contract's checks (fluxes in nJy, not magnitudes; ids unique), as for training
+    validate_dataset(train_path, columns, require_labels=True)
     train_cols = [*columns.flux_columns(), *columns.flux_err_columns(), columns.redshift]
     train = read_table(train_path, train_cols)
     z_train = train[columns.redshift].to_numpy(zero_copy_only=False).astype(np.float64)

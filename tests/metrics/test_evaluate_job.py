@@ -309,6 +309,22 @@ def test_a_knn_training_table_without_usable_labels_is_named(inputs, tmp_path):
         evaluate_predictions(request)
 
 
+def test_a_knn_training_table_in_magnitudes_is_refused_before_any_report(inputs, tmp_path):
+    """Magnitudes in the flux columns trained a kNN baseline on nonsense, and the report
+    compared the model with it."""
+    train = pq.read_table(inputs["root"] / "train.parquet")
+    i = train.schema.get_field_index("g_cModelFlux")
+    mags = 31.4 - 2.5 * np.log10(np.clip(train[i].to_numpy(), 1.0, None))
+    pq.write_table(train.set_column(i, "g_cModelFlux", pa.array(mags)), tmp_path / "train.parquet")
+    request = EvaluationRequest(
+        str(inputs["root"] / "ens"), str(inputs["root"] / "truth.parquet"),
+        str(tmp_path / "report"), train=str(tmp_path / "train.parquet"), plots=False,
+    )  # fmt: skip
+    with pytest.raises(ContractError, match=r"train\.parquet.*g_cModelFlux.*AB magnitudes"):
+        evaluate_predictions(request)
+    assert not (tmp_path / "report").exists()
+
+
 def test_the_training_curves_shown_are_those_of_the_model_that_made_the_predictions(
     inputs, tmp_path
 ):
