@@ -61,7 +61,7 @@ class SurveyConfig:
     Attributes:
         n_objects: number of rows written in total (after the magnitude limit and, if on, the
             spectroscopic selection).
-        seed: master seed; shard ``i`` of field ``f`` draws from
+        seed: master seed, in [0, 2**32); shard ``i`` of field ``f`` draws from
             ``np.random.SeedSequence([seed, f.code, i])``.
         depth: survey depth ``"y1"`` ... ``"y10"``: years of LSST visits in the coadd.
         field: ``"deep"`` or ``"wide"`` (see :data:`FIELDS`).
@@ -89,7 +89,9 @@ class SurveyConfig:
             data differ from any simulation.
         errors_from: flux the reported errors are computed from: ``"true"`` (the noiseless
             flux, the default) or ``"observed"`` (the noisy flux, as a real pipeline does; the
-            noise itself is always drawn from the true flux).
+            noise itself is always drawn from the true flux). Coadd errors only: the epoch
+            columns' errors are always those of the true flux (within 0.6% of the observed
+            ones, where the sky dominates).
         missing_band_fraction: per row and band, probability that the band is missing (NaN
             flux and error), in [0, 0.9]; a row that would lose every band keeps one at random.
             Epoch columns and cutouts are not masked.
@@ -123,8 +125,11 @@ class SurveyConfig:
         require_finite(self)
         if not isinstance(self.n_objects, int) or self.n_objects < 1:
             raise ValueError(f"n_objects must be a positive int, got {self.n_objects!r}")
-        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
+        # one 32-bit word: SeedSequence reads a larger seed as two words and pads entropy with
+        # zeros, so [2**32 * hi + lo, code, i] drew the streams of [lo, hi, code] (another
+        # seed's shard code)
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an int in [0, 2**32), got {self.seed!r}")
         if not re.fullmatch(r"y([1-9]|10)", str(self.depth)):
             raise ValueError(f"depth must be one of 'y1' ... 'y10', got {self.depth!r}")
         if self.field not in FIELDS:

@@ -25,7 +25,7 @@ from raypz.sim.photometry import NoiseModel, noise_model
 VISIT_DEPTH_SCATTER = 0.25
 """Standard deviation of single-visit 5-sigma depths about their mean, mag."""
 _VISIT_STREAM = 1_000
-"""Spawn key of the field-level visit stream; shard streams only use keys 0-3."""
+"""Spawn key of the field-level visit stream; shard streams only use keys 0-5."""
 
 
 @functools.lru_cache(maxsize=16)

@@ -107,14 +107,16 @@ def iter_shard_batches(config: SurveyConfig, shard_index: int) -> Iterator[pa.Re
     ids = object_ids(config.field_spec, shard_index, n)
     missing = missing_bands(config.missing_band_fraction, n, rng_missing)
     schema = shard_schema(config)
+    # drawn for the whole shard at once: the epoch stream then gives the same epochs whether
+    # or not the rows are cut into batches for cutouts
+    epochs = _epoch_columns(config, survey, catalog, rng_epochs) if config.epochs else {}
     step = CUTOUT_BATCH_ROWS if config.cutouts else n
     for start in range(0, n, step):
         rows = np.arange(start, min(start + step, n))
         part = catalog.take(rows)
         part_missing = None if missing is None else missing[rows]
         columns = _catalog_columns(config, part, ids[rows], part_missing)
-        if config.epochs:
-            columns.update(_epoch_columns(config, survey, part, rng_epochs))
+        columns.update({name: array.slice(start, rows.size) for name, array in epochs.items()})
         if config.cutouts:
             renderer = cutout_renderer(config.years, config.field, config.cutout_size)
             images = renderer.render(part.galaxies, part.true_flux, rng_cutouts)

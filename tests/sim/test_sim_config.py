@@ -22,6 +22,7 @@ from raypz.sim.config import object_ids
         ({"max_epochs_per_band": 0}, "max_epochs_per_band"),
         ({"area_deg2": -1.0}, "area_deg2"),
         ({"seed": -1}, "seed"),
+        ({"seed": 2**33 + 5}, r"seed must be an int in \[0, 2\*\*32\)"),
     ],
 )
 def test_invalid_values_are_refused_with_the_field_name(kwargs, message):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from raypz.columns import BANDS, DEFAULT_COLUMNS
 from raypz.sim import SurveyConfig, simulate_shard
 from raypz.sim.photometry import noise_model
+from raypz.sim.shard import CUTOUT_BATCH_ROWS
 
 C = DEFAULT_COLUMNS
 
@@ -46,3 +49,12 @@ def test_epoch_scatter_matches_the_epoch_errors(epoch_table):
     coadd = epoch_table[C.flux.format(band="r")].to_numpy()[:, None]
     pulls = (flux - coadd) / err
     assert 0.9 < np.std(pulls) < 1.1
+
+
+def test_cutouts_leave_the_epochs_unchanged():
+    """With cutouts the rows are made in batches of CUTOUT_BATCH_ROWS; the epochs were drawn
+    per batch then, band by band, so the epoch stream gave other values to the same rows."""
+    config = SurveyConfig(n_objects=CUTOUT_BATCH_ROWS + 60, seed=8, epochs=True, cutout_size=8)
+    plain = simulate_shard(config, 0)
+    with_cutouts = simulate_shard(dataclasses.replace(config, cutouts=True), 0)
+    assert with_cutouts.drop_columns(["cutout"]).equals(plain)
