@@ -41,6 +41,9 @@ class _WidthScaled(nn.Module):
 _PDF_CHUNK_ROWS = 128
 _LOG2_E = 1.0 / math.log(2.0)
 _MAX_EXPONENT = 80.0 * _LOG2_E
+_FAR_EXPONENT = 60.0
+"""A row whose best component reaches the grid only below 2^-60 of its peak is computed with
+shifted exponents (the clamp at 2^-115 would otherwise be all its PDF holds)."""
 """Largest t^2 in 2^(-t^2) evaluated exactly; beyond it the Gaussian is < 2e-35 of its peak."""
 
 
@@ -68,6 +71,9 @@ class MDNHead(_WidthScaled):
         n_components: number of Gaussians K.
         z_init: (z_min, z_max) range over which the initial component means are spread.
         sigma_min: smallest allowed component width (redshift units).
+        z_range: the grid's (z_min, z_max): labels beyond it are taught as its ends, as the
+            binned head does (None: as given). A mixture fitted to labels beyond the grid put
+            its mass there, and the PDF on the grid became what was left: a stray component.
     """
 
     def __init__(
@@ -76,10 +82,12 @@ class MDNHead(_WidthScaled):
         n_components: int = 5,
         z_init: tuple[float, float] = (0.1, 2.5),
         sigma_min: float = 0.003,
+        z_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         self.n_components = n_components
         self.sigma_min = sigma_min
+        self.z_range = z_range
         self.proj = nn.Linear(in_dim, 3 * n_components)
         with torch.no_grad():  # spread the initial means so components start distinct
             self.proj.bias[n_components : 2 * n_components] = torch.linspace(*z_init, n_components)
@@ -95,6 +103,8 @@ class MDNHead(_WidthScaled):
     def loss(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of the true redshifts z (B,) under the mixture, (B,)."""
         log_w, mu, sigma = out.unbind(dim=1)
+        if self.z_range is not None:
+            z = z.clamp(*self.z_range)
         log_norm = -0.5 * ((z[:, None] - mu) / sigma) ** 2 - torch.log(sigma) - _LOG_SQRT_2PI
         return -torch.logsumexp(log_w + log_norm, dim=1)
 
@@ -124,6 +134,15 @@ class MDNHead(_WidthScaled):
             # exponents take a slow path on CPU
             t.square_().mul_(c[lo:hi]).clamp_(min=-_MAX_EXPONENT).exp2_()
             torch.bmm(scale[lo:hi], t, out=p[lo:hi].unsqueeze(1))  # (b, 1, G)
+        # rows whose every component lies far off the grid are all clamp floor there: redone
+        # with their exponents shifted so that the largest is 0 (the mass piles up at the end
+        # nearest to it), they normalise like the others
+        on_grid = mu.clamp(float(z_grid[0]), float(z_grid[-1]))
+        far = ((c.squeeze(2) * (on_grid - mu) ** 2).amax(dim=1) < -_FAR_EXPONENT).nonzero()
+        if len(far):
+            rows = far[:, 0]
+            e = c[rows] * (z_grid - mu3[rows]) ** 2 + torch.log2(scale[rows]).transpose(1, 2)
+            p[rows] = (e - e.amax(dim=(1, 2), keepdim=True)).exp2().sum(dim=1)
         return _trapezoid_normalize(p, float(z_grid[1] - z_grid[0]))
 
 
@@ -176,7 +195,7 @@ def build_head(
 ) -> MDNHead | BinnedHead:
     """The PDF head named by ``kind`` ("mdn" or "binned") on a hidden vector of ``in_dim``."""
     if kind == "mdn":
-        return MDNHead(in_dim, n_components)
+        return MDNHead(in_dim, n_components, z_range=(float(z_grid[0]), float(z_grid[-1])))
     if kind == "binned":
         return BinnedHead(in_dim, z_grid, label_sigma)
     raise ValueError(f"unknown PDF head {kind!r}: expected 'mdn' or 'binned'")

@@ -321,7 +321,7 @@ def _require_label_spread(path: str, rows: LabelledArrays, config: TrainConfig) 
 
 def _warn_beyond_grid(path: str, rows: LabelledArrays, config: TrainConfig) -> None:
     """Say how many usable labels of ``path`` lie beyond the z grid's end: no PDF on the grid
-    reaches them (the binned head learns them as the end, the MDN pays a large loss)."""
+    reaches them (both heads learn them as the grid's end)."""
     z = rows.z[usable_redshift(rows.z)]
     beyond = int((z > config.grid.z_max).sum())
     if beyond:

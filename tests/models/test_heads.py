@@ -58,6 +58,36 @@ def test_mdn_pdf_matches_the_mixture_in_float64():
     assert np.array_equal(got.argmax(axis=1), expected.argmax(axis=1))
 
 
+def test_mdn_rows_whose_mixture_lies_off_the_grid_pile_up_at_its_nearest_end():
+    """Every component more than ~11 sigma beyond an end: the grid held only the clamp floor,
+    so the row was flat (mode z = 0, median mid-grid) and weighed ~0 in an ensemble mean."""
+    head = MDNHead(in_dim=4, n_components=2)
+    mu = [[3.8, -3.0], [3.6, -3.0], [-0.05, 5.0], [1.0, -3.0]]  # the last: on the grid
+    sigma = [[0.02, 0.01], [0.005, 0.01], [0.003, 0.01], [0.05, 0.01]]
+    log_w = torch.log(torch.tensor([[0.999, 0.001]] * 4))
+    out = torch.stack([log_w, torch.tensor(mu), torch.tensor(sigma)], dim=1)
+    p = head.pdf(out, Z)
+    torch.testing.assert_close(_trapezoid(p), torch.ones(4), atol=1e-5, rtol=0)
+    assert p.argmax(dim=1).tolist() == [GRID.n - 1, GRID.n - 1, 0, 100]
+    # the first row's tail in float64: exp(-(z - 3.8)^2 / (2 0.02^2)) near 3.5, normalised
+    z = Z.double().numpy()
+    expected = np.exp(-0.5 * ((z - 3.8) / 0.02) ** 2 - (-0.5 * ((3.5 - 3.8) / 0.02) ** 2))
+    expected /= (expected.sum() - 0.5 * (expected[0] + expected[-1])) * GRID.dz
+    np.testing.assert_allclose(p[0].numpy(), expected, rtol=2e-3, atol=1e-6 * expected.max())
+
+
+def test_mdn_learns_labels_beyond_the_grid_as_its_ends():
+    """As the binned head: a mixture fitted to z beyond z_max put its mass where the grid
+    cannot show it, and the PDF became what was left, a stray component (z_mode 0.56 for an
+    object at z = 3.52)."""
+    head = build_head("mdn", 4, Z, 3, 0.01)
+    out = head(torch.randn(3, 4))
+    beyond = head.loss(out, torch.tensor([3.9, -0.2, 1.0]))
+    torch.testing.assert_close(beyond, head.loss(out, torch.tensor([3.5, 0.0, 1.0])))
+    unclamped = MDNHead(in_dim=4, n_components=3).loss
+    assert unclamped(out, torch.tensor([3.9] * 3))[0] != unclamped(out, torch.tensor([3.5] * 3))[0]
+
+
 @pytest.mark.parametrize("head_name", ["mdn", "binned"])
 def test_network_pdfs_are_normalised_and_trainable(head_name):
     torch.manual_seed(0)
