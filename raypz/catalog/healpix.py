@@ -44,6 +44,9 @@ def healpix29(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     bad = ~(np.isfinite(ra) & np.isfinite(dec))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} positions have non-finite coordinates")
+    off = np.abs(dec) > 90.0
+    if off.any():
+        raise ValueError(f"{int(off.sum())} positions have a declination outside [-90, 90]")
     # hats' compute_spatial_index, called directly: importing hats costs every Ray worker
     # 1.6 s, cdshealpix 0.4 s (a test checks the two agree)
     lon, lat = Longitude(ra, unit="deg"), Latitude(dec, unit="deg")

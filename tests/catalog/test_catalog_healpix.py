@@ -54,9 +54,16 @@ def test_matches_the_index_lsdb_builds(rng):
     np.testing.assert_array_equal(healpix29(ra, dec), [by_id[i] for i in frame["id"]])
 
 
-@pytest.mark.parametrize(("ra", "dec"), [(np.nan, 0.0), (10.0, np.inf), (10.0, 90.5)])
-def test_rejects_positions_off_the_sphere(ra, dec):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("ra", "dec", "rule"),
+    [
+        (np.nan, 0.0, "1 positions have non-finite coordinates"),
+        (10.0, np.inf, "1 positions have non-finite coordinates"),
+        (10.0, 90.5, r"1 positions have a declination outside \[-90, 90\]"),
+    ],
+)
+def test_rejects_positions_off_the_sphere(ra, dec, rule):
+    with pytest.raises(ValueError, match=rule):
         healpix29(np.array([1.0, ra]), np.array([1.0, dec]))
 
 

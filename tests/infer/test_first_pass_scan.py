@@ -83,8 +83,14 @@ def test_the_first_pass_keeps_a_window_of_tasks_and_names_the_first_bad_file(
         (tmp_path / f"f{i}").mkdir()
         files.append(_file(tmp_path / f"f{i}", ids))
     fs, _ = io.resolve(files[0])
+    in_flight = []  # tasks pending at each wait: the real ray.wait, watched
+    wait = ray_session.wait
+    monkeypatch.setattr(
+        ray_session, "wait", lambda refs, **kw: in_flight.append(len(refs)) or wait(refs, **kw)
+    )
     good = pipeline._first_pass(files[:3], fs, DEFAULT_COLUMNS, 10, check_ids=True)
     assert good.total == 27
+    assert max(in_flight) == 2 and len(in_flight) >= 2, in_flight
     with pytest.raises(ContractError, match="duplicated") as info:
         pipeline._first_pass(files, fs, DEFAULT_COLUMNS, 10, check_ids=True)
     assert info.value.file == files[3]
