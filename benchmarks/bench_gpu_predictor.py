@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from raypz import compact
+from raypz import compact, io
 from raypz.catalog import plan_partitions, with_healpix29
 from raypz.infer import CatalogPredictor, tasks
 from raypz.models.ensemble import to_device
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     base = pq.read_table(a.input)
     a.distinct_rows = base.num_rows
     cols = CatalogPredictor(a.model, "cpu").columns
-    histogram = tasks.histogram_file(a.input, None, cols.ra, cols.dec, 10)[0]
+    fs, inner = io.resolve(a.input)
+    histogram = tasks.histogram_file(inner, fs, cols.ra, cols.dec, 10).histogram
     plan = plan_partitions(histogram, 1_000_000)
     run_model(a, a.model, "catalog ensemble", _tile(base, a.rows), plan)
     if a.image_model:
